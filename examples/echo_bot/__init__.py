@@ -1,0 +1,1 @@
+"""A tiny Discord bot that shipcord deploys in its examples and tests."""

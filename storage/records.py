@@ -1,0 +1,87 @@
+"""Rows of the shipcord database as immutable values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+OPEN_STATES = ("running", "paused", "rolling_back")
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentRecord:
+    workflow_id: str
+    bot_name: str
+    version: str
+    owner_id: str
+    guild_id: str | None
+    channel_id: str | None
+    message_id: str | None
+    state: str
+    is_open: bool
+    notified: bool
+    error: str | None
+    created_at: str
+    updated_at: str
+    finished_at: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> DeploymentRecord:
+        return cls(
+            workflow_id=row["workflow_id"],
+            bot_name=row["bot_name"],
+            version=row["version"],
+            owner_id=row["owner_id"],
+            guild_id=row["guild_id"],
+            channel_id=row["channel_id"],
+            message_id=row["message_id"],
+            state=row["state"],
+            is_open=bool(row["is_open"]),
+            notified=bool(row["notified"]),
+            error=row["error"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            finished_at=row["finished_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRecord:
+    id: int
+    bot_name: str
+    number: int
+    version: str
+    workflow_id: str
+    previous_number: int | None
+    runtime: str
+    runtime_handle: str | None
+    status: str
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def from_row(cls, row: Any) -> ReleaseRecord:
+        return cls(
+            id=row["id"],
+            bot_name=row["bot_name"],
+            number=row["number"],
+            version=row["version"],
+            workflow_id=row["workflow_id"],
+            previous_number=row["previous_number"],
+            runtime=row["runtime"],
+            runtime_handle=row["runtime_handle"],
+            status=row["status"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BotRecord:
+    name: str
+    bot_type: str
+    active_release: int | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> BotRecord:
+        return cls(name=row["name"], bot_type=row["bot_type"], active_release=row["active_release"])

@@ -1,0 +1,347 @@
+"""The one object through which shipcord reads and writes its database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from storage.database import open_database
+from storage.records import BotRecord, DeploymentRecord, ReleaseRecord
+
+
+class DeploymentConflict(Exception):
+    """The bot already has an open deployment."""
+
+    def __init__(self, bot_name: str, running_workflow_id: str) -> None:
+        super().__init__(
+            f"{bot_name} already has a deployment in progress ({running_workflow_id}); "
+            "wait for it to finish or cancel it first."
+        )
+        self.bot_name = bot_name
+        self.running_workflow_id = running_workflow_id
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class Storage:
+    """Ownership, progress messages, bots, releases and command snapshots.
+
+    One connection per process; an asyncio lock keeps one coroutine's transaction from
+    swallowing another's statements on that shared connection.
+    """
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._connection = connection
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Storage:
+        return cls(await open_database(path))
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+    async def __aenter__(self) -> Storage:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._connection
+            except BaseException:
+                await self._connection.execute("ROLLBACK")
+                raise
+            await self._connection.execute("COMMIT")
+
+    async def _fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        async with self._lock, self._connection.execute(sql, tuple(params)) as cursor:
+            return await cursor.fetchone()
+
+    async def _fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        async with self._lock, self._connection.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        async with self._lock, self._connection.execute(sql, tuple(params)) as cursor:
+            return cursor.rowcount
+
+    # Deployments -----------------------------------------------------------------------
+
+    async def reserve_deployment(
+        self,
+        *,
+        workflow_id: str,
+        bot_name: str,
+        version: str,
+        owner_id: str,
+        guild_id: str | None = None,
+        channel_id: str | None = None,
+    ) -> DeploymentRecord:
+        """Record a new open deployment, or return the existing row for this workflow.
+
+        Raises DeploymentConflict when another deployment of the bot is still open.
+        """
+        now = utc_now()
+        async with self._transaction() as db:
+            async with db.execute(
+                "SELECT * FROM deployments WHERE workflow_id = ?", (workflow_id,)
+            ) as cursor:
+                existing = await cursor.fetchone()
+            if existing is not None:
+                return DeploymentRecord.from_row(existing)
+            try:
+                await db.execute(
+                    "INSERT INTO deployments (workflow_id, bot_name, version, owner_id, guild_id,"
+                    " channel_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (workflow_id, bot_name, version, owner_id, guild_id, channel_id, now, now),
+                )
+            except sqlite3.IntegrityError:
+                async with db.execute(
+                    "SELECT workflow_id FROM deployments WHERE bot_name = ? AND is_open = 1",
+                    (bot_name,),
+                ) as cursor:
+                    running = await cursor.fetchone()
+                raise DeploymentConflict(
+                    bot_name, running["workflow_id"] if running else "unknown"
+                ) from None
+            async with db.execute(
+                "SELECT * FROM deployments WHERE workflow_id = ?", (workflow_id,)
+            ) as cursor:
+                return DeploymentRecord.from_row(await cursor.fetchone())
+
+    async def get_deployment(self, workflow_id: str) -> DeploymentRecord | None:
+        row = await self._fetch_one(
+            "SELECT * FROM deployments WHERE workflow_id = ?", (workflow_id,)
+        )
+        return DeploymentRecord.from_row(row) if row else None
+
+    async def open_deployment_of_bot(self, bot_name: str) -> DeploymentRecord | None:
+        row = await self._fetch_one(
+            "SELECT * FROM deployments WHERE bot_name = ? AND is_open = 1", (bot_name,)
+        )
+        return DeploymentRecord.from_row(row) if row else None
+
+    async def list_open_deployments(self, guild_id: str | None = None) -> list[DeploymentRecord]:
+        if guild_id is None:
+            rows = await self._fetch_all(
+                "SELECT * FROM deployments WHERE is_open = 1 ORDER BY created_at"
+            )
+        else:
+            rows = await self._fetch_all(
+                "SELECT * FROM deployments WHERE is_open = 1 AND guild_id = ? ORDER BY created_at",
+                (guild_id,),
+            )
+        return [DeploymentRecord.from_row(row) for row in rows]
+
+    async def list_deployments(
+        self, *, guild_id: str | None = None, limit: int = 25
+    ) -> list[DeploymentRecord]:
+        """The most recent deployments, newest first (of one server when given)."""
+        if guild_id is None:
+            rows = await self._fetch_all(
+                "SELECT * FROM deployments ORDER BY created_at DESC LIMIT ?", (limit,)
+            )
+        else:
+            rows = await self._fetch_all(
+                "SELECT * FROM deployments WHERE guild_id = ? ORDER BY created_at DESC LIMIT ?",
+                (guild_id, limit),
+            )
+        return [DeploymentRecord.from_row(row) for row in rows]
+
+    async def set_progress_message(
+        self, workflow_id: str, *, channel_id: str, message_id: str
+    ) -> None:
+        await self._execute(
+            "UPDATE deployments SET channel_id = ?, message_id = ?, updated_at = ?"
+            " WHERE workflow_id = ?",
+            (channel_id, message_id, utc_now(), workflow_id),
+        )
+
+    async def set_deployment_state(self, workflow_id: str, state: str) -> None:
+        await self._execute(
+            "UPDATE deployments SET state = ?, updated_at = ? WHERE workflow_id = ?",
+            (state, utc_now(), workflow_id),
+        )
+
+    async def close_deployment(
+        self, workflow_id: str, *, state: str, error: str | None = None
+    ) -> bool:
+        """Mark the deployment finished; True the first time, False when already closed."""
+        now = utc_now()
+        changed = await self._execute(
+            "UPDATE deployments SET state = ?, error = ?, is_open = 0, finished_at = ?,"
+            " updated_at = ? WHERE workflow_id = ? AND is_open = 1",
+            (state, error, now, now, workflow_id),
+        )
+        return changed == 1
+
+    async def claim_notification(self, workflow_id: str) -> bool:
+        """Atomically take the right to notify about this deployment; True only once."""
+        changed = await self._execute(
+            "UPDATE deployments SET notified = 1, updated_at = ? WHERE workflow_id = ?"
+            " AND notified = 0",
+            (utc_now(), workflow_id),
+        )
+        return changed == 1
+
+    # Bots and releases -----------------------------------------------------------------
+
+    async def create_release(
+        self, *, workflow_id: str, bot_name: str, bot_type: str, version: str, runtime: str
+    ) -> ReleaseRecord:
+        """Create the next release of the bot for this workflow (once: retries return it)."""
+        now = utc_now()
+        async with self._transaction() as db:
+            async with db.execute(
+                "SELECT * FROM releases WHERE workflow_id = ?", (workflow_id,)
+            ) as cursor:
+                existing = await cursor.fetchone()
+            if existing is not None:
+                return ReleaseRecord.from_row(existing)
+            await db.execute(
+                "INSERT INTO bots (name, bot_type, created_at, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO NOTHING",
+                (bot_name, bot_type, now, now),
+            )
+            async with db.execute(
+                "SELECT active_release, (SELECT COALESCE(MAX(number), 0) FROM releases"
+                " WHERE bot_name = ?) AS last_number FROM bots WHERE name = ?",
+                (bot_name, bot_name),
+            ) as cursor:
+                counters = await cursor.fetchone()
+            assert counters is not None  # the bots row was upserted just above
+            await db.execute(
+                "INSERT INTO releases (bot_name, number, version, workflow_id, previous_number,"
+                " runtime, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                (
+                    bot_name,
+                    counters["last_number"] + 1,
+                    version,
+                    workflow_id,
+                    counters["active_release"],
+                    runtime,
+                    now,
+                    now,
+                ),
+            )
+            async with db.execute(
+                "SELECT * FROM releases WHERE workflow_id = ?", (workflow_id,)
+            ) as cursor:
+                return ReleaseRecord.from_row(await cursor.fetchone())
+
+    async def get_release_of_workflow(self, workflow_id: str) -> ReleaseRecord | None:
+        row = await self._fetch_one("SELECT * FROM releases WHERE workflow_id = ?", (workflow_id,))
+        return ReleaseRecord.from_row(row) if row else None
+
+    async def get_release(self, bot_name: str, number: int) -> ReleaseRecord | None:
+        row = await self._fetch_one(
+            "SELECT * FROM releases WHERE bot_name = ? AND number = ?", (bot_name, number)
+        )
+        return ReleaseRecord.from_row(row) if row else None
+
+    async def list_releases(self, bot_name: str) -> list[ReleaseRecord]:
+        rows = await self._fetch_all(
+            "SELECT * FROM releases WHERE bot_name = ? ORDER BY number", (bot_name,)
+        )
+        return [ReleaseRecord.from_row(row) for row in rows]
+
+    async def get_bot(self, name: str) -> BotRecord | None:
+        row = await self._fetch_one("SELECT * FROM bots WHERE name = ?", (name,))
+        return BotRecord.from_row(row) if row else None
+
+    async def set_release_runtime(
+        self, release_id: int, *, runtime_handle: str | None, status: str
+    ) -> None:
+        await self._execute(
+            "UPDATE releases SET runtime_handle = ?, status = ?, updated_at = ? WHERE id = ?",
+            (runtime_handle, status, utc_now(), release_id),
+        )
+
+    async def set_release_status(self, release_id: int, status: str) -> None:
+        await self._execute(
+            "UPDATE releases SET status = ?, updated_at = ? WHERE id = ?",
+            (status, utc_now(), release_id),
+        )
+
+    async def activate_release(self, release: ReleaseRecord) -> None:
+        """Make `release` the bot's active one; the one it replaces becomes superseded."""
+        now = utc_now()
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE releases SET status = 'superseded', updated_at = ?"
+                " WHERE bot_name = ? AND status = 'active' AND id != ?",
+                (now, release.bot_name, release.id),
+            )
+            await db.execute(
+                "UPDATE releases SET status = 'active', updated_at = ? WHERE id = ?",
+                (now, release.id),
+            )
+            await db.execute(
+                "UPDATE bots SET active_release = ?, updated_at = ? WHERE name = ?",
+                (release.number, now, release.bot_name),
+            )
+
+    async def roll_back_release(self, release: ReleaseRecord) -> None:
+        """Mark `release` rolled back and give the bot back the release it replaced."""
+        now = utc_now()
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE releases SET status = 'rolled_back', updated_at = ? WHERE id = ?",
+                (now, release.id),
+            )
+            if release.previous_number is None:
+                await db.execute(
+                    "UPDATE bots SET active_release = NULL, updated_at = ?"
+                    " WHERE name = ? AND active_release = ?",
+                    (now, release.bot_name, release.number),
+                )
+                return
+            await db.execute(
+                "UPDATE bots SET active_release = ?, updated_at = ? WHERE name = ?",
+                (release.previous_number, now, release.bot_name),
+            )
+            await db.execute(
+                "UPDATE releases SET status = 'active', updated_at = ?"
+                " WHERE bot_name = ? AND number = ?",
+                (now, release.bot_name, release.previous_number),
+            )
+
+    # Slash-command snapshots ------------------------------------------------------------
+
+    async def save_command_snapshot(
+        self, workflow_id: str, *, application_id: str, commands: list[dict[str, Any]]
+    ) -> bool:
+        """Keep the first snapshot taken for a workflow; later calls change nothing."""
+        changed = await self._execute(
+            "INSERT INTO command_snapshots (workflow_id, application_id, commands, created_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (workflow_id) DO NOTHING",
+            (workflow_id, application_id, json.dumps(commands), utc_now()),
+        )
+        return changed == 1
+
+    async def get_command_snapshot(
+        self, workflow_id: str
+    ) -> tuple[str, list[dict[str, Any]]] | None:
+        row = await self._fetch_one(
+            "SELECT application_id, commands FROM command_snapshots WHERE workflow_id = ?",
+            (workflow_id,),
+        )
+        if row is None:
+            return None
+        return row["application_id"], json.loads(row["commands"])

@@ -1,0 +1,6 @@
+"""Where releases run: local processes (the default) or Docker containers."""
+
+from workflows.runtimes.base import ReleaseHandle, ReleaseSpec, Runtime, RuntimeError_
+from workflows.runtimes.process import ProcessRuntime
+
+__all__ = ["ProcessRuntime", "ReleaseHandle", "ReleaseSpec", "Runtime", "RuntimeError_"]

@@ -1,0 +1,265 @@
+"""The targets file: which bots shipcord may deploy, and how.
+
+```toml
+[bots.echo]
+type = "discord"
+runtime = "process"
+command = ["{python}", "-m", "examples.echo_bot", "--release", "{version}"]
+token_env = "ECHO_BOT_TOKEN"
+health_url = "http://127.0.0.1:{port}/healthz"
+commands = "examples/echo_bot/commands.json"
+strategy = "replace"
+```
+
+Relative paths are relative to the targets file's folder, which is also where a
+`process` release starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+BOT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+VERSION = re.compile(r"^(latest|v?[0-9]+(\.[0-9]+){0,3}([-+][0-9A-Za-z][0-9A-Za-z.+-]{0,40})?)$")
+PLACEHOLDERS = frozenset({"version", "port", "python"})
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+class TargetsError(ValueError):
+    """The targets file cannot be used; the message names the file, target and field."""
+
+
+class UnknownTarget(LookupError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        listed = ", ".join(sorted(known)) or "none"
+        super().__init__(f"Unknown bot {name!r}: the targets file declares {listed}.")
+        self.name = name
+
+
+def validate_version(version: str) -> str:
+    """Return the version if well formed, else raise ValueError saying what is expected."""
+    if not VERSION.match(version):
+        raise ValueError(
+            f"Version {version[:50]!r} is not well formed: use a release number such as "
+            "1.4.0 or v2.0.1-rc.1, or 'latest'."
+        )
+    return version
+
+
+def check_placeholders(text: str) -> str:
+    for name in PLACEHOLDER.findall(text):
+        if name not in PLACEHOLDERS:
+            allowed = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
+            raise ValueError(f"unknown placeholder {{{name}}} (allowed: {allowed})")
+    return text
+
+
+class Target(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: Literal["discord"] = "discord"
+    runtime: Literal["process", "docker"] = "process"
+    command: list[str] = Field(default_factory=list)
+    image: str | None = None
+    token_env: str | None = None
+    token_file: Path | None = None
+    health_url: str | None = None
+    commands: Path | None = None
+    strategy: Literal["replace", "overlap"] = "replace"
+    env: dict[str, str] = Field(default_factory=dict)
+    healthy_after: float = Field(default=2.0, ge=0, le=300)
+    health_timeout: float = Field(default=60.0, gt=0, le=240)
+
+    @field_validator("name")
+    @classmethod
+    def name_is_slug(cls, name: str) -> str:
+        if not BOT_NAME.match(name):
+            raise ValueError(
+                "must be 1-32 characters of lowercase letters, digits and '-', "
+                "starting with a letter or digit"
+            )
+        return name
+
+    @field_validator("command")
+    @classmethod
+    def command_parts(cls, command: list[str]) -> list[str]:
+        if any(not part for part in command):
+            raise ValueError("must not contain empty strings")
+        return [check_placeholders(part) for part in command]
+
+    @field_validator("token_env")
+    @classmethod
+    def token_env_is_a_name(cls, name: str | None) -> str | None:
+        if name is not None and not ENV_NAME.match(name):
+            raise ValueError("must be an environment variable name such as ECHO_BOT_TOKEN")
+        return name
+
+    @field_validator("health_url")
+    @classmethod
+    def health_url_is_http(cls, url: str | None) -> str | None:
+        if url is not None:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError("must be an http:// or https:// URL")
+            check_placeholders(url)
+        return url
+
+    @field_validator("env")
+    @classmethod
+    def env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if name in {"DISCORD_TOKEN", "PORT", "DISCORD_API_BASE"}:
+                raise ValueError(f"{name} is set by shipcord and cannot be overridden")
+        return env
+
+    @model_validator(mode="after")
+    def runtime_needs(self) -> Target:
+        if self.runtime == "process" and not self.command:
+            raise ValueError("command: a process target needs a command (a list of strings)")
+        if self.runtime == "docker" and not self.image:
+            raise ValueError("image: a docker target needs an image")
+        if (self.token_env is None) == (self.token_file is None):
+            raise ValueError("set exactly one of token_env or token_file")
+        return self
+
+    def read_token(self) -> str | None:
+        """The bot's token from its environment variable or secrets file, if present."""
+        if self.token_env is not None:
+            return os.environ.get(self.token_env) or None
+        assert self.token_file is not None
+        try:
+            return self.token_file.read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
+
+    @property
+    def token_source(self) -> str:
+        if self.token_env is not None:
+            return f"the environment variable {self.token_env}"
+        return f"the file {self.token_file}"
+
+    def render_command(self, *, version: str, port: int) -> list[str]:
+        values = {"version": version, "port": str(port), "python": sys.executable}
+        return [PLACEHOLDER.sub(lambda m: values[m.group(1)], part) for part in self.command]
+
+    def render_health_url(self, *, port: int) -> str | None:
+        if self.health_url is None:
+            return None
+        return self.health_url.replace("{port}", str(port))
+
+    def load_command_manifest(self) -> list[dict[str, Any]] | None:
+        """The slash commands to apply, or None when the target declares none."""
+        if self.commands is None:
+            return None
+        try:
+            manifest = json.loads(self.commands.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise TargetsError(
+                f"bots.{self.name}.commands: cannot read {self.commands}: {error.strerror}"
+            ) from None
+        except json.JSONDecodeError as error:
+            raise TargetsError(
+                f"bots.{self.name}.commands: {self.commands} is not valid JSON: {error}"
+            ) from None
+        if not isinstance(manifest, list) or not all(
+            isinstance(command, dict) and isinstance(command.get("name"), str)
+            for command in manifest
+        ):
+            raise TargetsError(
+                f"bots.{self.name}.commands: {self.commands} must be a JSON list of command "
+                "objects, each with a name"
+            )
+        return manifest
+
+
+class TargetsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Path
+    bots: dict[str, Target]
+
+    def get(self, name: str) -> Target:
+        try:
+            return self.bots[name]
+        except KeyError:
+            raise UnknownTarget(name, list(self.bots)) from None
+
+
+def load_targets(path: Path) -> TargetsFile:
+    """Read and validate a targets file; raise TargetsError with a precise message."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TargetsError(f"{path}: targets file not found (set SHIPCORD_TARGETS_FILE)") from None
+    except OSError as error:
+        raise TargetsError(f"{path}: cannot read the targets file: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise TargetsError(f"{path}: not valid TOML: {error}") from None
+    unknown = sorted(set(raw) - {"bots"})
+    if unknown:
+        raise TargetsError(
+            f"{path}: unknown top-level key {unknown[0]!r} (expected [bots.NAME] tables)"
+        )
+    bots = raw.get("bots", {})
+    if not isinstance(bots, dict):
+        raise TargetsError(f"{path}: bots must be a table of [bots.NAME] sections")
+    base = path.resolve().parent
+    targets: dict[str, Target] = {}
+    problems: list[str] = []
+    for name, table in bots.items():
+        if not isinstance(table, dict):
+            problems.append(f"bots.{name}: must be a table")
+            continue
+        data = dict(table, name=name)
+        for field in ("commands", "token_file"):
+            if isinstance(data.get(field), str):
+                data[field] = base / data[field]
+        try:
+            targets[name] = Target.model_validate(data)
+        except ValidationError as error:
+            for item in error.errors():
+                field = ".".join(str(part) for part in item["loc"])
+                where = f"bots.{name}.{field}" if field else f"bots.{name}"
+                message = item["msg"].removeprefix("Value error, ")
+                problems.append(f"{where}: {message}")
+    if problems:
+        raise TargetsError(f"{path}: " + "; ".join(problems))
+    return TargetsFile(path=path.resolve(), bots=targets)
+
+
+class TargetRegistry:
+    """The targets file, re-read when it changes so edits apply without a restart."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._loaded: TargetsFile | None = None
+        self._stamp: tuple[int, int] | None = None
+
+    def current(self) -> TargetsFile:
+        try:
+            stat = self.path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stamp = None
+        if self._loaded is None or stamp != self._stamp:
+            self._loaded = load_targets(self.path)
+            self._stamp = stamp
+        return self._loaded
+
+    def get(self, name: str) -> Target:
+        return self.current().get(name)
+
+    @property
+    def working_directory(self) -> Path:
+        return self.path.resolve().parent

@@ -1,0 +1,91 @@
+"""Building the Temporal worker that runs botDeploymentWorkflow and its activities."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from storage import Storage
+from workflows.activities import DeploymentActivities
+from workflows.discord_rest import DiscordRest
+from workflows.runtimes import ProcessRuntime, Runtime
+from workflows.targets import TargetRegistry
+from workflows.workflows import BotDeploymentWorkflow
+
+# Heartbeats carry cancellation to a running activity: send them promptly.
+HEARTBEAT_THROTTLE = timedelta(seconds=1)
+
+
+def create_worker(
+    client: Client,
+    *,
+    task_queue: str,
+    activities: Sequence[Callable[..., Any]],
+    max_concurrent_activities: int = 50,
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[BotDeploymentWorkflow],
+        activities=activities,
+        max_concurrent_activities=max_concurrent_activities,
+        default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+    )
+
+
+@asynccontextmanager
+async def deployment_activities(
+    *,
+    storage: Storage,
+    targets_file: Path,
+    data_dir: Path,
+    discord_api_base: str,
+    runtimes: dict[str, Runtime] | None = None,
+) -> AsyncIterator[DeploymentActivities]:
+    """The activities with their dependencies: HTTP session, Discord client, runtimes."""
+    async with aiohttp.ClientSession() as http:
+        yield DeploymentActivities(
+            storage=storage,
+            discord=DiscordRest(http, discord_api_base),
+            runtimes=runtimes if runtimes is not None else {"process": ProcessRuntime()},
+            targets=TargetRegistry(targets_file),
+            data_dir=data_dir,
+            discord_api_base=discord_api_base,
+            http=http,
+        )
+
+
+@asynccontextmanager
+async def engine_worker(
+    client: Client,
+    *,
+    task_queue: str,
+    storage: Storage,
+    targets_file: Path,
+    data_dir: Path,
+    discord_api_base: str,
+    runtimes: dict[str, Runtime] | None = None,
+) -> AsyncIterator[Worker]:
+    """Run a worker for the deployment engine for the duration of the block."""
+    async with deployment_activities(
+        storage=storage,
+        targets_file=targets_file,
+        data_dir=data_dir,
+        discord_api_base=discord_api_base,
+        runtimes=runtimes,
+    ) as activities:
+        worker = create_worker(
+            client,
+            task_queue=task_queue,
+            activities=activities.functions(),  # type: ignore[arg-type]
+        )
+        async with worker:
+            yield worker
