@@ -10,7 +10,9 @@ import asyncio
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import structlog
@@ -82,7 +84,7 @@ class DeploymentActivities:
         self._discord_api_base = discord_api_base
         self._http = http
 
-    def functions(self) -> list[object]:
+    def functions(self) -> list[Callable[..., Any]]:
         """Every activity, as registered with a worker."""
         return [
             self.validate_deployment,
@@ -171,7 +173,10 @@ class DeploymentActivities:
         handle = self._handle_of(release)
         runtime = self._runtime(target)
         url = target.render_health_url(port=handle.port)
-        deadline = time.monotonic() + target.health_timeout
+        # Uptime is measured here, on the monotonic clock: the process start time that
+        # psutil reports is derived from boot time and can disagree with the wall clock.
+        watching_since = time.monotonic()
+        deadline = watching_since + target.health_timeout
         last_problem = "not checked yet"
         while True:
             if not await runtime.is_running(handle):
@@ -181,7 +186,7 @@ class DeploymentActivities:
                     type="ReleaseExited",
                     non_retryable=True,
                 )
-            uptime = time.time() - (handle.process_started_at or time.time())
+            uptime = time.monotonic() - watching_since
             if uptime >= target.healthy_after:
                 if url is None:
                     return

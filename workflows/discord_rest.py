@@ -8,8 +8,10 @@ from typing import Any
 import aiohttp
 
 DEFAULT_API_BASE = "https://discord.com/api/v10"
-MAX_ATTEMPTS = 5
+# Short: what still fails after this is an activity failure, which Temporal retries.
+MAX_ATTEMPTS = 3
 MAX_WAIT_SECONDS = 30.0
+SERVER_ERROR_BACKOFF = 0.25
 
 
 class DiscordApiError(Exception):
@@ -76,7 +78,7 @@ class DiscordRest:
                         continue
                     if response.status >= 500:
                         last_problem = f"Discord answered {response.status} to {method} {path}"
-                        await asyncio.sleep(min(0.5 * 2**attempt, MAX_WAIT_SECONDS))
+                        await asyncio.sleep(SERVER_ERROR_BACKOFF * 2**attempt)
                         continue
                     if response.status >= 400:
                         detail = await _error_message(response)
@@ -88,7 +90,7 @@ class DiscordRest:
                     return await response.json(content_type=None)
             except aiohttp.ClientError as error:
                 last_problem = f"cannot reach the Discord API ({type(error).__name__})"
-                await asyncio.sleep(min(0.5 * 2**attempt, MAX_WAIT_SECONDS))
+                await asyncio.sleep(SERVER_ERROR_BACKOFF * 2**attempt)
         raise DiscordApiError(last_problem)
 
 

@@ -56,6 +56,7 @@ class Step(StrEnum):
     HEALTH_CHECK = "Running health check"
     DEPLOYED = "Deployed"
     ROLLING_BACK = "Rolling back"
+    ROLLED_BACK = "Rolled back"
 
     @property
     def progress(self) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from storage import Storage
 from workflows.activities import DeploymentActivities
@@ -29,6 +29,7 @@ def create_worker(
     task_queue: str,
     activities: Sequence[Callable[..., Any]],
     max_concurrent_activities: int = 50,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Worker:
     return Worker(
         client,
@@ -38,6 +39,7 @@ def create_worker(
         max_concurrent_activities=max_concurrent_activities,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        interceptors=interceptors,
     )
 
 
@@ -73,6 +75,7 @@ async def engine_worker(
     data_dir: Path,
     discord_api_base: str,
     runtimes: dict[str, Runtime] | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> AsyncIterator[Worker]:
     """Run a worker for the deployment engine for the duration of the block."""
     async with deployment_activities(
@@ -85,7 +88,8 @@ async def engine_worker(
         worker = create_worker(
             client,
             task_queue=task_queue,
-            activities=activities.functions(),  # type: ignore[arg-type]
+            activities=activities.functions(),
+            interceptors=interceptors,
         )
         async with worker:
             yield worker

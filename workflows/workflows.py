@@ -17,6 +17,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from workflows.activity_names import ActivityName
     from workflows.models import (
         PAUSE_SIGNAL,
@@ -50,6 +52,25 @@ SCHEDULE_TO_CLOSE = timedelta(minutes=10)
 SCHEDULE_TO_START = timedelta(minutes=1)
 
 
+def raise_if_cancel_requested() -> None:
+    """Raise CancelledError if this task was cancelled while an activity ran to completion.
+
+    An activity that finishes before it hears of the cancellation resolves normally, and
+    the SDK then leaves the workflow's task uncancelled: the request would be lost.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
+
+
+def describe_invalid_input(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "input"
+        problems.append(f"{field}: {item['msg']}")
+    return "; ".join(problems)
+
+
 def describe_failure(error: BaseException) -> str:
     """The innermost message of an activity failure, which is what a person can act on."""
     cause: BaseException | None = error
@@ -68,8 +89,17 @@ class BotDeploymentWorkflow:
         self._compensations: list[tuple[str, Callable[[], Awaitable[None]]]] = []
 
     @workflow.run
-    async def run(self, request: DeploymentInput) -> DeploymentResult:
+    async def run(self, raw_request: dict[str, Any]) -> DeploymentResult:
+        # Validated here, not by the data converter: a malformed input from any client
+        # must end the deployment with a clear error instead of failing workflow tasks.
         info = workflow.info()
+        try:
+            request = DeploymentInput.model_validate(raw_request)
+        except ValidationError as error:
+            message = "Invalid deployment input: " + describe_invalid_input(error)
+            self._status.state = DeploymentState.FAILED
+            self._status.last_error = message
+            return DeploymentResult(success=False, error=message, state=DeploymentState.FAILED)
         self._status = DeploymentStatus(
             workflow_id=info.workflow_id,
             bot_name=request.bot_name,
@@ -89,6 +119,9 @@ class BotDeploymentWorkflow:
             validated = await self._activity(ActivityName.VALIDATE, ref, ValidatedDeployment)
 
             await self._enter(Step.CREATING_RECORD)
+            # Compensations are registered before their step runs: a step that failed
+            # part-way may have done some of its work, and undoing is idempotent.
+            self._on_rollback(ActivityName.MARK_ROLLED_BACK, ref)
             release = await self._activity(
                 ActivityName.CREATE_RECORD,
                 CreateRecordInput(
@@ -104,10 +137,8 @@ class BotDeploymentWorkflow:
                 ReleaseInfo,
             )
             self._status.release_number = release.release_number
-            self._on_rollback(ActivityName.MARK_ROLLED_BACK, ref)
 
             await self._enter(Step.DEPLOYING)
-            # Registered before the step runs: a half-done deploy is still undone.
             self._on_rollback(ActivityName.RESTORE_COMMANDS, ref)
             self._on_rollback(ActivityName.STOP_RELEASE, ref)
             await self._activity(ActivityName.DEPLOY, ref, None)
@@ -209,6 +240,7 @@ class BotDeploymentWorkflow:
                     CompensationRecord(name=name, ok=False, detail=detail)
                 )
             self._status.updated_at = workflow.now()
+        self._status.step = Step.ROLLED_BACK.value
 
     async def _record_outcome(
         self, workflow_id: str, state: DeploymentState, error: str | None
@@ -236,4 +268,5 @@ class BotDeploymentWorkflow:
             # A cancelled step must have stopped before its compensation starts.
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
+        raise_if_cancel_requested()
         return result

@@ -1,0 +1,231 @@
+"""Running the deployment engine for real in tests: Temporal, worker, SQLite, Discord double."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+)
+
+from storage import Storage
+from tests.discord_double import DiscordDouble
+from workflows.activities import DeploymentActivities
+from workflows.client import DeploymentClient
+from workflows.models import DeploymentInput, DeploymentStatus
+from workflows.runtimes.process import MARKER_VARIABLE
+from workflows.worker import create_worker, deployment_activities
+
+REPO = Path(__file__).resolve().parents[2]
+ECHO_TOKEN_ENV = "SHIPCORD_TEST_ECHO_TOKEN"
+BAD_TOKEN_ENV = "SHIPCORD_TEST_BAD_TOKEN"
+
+TARGETS = f"""
+[bots.echo]
+command = ["{{python}}", "-m", "examples.echo_bot", "--release", "{{version}}"]
+token_env = "{ECHO_TOKEN_ENV}"
+health_url = "http://127.0.0.1:{{port}}/healthz"
+commands = "{REPO / "examples" / "echo_bot" / "commands.json"}"
+healthy_after = 0.3
+health_timeout = 20
+
+[bots.overlap]
+command = ["{{python}}", "-m", "examples.echo_bot", "--release", "{{version}}"]
+token_env = "{ECHO_TOKEN_ENV}"
+health_url = "http://127.0.0.1:{{port}}/healthz"
+strategy = "overlap"
+healthy_after = 0.3
+health_timeout = 20
+
+[bots.rejected]
+command = ["{{python}}", "-m", "examples.echo_bot"]
+token_env = "{BAD_TOKEN_ENV}"
+
+[bots.crashy]
+command = ["{{python}}", "-c", "import sys; print('boom'); sys.exit(3)"]
+token_env = "{ECHO_TOKEN_ENV}"
+healthy_after = 1
+"""
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class ActivityGate(Interceptor):
+    """Holds chosen activities at their start until the test lets them through.
+
+    A Temporal worker interceptor: the workflow and activities run unchanged, the test
+    only decides when a held activity may begin. Held activities heartbeat so that a
+    cancellation still reaches them.
+    """
+
+    def __init__(self) -> None:
+        self.held: dict[str, asyncio.Event] = {}
+        self.started: list[tuple[str, int]] = []
+
+    def hold(self, name: str) -> None:
+        self.held[name] = asyncio.Event()
+
+    def release(self, name: str) -> None:
+        self.held[name].set()
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _GatedActivity(next, self)
+
+
+class _GatedActivity(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, gate: ActivityGate) -> None:
+        super().__init__(next)
+        self._gate = gate
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        self._gate.started.append((info.activity_type, info.attempt))
+        event = self._gate.held.get(info.activity_type)
+        while event is not None and not event.is_set():
+            activity.heartbeat("held by the test")
+            try:
+                await asyncio.wait_for(event.wait(), 0.2)
+            except TimeoutError:
+                pass
+        return await super().execute_activity(input)
+
+
+@dataclass
+class Engine:
+    client: Client
+    deployments: DeploymentClient
+    storage: Storage
+    double: DiscordDouble
+    gate: ActivityGate
+    data_dir: Path
+    task_queue: str
+    workflow_ids: list[str] = field(default_factory=list)
+
+    async def deploy(self, bot: str = "echo", version: str = "1.0.0", owner: str = "42") -> str:
+        workflow_id = await self.deployments.start(
+            DeploymentInput(bot_name=bot, version=version, owner=owner)
+        )
+        self.workflow_ids.append(workflow_id)
+        return workflow_id
+
+    async def status_when(
+        self,
+        workflow_id: str,
+        condition: Callable[[DeploymentStatus], bool],
+        *,
+        timeout: float = 30.0,
+        what: str = "status",
+    ) -> DeploymentStatus:
+        seen: list[DeploymentStatus] = []
+
+        async def check() -> bool:
+            seen.append(await self.deployments.status(workflow_id))
+            return condition(seen[-1])
+
+        await wait_until(check, timeout=timeout, what=what)
+        return seen[-1]
+
+    async def scheduled_activities(self, workflow_id: str) -> list[str]:
+        """Activity types in the order the workflow scheduled them (from its history)."""
+        history = await self.client.get_workflow_handle(workflow_id).fetch_history()
+        return [
+            event.activity_task_scheduled_event_attributes.activity_type.name
+            for event in history.events
+            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        ]
+
+    def attempts(self, name: str) -> list[int]:
+        return [attempt for activity_type, attempt in self.gate.started if activity_type == name]
+
+
+def release_processes() -> list[psutil.Process]:
+    """Live processes started by shipcord's process runtime."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if MARKER_VARIABLE in process.environ() and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def kill_release_processes() -> None:
+    for process in release_processes():
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+
+
+@asynccontextmanager
+async def running_engine(
+    client: Client,
+    double: DiscordDouble,
+    tmp_path: Path,
+    task_queue: str,
+    *,
+    replace: Mapping[str, Callable[[DeploymentActivities], Callable[..., Any]]] | None = None,
+) -> AsyncIterator[Engine]:
+    """A worker on a fresh task queue, with some activities optionally wrapped by the test."""
+    data_dir = tmp_path / "data"
+    targets_file = tmp_path / "targets.toml"
+    targets_file.write_text(TARGETS, encoding="utf-8")
+    gate = ActivityGate()
+    async with (
+        await Storage.open(data_dir / "shipcord.db") as storage,
+        deployment_activities(
+            storage=storage,
+            targets_file=targets_file,
+            data_dir=data_dir,
+            discord_api_base=double.api_base,
+        ) as activities,
+    ):
+        functions = activities.functions()
+        for name, wrap in (replace or {}).items():
+            functions = [
+                wrap(activities) if getattr(f, "__temporal_activity_definition").name == name else f
+                for f in functions
+            ]
+        worker = create_worker(
+            client, task_queue=task_queue, activities=functions, interceptors=[gate]
+        )
+        engine = Engine(
+            client=client,
+            deployments=DeploymentClient(client, task_queue),
+            storage=storage,
+            double=double,
+            gate=gate,
+            data_dir=data_dir,
+            task_queue=task_queue,
+        )
+        try:
+            async with worker:
+                yield engine
+        finally:
+            for workflow_id in engine.workflow_ids:
+                try:
+                    await client.get_workflow_handle(workflow_id).terminate("test over")
+                except Exception:
+                    pass
+            kill_release_processes()
