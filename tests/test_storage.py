@@ -68,9 +68,16 @@ async def test_releases_number_up_and_keep_the_previous(storage: Storage) -> Non
         workflow_id="w1", bot_name="echo", bot_type="discord", version="1.0.0", runtime="process"
     )
     assert (first.number, first.previous_number) == (1, None)
-    assert await storage.create_release(
-        workflow_id="w1", bot_name="echo", bot_type="discord", version="1.0.0", runtime="process"
-    ) == first
+    assert (
+        await storage.create_release(
+            workflow_id="w1",
+            bot_name="echo",
+            bot_type="discord",
+            version="1.0.0",
+            runtime="process",
+        )
+        == first
+    )
     await storage.activate_release(first)
     second = await storage.create_release(
         workflow_id="w2", bot_name="echo", bot_type="discord", version="1.1.0", runtime="process"

@@ -21,6 +21,9 @@ from workflows.workflows import BotDeploymentWorkflow
 
 # Heartbeats carry cancellation to a running activity: send them promptly.
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
+# On shutdown, activities in flight get this long to finish before they are cancelled and
+# handed back to Temporal, which retries them on another worker.
+GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
 
 def create_worker(
@@ -40,6 +43,7 @@ def create_worker(
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         interceptors=interceptors,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 
 

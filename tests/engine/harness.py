@@ -171,11 +171,13 @@ def release_processes() -> list[psutil.Process]:
 
 
 def kill_release_processes() -> None:
-    for process in release_processes():
+    processes = release_processes()
+    for process in processes:
         try:
             process.kill()
         except psutil.Error:
             pass
+    psutil.wait_procs(processes, timeout=5)
 
 
 @asynccontextmanager

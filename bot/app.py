@@ -1,0 +1,194 @@
+"""Running shipcord: embedded Temporal (when no address is set), worker and Discord bot.
+
+Shutdown on SIGTERM or SIGINT goes in order: stop taking interactions and close the
+gateway, let the worker finish or hand back its activities, close the database, stop the
+embedded server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from contextlib import AsyncExitStack
+from typing import TextIO
+
+import discord
+import structlog
+
+from bot.embedded_temporal import EmbeddedTemporal, EmbeddedTemporalError
+from bot.logs import configure_logging, register_secret
+from bot.metrics import start_metrics_server
+from bot.settings import Settings
+from bot.temporal_client import TemporalUnavailable, connect_temporal
+from storage import Storage
+from workflows.client import DeploymentClient
+from workflows.targets import TargetsError, load_targets
+from workflows.worker import engine_worker
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_CONFIG = 2
+
+
+class StartupError(Exception):
+    """A problem a person can fix; its message is one line and the exit status is given."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_CONFIG) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def prepare(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+    register_secret(settings.discord_token)
+    register_secret(settings.temporal_api_key)
+
+
+def require_token(settings: Settings) -> str:
+    if settings.discord_token is None:
+        raise StartupError(
+            "DISCORD_TOKEN is not set: create a bot in the Discord developer portal and put "
+            "its token in .env (see README.md)"
+        )
+    return settings.discord_token.get_secret_value()
+
+
+def require_targets(settings: Settings) -> None:
+    try:
+        load_targets(settings.targets_file)
+    except TargetsError as error:
+        raise StartupError(str(error)) from None
+
+
+async def start_temporal(settings: Settings, stack: AsyncExitStack) -> tuple[str, str | None]:
+    """The Temporal address to use and its Web UI, starting the embedded server if needed."""
+    if not settings.embedded_temporal:
+        assert settings.temporal_address is not None
+        return settings.temporal_address, settings.web_ui_base
+    embedded = EmbeddedTemporal.from_settings(settings)
+    try:
+        await embedded.start()
+    except EmbeddedTemporalError as error:
+        raise StartupError(str(error), EXIT_RUNTIME) from None
+    stack.push_async_callback(embedded.stop)
+    reused = " (reused the server already running)" if embedded.adopted else ""
+    announce(f"Embedded Temporal server at {embedded.address}{reused}")
+    return embedded.address, embedded.ui_url
+
+
+def announce(line: str, stream: TextIO | None = None) -> None:
+    print(line, file=stream or sys.stdout, flush=True)
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+
+async def run_service(settings: Settings, *, with_bot: bool, with_worker: bool) -> int:
+    prepare(settings)
+    try:
+        return await serve(settings, with_bot=with_bot, with_worker=with_worker)
+    except StartupError as error:
+        print(f"shipcord: {error}", file=sys.stderr)
+        return error.exit_code
+
+
+async def serve(settings: Settings, *, with_bot: bool, with_worker: bool) -> int:
+    if not settings.temporal_enabled:
+        raise StartupError(
+            "TEMPORAL_ENABLED is false, but every shipcord deployment is a Temporal "
+            "workflow: set it to true (or remove it)"
+        )
+    token = require_token(settings) if with_bot else None
+    require_targets(settings)
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    async with AsyncExitStack() as stack:
+        if settings.metrics_port is not None:
+            try:
+                metrics = start_metrics_server(settings.metrics_port)
+            except OSError as error:
+                raise StartupError(
+                    f"cannot serve metrics on port {settings.metrics_port}: {error.strerror}; "
+                    "set SHIPCORD_METRICS_PORT to a free port"
+                ) from None
+            stack.callback(metrics.stop)
+        address, web_ui = await start_temporal(settings, stack)
+        try:
+            client = await connect_temporal(settings, address)
+        except TemporalUnavailable as error:
+            raise StartupError(str(error), EXIT_RUNTIME) from None
+        storage = await Storage.open(settings.database_path)
+        stack.push_async_callback(storage.close)
+        if with_worker:
+            await stack.enter_async_context(
+                engine_worker(
+                    client,
+                    task_queue=settings.temporal_task_queue,
+                    storage=storage,
+                    targets_file=settings.targets_file,
+                    data_dir=settings.data_dir,
+                    discord_api_base=settings.discord_api_base,
+                )
+            )
+            announce(
+                f"Worker running: address {address}, namespace {settings.temporal_namespace}, "
+                f"task queue {settings.temporal_task_queue}"
+            )
+        if web_ui:
+            announce(f"Temporal Web UI: {web_ui}")
+        bot_task: asyncio.Task[None] | None = None
+        if with_bot and token is not None:
+            bot_task = await start_bot(settings, client, storage, token, stack)
+            announce("Discord bot connecting (commands: /deploy /status /pause /resume /cancel)")
+        waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(stop.wait())}
+        if bot_task is not None:
+            waiters.add(bot_task)  # type: ignore[arg-type]
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters - done:
+            waiter.cancel()
+        if bot_task is not None and bot_task in done:
+            return bot_outcome(bot_task)
+        announce("Shutting down")
+    announce("Stopped")
+    return EXIT_OK
+
+
+async def start_bot(
+    settings: Settings,
+    client: object,
+    storage: Storage,
+    token: str,
+    stack: AsyncExitStack,
+) -> asyncio.Task[None]:
+    from bot.client import ShipcordBot
+
+    bot = ShipcordBot(
+        settings=settings,
+        deployments=DeploymentClient(client, settings.temporal_task_queue),  # type: ignore[arg-type]
+        storage=storage,
+    )
+    stack.push_async_callback(bot.close)
+    task = asyncio.create_task(bot.start(token), name="discord-bot")
+    return task
+
+
+def bot_outcome(task: asyncio.Task[None]) -> int:
+    error = task.exception()
+    if error is None:
+        announce("The Discord connection closed")
+        return EXIT_RUNTIME
+    if isinstance(error, discord.LoginFailure):
+        print("shipcord: Discord rejected DISCORD_TOKEN (401): check the token", file=sys.stderr)
+        return EXIT_CONFIG
+    if isinstance(error, discord.PrivilegedIntentsRequired):
+        print("shipcord: the bot asks for an intent not enabled in the portal", file=sys.stderr)
+        return EXIT_CONFIG
+    log.error("discord_bot_stopped", error=repr(error))
+    print(f"shipcord: the Discord bot stopped: {error}", file=sys.stderr)
+    return EXIT_RUNTIME

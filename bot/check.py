@@ -1,0 +1,119 @@
+"""`shipcord check` and `shipcord sync-commands`."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import AsyncExitStack
+from urllib.parse import urlencode
+
+import aiohttp
+
+from bot.app import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    StartupError,
+    announce,
+    prepare,
+    require_targets,
+    require_token,
+    start_temporal,
+)
+from bot.settings import Settings
+from bot.temporal_client import TemporalUnavailable, connect_temporal
+from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
+from workflows.targets import load_targets
+
+# View Channel, Send Messages, Embed Links, Read Message History, Send Messages in Threads.
+INVITE_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 16) | (1 << 38)
+
+
+def invite_url(application_id: str) -> str:
+    query = urlencode(
+        {
+            "client_id": application_id,
+            "scope": "bot applications.commands",
+            "permissions": str(INVITE_PERMISSIONS),
+        }
+    )
+    return f"https://discord.com/oauth2/authorize?{query}"
+
+
+async def run_check(settings: Settings, *, start_embedded: bool = True) -> int:
+    """Check everything shipcord needs, in order; stop at the first problem."""
+    prepare(settings)
+    try:
+        announce("settings: ok")
+        token = require_token(settings)
+        require_targets(settings)
+        targets = load_targets(settings.targets_file)
+        announce(f"targets file {settings.targets_file}: {len(targets.bots)} bot(s)")
+        for target in targets.bots.values():
+            if target.read_token() is None:
+                announce(f"  warning: no token for {target.name}: {target.token_source} is empty")
+        async with AsyncExitStack() as stack:
+            if settings.embedded_temporal and not start_embedded:
+                announce("Temporal: embedded server (not started: --no-start)")
+            else:
+                address, _ = await start_temporal(settings, stack)
+                try:
+                    await connect_temporal(settings, address, retry_for=10.0)
+                except TemporalUnavailable as error:
+                    raise StartupError(str(error), EXIT_RUNTIME) from None
+                announce(f"Temporal at {address}, namespace {settings.temporal_namespace}: ok")
+        application_id = await check_discord_token(settings, token)
+        announce(f"Discord token: ok (application {application_id})")
+        announce(f"Invite the bot: {invite_url(application_id)}")
+    except StartupError as error:
+        print(f"shipcord: {error}", file=sys.stderr)
+        return error.exit_code
+    return EXIT_OK
+
+
+async def check_discord_token(settings: Settings, token: str) -> str:
+    async with aiohttp.ClientSession() as http:
+        discord_api = DiscordRest(http, settings.discord_api_base)
+        try:
+            await discord_api.current_user(token)
+            application = await discord_api.current_application(token)
+        except TokenRejected:
+            raise StartupError("Discord rejected DISCORD_TOKEN (401): check the token") from None
+        except DiscordApiError as error:
+            raise StartupError(
+                f"cannot check DISCORD_TOKEN at {settings.discord_api_base}: {error}",
+                EXIT_RUNTIME,
+            ) from None
+    return str(application["id"])
+
+
+async def sync_commands(settings: Settings) -> int:
+    """Register shipcord's slash commands globally; they reach every server within an hour."""
+    prepare(settings)
+    try:
+        token = require_token(settings)
+    except StartupError as error:
+        print(f"shipcord: {error}", file=sys.stderr)
+        return error.exit_code
+    import discord
+
+    from bot.client import ShipcordBot
+    from storage import Storage
+    from workflows.client import DeploymentClient
+
+    async with await Storage.open(settings.database_path) as storage:
+        # The Temporal client is never used by a sync; the bot only needs one to exist.
+        bot = ShipcordBot(
+            settings=settings,
+            deployments=DeploymentClient(None, settings.temporal_task_queue),  # type: ignore[arg-type]
+            storage=storage,
+        )
+        try:
+            await bot.login(token)
+            synced = await bot.sync_global()
+        except discord.LoginFailure:
+            print("shipcord: Discord rejected DISCORD_TOKEN (401)", file=sys.stderr)
+            return EXIT_CONFIG
+        finally:
+            await bot.close()
+    announce(f"Registered {len(synced)} commands globally")
+    return EXIT_OK

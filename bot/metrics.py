@@ -1,0 +1,114 @@
+"""shipcord's Prometheus metrics, on a private registry served by `start_metrics_server`.
+
+Exposed names carry the `shipcord_` prefix (`shipcord_deployments_started_total`, ...).
+A private registry keeps the endpoint to shipcord's own metrics (no process/GC
+collectors from prometheus_client's global registry) and lets tests read values directly.
+
+The Temporal SDK's metrics (workflow/activity task latencies, poller counts, ...) are
+served by the SDK itself on the next port; see `bot.temporal_client.temporal_runtime`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import start_http_server
+
+__all__ = [
+    "DEPLOYMENT_OUTCOMES",
+    "REGISTRY",
+    "MetricsServer",
+    "deployment_duration_seconds",
+    "deployments_ended_total",
+    "deployments_started_total",
+    "discord_rate_limited_total",
+    "open_deployments",
+    "progress_edits_total",
+    "render_metrics",
+    "start_metrics_server",
+]
+
+# Terminal workflow states (see the `status` query contract in DESIGN.md).
+DEPLOYMENT_OUTCOMES = ("succeeded", "failed", "cancelled")
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+deployments_started_total = Counter(
+    "deployments_started",
+    "Deployments started from Discord (one per botDeploymentWorkflow).",
+    namespace="shipcord",
+    registry=REGISTRY,
+)
+deployments_ended_total = Counter(
+    "deployments_ended",
+    "Deployments that reached a terminal state, by outcome.",
+    ["outcome"],
+    namespace="shipcord",
+    registry=REGISTRY,
+)
+deployment_duration_seconds = Histogram(
+    "deployment_duration_seconds",
+    "Wall time from workflow start to its terminal state.",
+    namespace="shipcord",
+    # Deployments take seconds to tens of minutes (health checks retry for a while).
+    buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600),
+    registry=REGISTRY,
+)
+progress_edits_total = Counter(
+    "progress_edits",
+    "Edits of Discord progress messages (only sent when the rendered text changed).",
+    namespace="shipcord",
+    registry=REGISTRY,
+)
+discord_rate_limited_total = Counter(
+    "discord_rate_limited",
+    "Discord API responses with HTTP 429 (rate limited).",
+    namespace="shipcord",
+    registry=REGISTRY,
+)
+open_deployments = Gauge(
+    "open_deployments",
+    "Deployments not yet in a terminal state. Set from the progress board's count "
+    "rather than inc/dec, so it stays right across restarts.",
+    namespace="shipcord",
+    registry=REGISTRY,
+)
+
+# Export every outcome at 0 from the start, so rate() and alerts see the series early.
+for _outcome in DEPLOYMENT_OUTCOMES:
+    deployments_ended_total.labels(outcome=_outcome)
+
+
+def render_metrics() -> bytes:
+    """The Prometheus text exposition of shipcord's metrics."""
+    return generate_latest(REGISTRY)
+
+
+@dataclass
+class MetricsServer:
+    """A running `/metrics` HTTP endpoint (in a daemon thread)."""
+
+    server: WSGIServer
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when started on port 0)."""
+        return int(self.server.server_port)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def start_metrics_server(port: int, addr: str = "0.0.0.0") -> MetricsServer:
+    """Serve shipcord's metrics at `http://{addr}:{port}/metrics` (port 0 picks a free one).
+
+    Binds all interfaces by default so Prometheus can scrape a container.
+    """
+    server, thread = start_http_server(port, addr=addr, registry=REGISTRY)
+    return MetricsServer(server=server, thread=thread)

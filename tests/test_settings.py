@@ -1,0 +1,266 @@
+"""Settings: every environment variable, derived values, and readable, secret-free errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.settings import Settings, SettingsError, load_settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_NAMES = [str(field.validation_alias) for field in Settings.model_fields.values()]
+TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GaBcDe.very-secret-token-value-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No shipcord variable from the outer environment leaks into these tests."""
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def load(**overrides: object) -> Settings:
+    return load_settings(_env_file=None, **overrides)
+
+
+def problems_of(error: pytest.ExceptionInfo[SettingsError]) -> list[str]:
+    return error.value.problems
+
+
+def test_defaults() -> None:
+    settings = load()
+    assert settings.temporal_enabled is True
+    assert settings.temporal_address is None
+    assert settings.temporal_namespace == "default"
+    assert settings.temporal_task_queue == "opencell-tasks"
+    assert settings.temporal_port == 7233
+    assert settings.temporal_ui_port == 8233
+    assert settings.discord_token is None
+    assert settings.discord_api_base == "https://discord.com/api/v10"
+    assert settings.data_dir == Path("data")
+    assert settings.targets_file == Path("targets.toml")
+    assert settings.log_level == "INFO"
+    assert settings.log_format == "auto"
+    assert settings.progress_interval == 2.0
+    assert settings.metrics_port is None
+    assert settings.embedded_temporal
+    assert settings.database_path == Path("data/shipcord.db")
+    assert settings.temporal_db_path == Path("data/temporal.db")
+    assert settings.web_ui_base == "http://127.0.0.1:8233"
+    assert settings.sdk_metrics_port is None
+
+
+def test_every_variable_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cert, key, ca = (tmp_path / name for name in ("client.pem", "client.key", "ca.pem"))
+    for path in (cert, key, ca):
+        path.write_text("-----BEGIN TEST-----\n")
+    environment = {
+        "TEMPORAL_ENABLED": "false",
+        "TEMPORAL_ADDRESS": "opencell-prod.tmprl.cloud:7233",
+        "TEMPORAL_NAMESPACE": "opencell-prod",
+        "TEMPORAL_TASK_QUEUE": "deploys",
+        "TEMPORAL_TLS_CERT_PATH": str(cert),
+        "TEMPORAL_TLS_KEY_PATH": str(key),
+        "TEMPORAL_TLS_CA_PATH": str(ca),
+        "TEMPORAL_API_KEY": "api-key-value",
+        "SHIPCORD_TEMPORAL_PORT": "7300",
+        "SHIPCORD_TEMPORAL_UI_PORT": "8300",
+        "SHIPCORD_TEMPORAL_IP": "0.0.0.0",
+        "SHIPCORD_TEMPORAL_UI_IP": "0.0.0.0",
+        "SHIPCORD_TEMPORAL_UI_URL": "https://cloud.temporal.io/",
+        "DISCORD_TOKEN": TOKEN,
+        "DISCORD_API_BASE": "http://127.0.0.1:9999/api/v10/",
+        "DISCORD_DEV_GUILD_ID": "123456789012345678",
+        "SHIPCORD_ADMIN_ROLE": "deployers",
+        "SHIPCORD_DATA_DIR": str(tmp_path / "state"),
+        "SHIPCORD_TARGETS_FILE": str(tmp_path / "bots.toml"),
+        "SHIPCORD_LOG_LEVEL": "warn",
+        "SHIPCORD_LOG_FORMAT": "JSON",
+        "SHIPCORD_PROGRESS_INTERVAL": "0.5",
+        "SHIPCORD_METRICS_PORT": "9100",
+    }
+    assert set(environment) == set(ENV_NAMES), "test covers every setting"
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    settings = load()
+
+    assert settings.temporal_enabled is False
+    assert settings.temporal_address == "opencell-prod.tmprl.cloud:7233"
+    assert settings.temporal_namespace == "opencell-prod"
+    assert settings.temporal_task_queue == "deploys"
+    assert (settings.temporal_tls_cert_path, settings.temporal_tls_key_path) == (cert, key)
+    assert settings.temporal_tls_ca_path == ca
+    assert settings.temporal_api_key is not None
+    assert settings.temporal_api_key.get_secret_value() == "api-key-value"
+    assert (settings.temporal_port, settings.temporal_ui_port) == (7300, 8300)
+    assert (settings.temporal_ip, settings.temporal_ui_ip) == ("0.0.0.0", "0.0.0.0")
+    assert settings.discord_token is not None
+    assert settings.discord_token.get_secret_value() == TOKEN
+    assert settings.discord_api_base == "http://127.0.0.1:9999/api/v10"
+    assert settings.discord_dev_guild_id == 123456789012345678
+    assert settings.admin_role == "deployers"
+    assert settings.data_dir == tmp_path / "state"
+    assert settings.database_path == tmp_path / "state" / "shipcord.db"
+    assert settings.targets_file == tmp_path / "bots.toml"
+    assert settings.log_level == "WARNING"
+    assert settings.log_format == "json"
+    assert settings.progress_interval == 0.5
+    assert (settings.metrics_port, settings.sdk_metrics_port) == (9100, 9101)
+    assert not settings.embedded_temporal
+    assert settings.workflow_url("deploy-echo-1700000000000") == (
+        "https://cloud.temporal.io/namespaces/opencell-prod/workflows/deploy-echo-1700000000000"
+    )
+
+
+def test_env_file_is_read_and_unknown_variables_ignored(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "TEMPORAL_NAMESPACE=from-file\nDISCORD_TOKEN=\nSOMETHING_ELSE=1\nSHIPCORD_METRICS_PORT=\n"
+    )
+    settings = load_settings(_env_file=env_file)
+    assert settings.temporal_namespace == "from-file"
+    assert settings.discord_token is None
+    assert settings.metrics_port is None
+
+
+def test_environment_wins_over_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("TEMPORAL_TASK_QUEUE=from-file\n")
+    monkeypatch.setenv("TEMPORAL_TASK_QUEUE", "from-env")
+    assert load_settings(_env_file=env_file).temporal_task_queue == "from-env"
+
+
+def test_env_example_documents_every_setting_with_its_default() -> None:
+    example = REPO_ROOT / ".env.example"
+    lines = example.read_text().splitlines()
+    assigned = [line.split("=", 1)[0] for line in lines if line and not line.startswith("#")]
+    assert sorted(assigned) == sorted(ENV_NAMES)
+    for index, line in enumerate(lines):
+        if line and not line.startswith("#"):
+            assert lines[index - 1].startswith("# "), f"{line} has no comment"
+    for secret in ("DISCORD_TOKEN", "TEMPORAL_API_KEY"):
+        assert f"{secret}=" in lines
+    assert load_settings(_env_file=example) == load()
+
+
+def test_workflow_url_for_embedded_and_unknown_ui() -> None:
+    embedded = load(temporal_namespace="ship cord", temporal_ui_port=9233)
+    assert embedded.workflow_url("deploy-echo-1") == (
+        "http://127.0.0.1:9233/namespaces/ship%20cord/workflows/deploy-echo-1"
+    )
+    remote = load(temporal_address="temporal:7233")
+    assert remote.web_ui_base is None
+    assert remote.workflow_url("deploy-echo-1") is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("TEMPORAL_ENABLED", "maybe", "valid boolean"),
+        ("TEMPORAL_ADDRESS", "http://localhost:7233", "host:port"),
+        ("TEMPORAL_ADDRESS", "localhost", "host:port"),
+        ("TEMPORAL_NAMESPACE", "   ", "must not be empty"),
+        ("TEMPORAL_TLS_CERT_PATH", "/nonexistent/cert.pem", "does not point to a file"),
+        ("SHIPCORD_TEMPORAL_PORT", "abc", "valid integer"),
+        ("SHIPCORD_TEMPORAL_PORT", "70000", "between 1 and 65535"),
+        ("SHIPCORD_TEMPORAL_UI_PORT", "0", "between 1 and 65535"),
+        ("SHIPCORD_TEMPORAL_UI_URL", "cloud.temporal.io", "http:// or https:// URL"),
+        ("DISCORD_API_BASE", "ftp://discord.com/api", "http:// or https:// URL"),
+        ("DISCORD_API_BASE", "not a url", "http:// or https:// URL"),
+        ("DISCORD_DEV_GUILD_ID", "guild", "valid integer"),
+        ("DISCORD_DEV_GUILD_ID", "-5", "positive"),
+        ("SHIPCORD_LOG_LEVEL", "loud", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("SHIPCORD_LOG_FORMAT", "xml", "'auto', 'console' or 'json'"),
+        ("SHIPCORD_PROGRESS_INTERVAL", "0", "greater than 0"),
+        ("SHIPCORD_PROGRESS_INTERVAL", "soon", "valid number"),
+        ("SHIPCORD_METRICS_PORT", "http", "valid integer"),
+    ],
+)
+def test_bad_value_gives_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as error:
+        load()
+    problems = problems_of(error)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{variable}: ")
+    assert expected in problems[0]
+    assert "\n" not in problems[0]
+    assert "pydantic" not in str(error.value)
+    assert "errors.pydantic.dev" not in str(error.value)
+
+
+def test_several_problems_are_reported_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPCORD_TEMPORAL_PORT", "abc")
+    monkeypatch.setenv("SHIPCORD_LOG_FORMAT", "xml")
+    with pytest.raises(SettingsError) as error:
+        load()
+    message = str(error.value)
+    assert message.startswith("invalid shipcord configuration (2 problems):")
+    assert "SHIPCORD_TEMPORAL_PORT: " in message
+    assert "SHIPCORD_LOG_FORMAT: " in message
+
+
+def test_tls_certificate_needs_its_key(tmp_path: Path) -> None:
+    cert = tmp_path / "client.pem"
+    cert.write_text("cert")
+    with pytest.raises(SettingsError) as error:
+        load(temporal_address="temporal:7233", temporal_tls_cert_path=cert)
+    assert problems_of(error) == [
+        "TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH must be set together "
+        "(a client certificate needs its private key)"
+    ]
+
+
+def test_credentials_without_an_address_are_rejected() -> None:
+    with pytest.raises(SettingsError) as error:
+        load(temporal_api_key="key-for-cloud")
+    (problem,) = problems_of(error)
+    assert problem.startswith("TEMPORAL_API_KEY only applies to a remote Temporal server")
+    assert "TEMPORAL_ADDRESS" in problem
+
+
+def test_embedded_ports_must_differ() -> None:
+    with pytest.raises(SettingsError, match="SHIPCORD_TEMPORAL_PORT and SHIPCORD_TEMPORAL_UI_PORT"):
+        load(temporal_port=7300, temporal_ui_port=7300)
+
+
+def test_metrics_ports_must_not_collide_with_temporal() -> None:
+    with pytest.raises(SettingsError, match="SHIPCORD_METRICS_PORT"):
+        load(metrics_port=7232)  # the SDK's metrics would take 7233
+
+
+def test_secrets_never_appear_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    monkeypatch.setenv("TEMPORAL_API_KEY", "cloud-api-key-secret")
+    monkeypatch.setenv("SHIPCORD_TEMPORAL_PORT", "not-a-port")
+    with pytest.raises(SettingsError) as error:
+        load()
+    assert TOKEN not in str(error.value)
+    assert "cloud-api-key-secret" not in str(error.value)
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+
+    monkeypatch.delenv("SHIPCORD_TEMPORAL_PORT")
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "cloud:7233")
+    settings = load()
+    for text in (repr(settings), str(settings), str(settings.model_dump())):
+        assert TOKEN not in text
+        assert "cloud-api-key-secret" not in text
+
+
+def test_blank_values_mean_unset() -> None:
+    settings = load(temporal_address="  ", discord_token="", metrics_port="", admin_role=" ")
+    assert settings.temporal_address is None
+    assert settings.discord_token is None
+    assert settings.metrics_port is None
+    assert settings.admin_role is None
+
+
+def test_unknown_override_is_a_programming_error() -> None:
+    with pytest.raises(TypeError, match="temporal_prot"):
+        load(temporal_prot=7233)
