@@ -1,0 +1,268 @@
+"""The real `shipcord` command as a subprocess: run, SIGTERM, restart; check."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+from temporalio.client import Client
+
+from storage import Storage
+from tests.discord_double import DiscordDouble
+from tests.engine.harness import TARGETS, kill_release_processes
+
+SHIPCORD_TOKEN = "shipcord-cli-test-token.secret-part"
+ECHO_TOKEN = "echo-cli-test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class World:
+    double: DiscordDouble
+    env: dict[str, str]
+    data_dir: Path
+    guild_id: int
+    channel_id: int
+    owner_id: int
+    shipcord_bot_id: int
+    outputs: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with DiscordDouble() as double:
+        shipcord = double.add_bot(token=SHIPCORD_TOKEN, username="shipcord")
+        double.add_bot(token=ECHO_TOKEN, username="echo")
+        owner = double.add_user("alice")
+        guild = double.add_guild("Ops", owner_id=owner.id, channels=("deploys",))
+        double.add_member(guild.id, shipcord.user_id)
+        channel_id = guild.default_channel_id
+        assert channel_id is not None
+        targets = tmp_path / "targets.toml"
+        targets.write_text(TARGETS, encoding="utf-8")
+        data_dir = tmp_path / "data"
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "DISCORD_TOKEN": SHIPCORD_TOKEN,
+            "DISCORD_API_BASE": double.api_base,
+            "DISCORD_DEV_GUILD_ID": str(guild.id),
+            "SHIPCORD_DATA_DIR": str(data_dir),
+            "SHIPCORD_TARGETS_FILE": str(targets),
+            "SHIPCORD_TEMPORAL_PORT": str(free_port()),
+            "SHIPCORD_TEMPORAL_UI_PORT": str(free_port()),
+            "SHIPCORD_LOG_FORMAT": "json",
+            "SHIPCORD_LOG_LEVEL": "INFO",
+            "SHIPCORD_PROGRESS_INTERVAL": "0.3",
+            "SHIPCORD_TEST_ECHO_TOKEN": ECHO_TOKEN,
+            "SHIPCORD_TEST_BAD_TOKEN": "nope",
+        }
+        yield World(
+            double=double,
+            env=env,
+            data_dir=data_dir,
+            guild_id=guild.id,
+            channel_id=channel_id,
+            owner_id=owner.id,
+            shipcord_bot_id=shipcord.user_id,
+        )
+    kill_release_processes()
+    stop_embedded_servers(data_dir)
+
+
+def stop_embedded_servers(data_dir: Path) -> None:
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info.get("cmdline") or []
+        if "start-dev" in cmdline and any(str(data_dir) in part for part in cmdline):
+            process.kill()
+
+
+class Shipcord:
+    """A `shipcord` subprocess whose output is collected line by line."""
+
+    def __init__(self, process: asyncio.subprocess.Process, everything: list[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._everything = everything
+        self._readers = [
+            asyncio.create_task(self._collect(process.stdout)),
+            asyncio.create_task(self._collect(process.stderr)),
+        ]
+
+    async def _collect(self, stream: asyncio.StreamReader | None) -> None:
+        assert stream is not None
+        while line := await stream.readline():
+            text = line.decode(errors="replace").rstrip("\n")
+            self.lines.append(text)
+            self._everything.append(text)
+
+    async def wait_for_line(self, text: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.lines:
+                if text in line:
+                    return line
+            if self.process.returncode is not None or time.monotonic() > deadline:
+                output = "\n".join(self.lines[-30:])
+                raise AssertionError(f"no line containing {text!r}; output:\n{output}")
+            await asyncio.sleep(0.05)
+
+    async def finish(self, timeout: float = 60.0) -> int:
+        code = await asyncio.wait_for(self.process.wait(), timeout)
+        await asyncio.gather(*self._readers)
+        return code
+
+
+async def start_shipcord(world: World, *args: str, env: dict[str, str] | None = None) -> Shipcord:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        env=env if env is not None else world.env,
+        cwd=str(world.data_dir.parent),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    return Shipcord(process, world.outputs)
+
+
+async def wait_for_deployment_state(world: World, state: str, timeout: float = 60.0) -> str:
+    """Poll shipcord's own SQLite file (WAL allows a second reader) for a closed deployment."""
+    deadline = time.monotonic() + timeout
+    async with await Storage.open(world.data_dir / "shipcord.db") as storage:
+        while True:
+            recent = await storage.list_deployments(limit=5)
+            for deployment in recent:
+                if deployment.state == state and not deployment.is_open:
+                    return deployment.workflow_id
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no deployment reached {state}: {recent}")
+            await asyncio.sleep(0.1)
+
+
+async def test_run_deploy_sigterm_and_restart_reuses_data(world: World) -> None:
+    shipcord = await start_shipcord(world, "run")
+    await shipcord.wait_for_line("Worker running")
+    ui_line = await shipcord.wait_for_line("Temporal Web UI")
+    assert world.env["SHIPCORD_TEMPORAL_UI_PORT"] in ui_line
+    await world.double.wait_for_bot_ready(world.shipcord_bot_id, timeout=30)
+
+    interaction = await world.double.dispatch_command(
+        world.shipcord_bot_id,
+        "deploy",
+        {"bot": "echo", "version": "1.0.0"},
+        user=world.owner_id,
+        guild=world.guild_id,
+        channel=world.channel_id,
+    )
+    await world.double.wait_for_interaction_reply(interaction.id, timeout=15)
+    workflow_id = await wait_for_deployment_state(world, "succeeded")
+    async with await Storage.open(world.data_dir / "shipcord.db") as storage:
+        deployment = await storage.get_deployment(workflow_id)
+    assert deployment is not None and deployment.message_id is not None
+    await world.double.wait_for(
+        lambda: "100" in world.double.message(deployment.message_id).text(),
+        timeout=15,
+        description="the progress message to reach 100 %",
+    )
+
+    shipcord.process.send_signal(signal.SIGTERM)
+    assert await shipcord.finish() == 0
+    assert any("Stopped" in line for line in world.outputs)
+
+    # Started again on the same data directory: the same Temporal history and database.
+    again = await start_shipcord(world, "run")
+    await again.wait_for_line("Worker running")
+    client = await Client.connect(f"127.0.0.1:{world.env['SHIPCORD_TEMPORAL_PORT']}")
+    description = await client.get_workflow_handle(workflow_id).describe()
+    assert description.status is not None and description.status.name == "COMPLETED"
+
+    # A crash leaves the embedded server running; the next start adopts it.
+    again.process.kill()
+    await again.finish()
+    third = await start_shipcord(world, "worker")
+    await third.wait_for_line("reused the server already running")
+    third.process.send_signal(signal.SIGINT)
+    assert await third.finish() == 0
+
+    output = "\n".join(world.outputs)
+    assert SHIPCORD_TOKEN not in output and ECHO_TOKEN not in output
+    json_lines = [line for line in world.outputs if line.startswith("{")]
+    assert json_lines and all(isinstance(json.loads(line), dict) for line in json_lines)
+
+
+async def run_to_end(world: World, *args: str, **env_changes: str | None) -> tuple[int, str]:
+    env = dict(world.env)
+    for name, value in env_changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    before = len(world.outputs)
+    shipcord = await start_shipcord(world, *args, env=env)
+    code = await shipcord.finish()
+    return code, "\n".join(world.outputs[before:])
+
+
+async def test_check_passes_and_prints_the_invite_url(
+    world: World, temporal_client: Client
+) -> None:
+    address = temporal_client.service_client.config.target_host
+    code, output = await run_to_end(world, "check", TEMPORAL_ADDRESS=address)
+    assert code == 0, output
+    assert f"client_id={world.shipcord_bot_id}" in output
+    assert "scope=bot+applications.commands" in output
+    assert SHIPCORD_TOKEN not in output
+
+
+@pytest.mark.parametrize(
+    ("args", "env_changes", "code", "expected"),
+    [
+        (("check",), {"DISCORD_TOKEN": None}, 2, "DISCORD_TOKEN is not set"),
+        (("run",), {"DISCORD_TOKEN": None}, 2, "DISCORD_TOKEN is not set"),
+        (("check",), {"DISCORD_TOKEN": "not-a-known-token"}, 2, "rejected DISCORD_TOKEN"),
+        (("check",), {"SHIPCORD_TARGETS_FILE": "/nonexistent/t.toml"}, 2, "/nonexistent/t.toml"),
+        (("check",), {"TEMPORAL_ADDRESS": "127.0.0.1:1"}, 1, "cannot reach Temporal"),
+        (("check",), {"SHIPCORD_LOG_FORMAT": "fancy"}, 2, "SHIPCORD_LOG_FORMAT"),
+        (("worker",), {"TEMPORAL_ADDRESS": "not an address"}, 2, "TEMPORAL_ADDRESS"),
+    ],
+)
+async def test_bad_settings_give_one_clear_line(
+    world: World,
+    args: tuple[str, ...],
+    env_changes: dict[str, str | None],
+    code: int,
+    expected: str,
+) -> None:
+    exit_code, output = await run_to_end(world, *args, **env_changes)
+    assert exit_code == code, output
+    assert expected in output
+    assert "Traceback" not in output
+
+
+async def test_port_in_use_is_one_clear_line(world: World) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        exit_code, output = await run_to_end(world, "worker", SHIPCORD_TEMPORAL_PORT=str(port))
+    assert exit_code != 0
+    assert str(port) in output and "in use" in output
+    assert "Traceback" not in output
