@@ -82,7 +82,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             owner_id=owner.id,
             shipcord_bot_id=shipcord.user_id,
         )
-    kill_release_processes()
+    kill_release_processes(tmp_path)
     stop_embedded_servers(data_dir)
 
 

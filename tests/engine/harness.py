@@ -154,24 +154,35 @@ class Engine:
             if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
         ]
 
+    def processes(self) -> list[psutil.Process]:
+        return release_processes(self.data_dir.parent)
+
     def attempts(self, name: str) -> list[int]:
         return [attempt for activity_type, attempt in self.gate.started if activity_type == name]
 
 
-def release_processes() -> list[psutil.Process]:
-    """Live processes started by shipcord's process runtime."""
+def release_processes(started_in: Path) -> list[psutil.Process]:
+    """Live releases started by the process runtime from targets in `started_in`.
+
+    Scoped by working directory so that tests running side by side never count, or kill,
+    each other's releases.
+    """
     found = []
     for process in psutil.process_iter():
         try:
-            if MARKER_VARIABLE in process.environ() and process.status() != psutil.STATUS_ZOMBIE:
+            if (
+                MARKER_VARIABLE in process.environ()
+                and process.status() != psutil.STATUS_ZOMBIE
+                and Path(process.cwd()).is_relative_to(started_in)
+            ):
                 found.append(process)
         except psutil.Error:
             continue
     return found
 
 
-def kill_release_processes() -> None:
-    processes = release_processes()
+def kill_release_processes(started_in: Path) -> None:
+    processes = release_processes(started_in)
     for process in processes:
         try:
             process.kill()
@@ -230,4 +241,4 @@ async def running_engine(
                     await client.get_workflow_handle(workflow_id).terminate("test over")
                 except Exception:
                     pass
-            kill_release_processes()
+            kill_release_processes(tmp_path)

@@ -12,7 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from tests.engine.conftest import ECHO_TOKEN
-from tests.engine.harness import Engine, release_processes, wait_until
+from tests.engine.harness import Engine, wait_until
 from workflows.activities import DeploymentActivities
 from workflows.activity_names import ActivityName
 from workflows.models import CreateRecordInput, DeploymentRef, DeploymentState
@@ -128,7 +128,7 @@ async def test_success_reports_each_step_in_order(start_engine: StartEngine) -> 
             False,
         )
         assert await global_commands(engine) == ["echo"]
-        assert len(release_processes()) == 1
+        assert len(engine.processes()) == 1
 
 
 async def _started(engine: Engine, name: ActivityName, times: int = 1) -> bool:
@@ -139,13 +139,13 @@ async def test_second_release_replaces_the_first(start_engine: StartEngine) -> N
     async with start_engine() as engine:
         first = await engine.deploy(version="1.0.0")
         assert (await engine.deployments.result(first)).success
-        [first_process] = release_processes()
+        [first_process] = engine.processes()
         second = await engine.deploy(version="1.1.0")
         result = await engine.deployments.result(second)
         assert result.success and result.release_number == 2
         releases = {r.number: r.status for r in await engine.storage.list_releases("echo")}
         assert releases == {1: "superseded", 2: "active"}
-        [running] = release_processes()
+        [running] = engine.processes()
         assert running.pid != first_process.pid
         assert "1.1.0" in running.cmdline()
 
@@ -178,7 +178,7 @@ async def test_failure_at_each_step_rolls_back_what_was_done(
         assert scheduled == [*forward, *expected_rollback, ActivityName.RECORD_OUTCOME.value]
         assert [c.name for c in status.compensations] == expected_rollback
         assert all(c.ok for c in status.compensations)
-        assert release_processes() == []
+        assert engine.processes() == []
         release = await engine.storage.get_release_of_workflow(workflow_id)
         if failing is ActivityName.VALIDATE:
             assert release is None
@@ -197,7 +197,7 @@ async def test_rollback_leaves_the_previous_release_running(start_engine: StartE
         result = await engine.deployments.result(second)
 
         assert not result.success
-        [running] = release_processes()
+        [running] = engine.processes()
         assert "1.0.0" in running.cmdline()
         releases = {r.number: r.status for r in await engine.storage.list_releases("echo")}
         assert releases == {1: "active", 2: "rolled_back"}
@@ -218,10 +218,10 @@ async def test_overlap_starts_the_new_release_before_stopping_the_old(
             lambda: _started(engine, ActivityName.FINISH, times=2),
             what="the second finish step to start",
         )
-        assert len(release_processes()) == 2
+        assert len(engine.processes()) == 2
         engine.gate.release(ActivityName.FINISH.value)
         assert (await engine.deployments.result(second)).success
-        [running] = release_processes()
+        [running] = engine.processes()
         assert "1.1.0" in running.cmdline()
 
 
@@ -233,7 +233,7 @@ async def test_cancel_during_health_check_rolls_back(start_engine: StartEngine) 
             workflow_id, lambda s: s.step == "Running health check", what="the health check"
         )
         await wait_until(lambda: _started(engine, ActivityName.HEALTH_CHECK), what="health check")
-        assert len(release_processes()) == 1
+        assert len(engine.processes()) == 1
         await engine.deployments.cancel(workflow_id)
         result = await engine.deployments.result(workflow_id)
         status = await engine.deployments.status(workflow_id)
@@ -241,7 +241,7 @@ async def test_cancel_during_health_check_rolls_back(start_engine: StartEngine) 
         assert not result.success and result.state is DeploymentState.CANCELLED
         assert status.state is DeploymentState.CANCELLED
         assert [c.name for c in status.compensations] == ROLLBACK_ALL
-        assert release_processes() == []
+        assert engine.processes() == []
         deployment = await engine.storage.get_deployment(workflow_id)
         assert deployment is not None and deployment.state == "cancelled"
         assert not deployment.is_open
@@ -272,7 +272,7 @@ async def test_pause_holds_the_next_step_and_cancel_while_paused_rolls_back(
         assert result.state is DeploymentState.CANCELLED
         status = await engine.deployments.status(workflow_id)
         assert [c.name for c in status.compensations] == ROLLBACK_ALL
-        assert release_processes() == []
+        assert engine.processes() == []
 
 
 async def test_pause_then_resume_finishes(start_engine: StartEngine) -> None:
@@ -366,7 +366,7 @@ async def test_activity_retried_after_doing_its_work_does_it_once(
         assert result.success
         assert engine.attempts(failing.value) == [1, 2]
         assert len(await engine.storage.list_releases("echo")) == 1
-        assert len(release_processes()) == 1
+        assert len(engine.processes()) == 1
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,13 @@ copy that an interrupted attempt already launched instead of starting a second o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import psutil
 
@@ -56,8 +58,11 @@ class ProcessRuntime:
                 raise RuntimeError_(
                     f"cannot start {spec.command[0]!r}: {error.strerror or error}"
                 ) from None
-        # Reap the child if it exits while we still are its parent (no zombies).
-        threading.Thread(target=child.wait, name=f"reap-{child.pid}", daemon=True).start()
+        # Reap the child if it exits while we still are its parent (no zombies), and say
+        # how it ended in its log.
+        threading.Thread(
+            target=reap, args=(child, spec.log_path), name=f"reap-{child.pid}", daemon=True
+        ).start()
         try:
             process = psutil.Process(child.pid)
             return self._handle(spec, process)
@@ -106,6 +111,13 @@ class ProcessRuntime:
     async def exit_description(self, handle: ReleaseHandle) -> str:
         tail = await asyncio.to_thread(log_tail, handle.log_path)
         return f"the process exited; last output: {tail}" if tail else "the process exited"
+
+
+def reap(child: subprocess.Popen[bytes], log_path: Path) -> None:
+    status = child.wait()
+    ending = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+    with contextlib.suppress(OSError), open(log_path, "ab") as log:
+        log.write(f"--- shipcord: release process ended ({ending}) ---\n".encode())
 
 
 def own_process(handle: ReleaseHandle) -> psutil.Process | None:
