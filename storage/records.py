@@ -24,6 +24,7 @@ class DeploymentRecord:
     created_at: str
     updated_at: str
     finished_at: str | None
+    message_final: bool = False
 
     @classmethod
     def from_row(cls, row: Any) -> DeploymentRecord:
@@ -42,6 +43,7 @@ class DeploymentRecord:
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             finished_at=row["finished_at"],
+            message_final=bool(row["message_final"]),
         )
 
 

@@ -190,6 +190,30 @@ class Storage:
         )
         return changed == 1
 
+    async def list_deployments_needing_render(
+        self, *, finished_since: str
+    ) -> list[DeploymentRecord]:
+        """Open deployments, and those closed since `finished_since` whose message is not final."""
+        rows = await self._fetch_all(
+            "SELECT * FROM deployments WHERE is_open = 1"
+            " OR (message_final = 0 AND finished_at >= ?) ORDER BY created_at",
+            (finished_since,),
+        )
+        return [DeploymentRecord.from_row(row) for row in rows]
+
+    async def mark_message_final(self, workflow_id: str) -> None:
+        await self._execute(
+            "UPDATE deployments SET message_final = 1, updated_at = ? WHERE workflow_id = ?",
+            (utc_now(), workflow_id),
+        )
+
+    async def clear_progress_message(self, workflow_id: str) -> None:
+        """Forget a progress message that no longer exists, so that it is posted again."""
+        await self._execute(
+            "UPDATE deployments SET message_id = NULL, updated_at = ? WHERE workflow_id = ?",
+            (utc_now(), workflow_id),
+        )
+
     async def claim_notification(self, workflow_id: str) -> bool:
         """Atomically take the right to notify about this deployment; True only once."""
         changed = await self._execute(

@@ -63,3 +63,21 @@ def test_stopped_server_releases_its_port() -> None:
         assert "shipcord_open_deployments" in scrape(port)
     finally:
         again.stop()
+
+
+def test_discord_429_warnings_are_counted() -> None:
+    import logging
+
+    from bot.metrics import count_discord_rate_limits, discord_rate_limited_total
+
+    count_discord_rate_limits()
+    count_discord_rate_limits()  # idempotent: still counted once per 429
+    before = discord_rate_limited_total._value.get()
+    logging.getLogger("discord.http").warning(
+        "We are being rate limited. %s %s responded with 429. Retrying in %.2f seconds.",
+        "PATCH",
+        "/channels/1/messages/2",
+        0.5,
+    )
+    logging.getLogger("discord.http").warning("something else")
+    assert discord_rate_limited_total._value.get() == before + 1

@@ -1,0 +1,270 @@
+"""Slash commands: /deploy, /status, /pause, /resume, /cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import discord
+import structlog
+from discord import app_commands
+from discord.ext import commands
+
+from bot.actions import (
+    TEMPORAL_TIMEOUT,
+    TEMPORAL_UNREACHABLE,
+    UserError,
+    find_visible_deployment,
+    is_unreachable,
+    reply,
+    run_control_interaction,
+    snapshot_or_explain,
+)
+from bot.client import ShipcordBot
+from bot.permissions import Actor, can_control
+from bot.render import render_status_detail, render_status_line, render_status_list
+from storage import DeploymentConflict
+from storage.records import DeploymentRecord
+from workflows.models import DeploymentInput, DeploymentStatus, deployment_workflow_id
+from workflows.targets import TargetsError, UnknownTarget, validate_version
+
+try:
+    from bot import metrics
+except ImportError:  # pragma: no cover
+    metrics = None  # type: ignore[assignment]
+
+log = structlog.get_logger(__name__)
+
+MAX_CHOICES = 25
+STATUS_LIST_LIMIT = 15
+
+
+class DeploymentsCog(commands.Cog, name="Deployments"):
+    def __init__(self, bot: ShipcordBot) -> None:
+        self.bot = bot
+
+    # -- autocomplete ------------------------------------------------------------------------
+
+    async def bot_name_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        try:
+            names = sorted(self.bot.targets.current().bots)
+        except TargetsError:
+            return []
+        typed = current.lower().strip()
+        return [
+            app_commands.Choice(name=name, value=name) for name in names if typed in name.lower()
+        ][:MAX_CHOICES]
+
+    async def controllable_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        """Open deployments of this server that the user may pause, resume or cancel."""
+        actor = Actor.from_interaction(interaction)
+        if actor.guild_id is None:
+            return []
+        records = await self.bot.storage.list_open_deployments(actor.guild_id)
+        mine = [r for r in records if can_control(actor, r, self.bot.settings.admin_role)]
+        return _deployment_choices(mine, current)
+
+    async def visible_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        """Recent deployments of this server, open ones first."""
+        if interaction.guild_id is None:
+            return []
+        records = await self.bot.storage.list_deployments(
+            guild_id=str(interaction.guild_id), limit=50
+        )
+        records.sort(key=lambda record: not record.is_open)
+        return _deployment_choices(records, current)
+
+    # -- commands ----------------------------------------------------------------------------
+
+    @app_commands.command(name="deploy")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        bot="The bot to deploy, as named in the targets file",
+        version="The version to deploy, e.g. 1.4.0 or latest",
+    )
+    async def deploy(self, interaction: discord.Interaction, bot: str, version: str) -> None:
+        """Deploy a bot; progress is shown in this channel."""
+        actor = Actor.from_interaction(interaction)
+        structlog.contextvars.bind_contextvars(
+            guild_id=actor.guild_id, user_id=actor.user_id, bot_name=bot
+        )
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        bot_name, version = bot.strip(), version.strip()
+        try:
+            target = self.bot.targets.get(bot_name)
+        except UnknownTarget as error:
+            raise UserError(str(error)) from None
+        except TargetsError as error:
+            log.error("targets_file_invalid", error=str(error))
+            raise UserError(
+                "The targets file cannot be read, so nothing can be deployed; "
+                "an admin has to fix it (see the logs)."
+            ) from None
+        try:
+            version = validate_version(version)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+
+        unix_ms = time.time_ns() // 1_000_000
+        workflow_id = deployment_workflow_id(target.name, unix_ms)
+        structlog.contextvars.bind_contextvars(workflow_id=workflow_id)
+        channel_id = str(interaction.channel_id) if interaction.channel_id else None
+        with self.bot.board.hold(workflow_id):
+            try:
+                record = await self.bot.storage.reserve_deployment(
+                    workflow_id=workflow_id,
+                    bot_name=target.name,
+                    version=version,
+                    owner_id=actor.user_id,
+                    guild_id=actor.guild_id,
+                    channel_id=channel_id,
+                )
+            except DeploymentConflict as conflict:
+                raise UserError(str(conflict)) from None
+            await self._start_workflow(record, target.type, unix_ms)
+            message = None
+            if channel_id is not None:
+                message = await self.bot.board.post_progress_message(record)
+        log.info("deployment_started", version=version)
+        if metrics is not None:
+            metrics.deployments_started_total.inc()
+        where = (
+            f" Progress: {message.jump_url}"
+            if message
+            else " I cannot post in this channel; use /status to follow it."
+        )
+        await reply(
+            interaction,
+            f"Deploying **{target.name}** `{version}` as `{workflow_id}`.{where}",
+        )
+
+    async def _start_workflow(self, record: DeploymentRecord, bot_type: str, unix_ms: int) -> None:
+        request = DeploymentInput(
+            bot_name=record.bot_name,
+            bot_type=bot_type,
+            owner=record.owner_id,
+            version=record.version,
+            guild_id=record.guild_id,
+            channel_id=record.channel_id,
+        )
+        try:
+            async with asyncio.timeout(TEMPORAL_TIMEOUT):
+                await self.bot.deployments.start(request, unix_ms=unix_ms)
+        except BaseException as error:
+            # The bot must not stay locked by a deployment that never started.
+            await self.bot.release_unstarted(record.workflow_id, error)
+            if isinstance(error, Exception) and is_unreachable(error):
+                log.warning("temporal_unreachable", error=str(error))
+                raise UserError(
+                    "Temporal is unreachable right now, so nothing was deployed. "
+                    "Try again in a minute."
+                ) from error
+            raise
+
+    @app_commands.command(name="status")
+    @app_commands.guild_only()
+    @app_commands.describe(deployment="A deployment id; leave empty to list this server's")
+    async def status(self, interaction: discord.Interaction, deployment: str | None = None) -> None:
+        """Show one deployment in detail, or the open deployments of this server."""
+        actor = Actor.from_interaction(interaction)
+        structlog.contextvars.bind_contextvars(
+            guild_id=actor.guild_id, user_id=actor.user_id, workflow_id=deployment
+        )
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if deployment:
+            await reply(interaction, await self._status_of(actor, deployment))
+        else:
+            await reply(interaction, await self._status_list(actor))
+
+    async def _status_of(self, actor: Actor, workflow_id: str) -> str:
+        record = await find_visible_deployment(self.bot, actor, workflow_id)
+        now = datetime.now(UTC)
+        url = self.bot.settings.workflow_url(record.workflow_id)
+        if not record.is_open:
+            from bot.progress import _closed_state  # the row holds the outcome
+            from workflows.models import DeploymentResult
+
+            state = _closed_state(record.state)
+            result = DeploymentResult(
+                success=state.value == "succeeded", state=state, error=record.error
+            )
+            return render_status_detail(record, None, result, now=now, workflow_url=url)
+        snapshot = await snapshot_or_explain(self.bot, record.workflow_id)
+        return render_status_detail(
+            record, snapshot.status, snapshot.result, now=now, workflow_url=url
+        )
+
+    async def _status_list(self, actor: Actor) -> str:
+        assert actor.guild_id is not None
+        records = await self.bot.storage.list_open_deployments(actor.guild_id)
+        shown = records[:STATUS_LIST_LIMIT]
+
+        async def line(record: DeploymentRecord) -> str:
+            status: DeploymentStatus | None = self.bot.board.last_status(record.workflow_id)
+            if status is None:
+                try:
+                    snapshot = await snapshot_or_explain(self.bot, record.workflow_id)
+                    status = snapshot.status
+                except UserError:
+                    status = None
+            return render_status_line(record, status)
+
+        try:
+            lines = await asyncio.gather(*(line(record) for record in shown))
+        except Exception as error:
+            if is_unreachable(error):
+                raise UserError(TEMPORAL_UNREACHABLE) from error
+            raise
+        return render_status_list(lines, total=len(records))
+
+    @app_commands.command(name="pause")
+    @app_commands.guild_only()
+    @app_commands.describe(deployment="The deployment to pause (its id)")
+    async def pause(self, interaction: discord.Interaction, deployment: str) -> None:
+        """Pause a deployment before its next step."""
+        await run_control_interaction(self.bot, interaction, "pause", deployment)
+
+    @app_commands.command(name="resume")
+    @app_commands.guild_only()
+    @app_commands.describe(deployment="The paused deployment to resume (its id)")
+    async def resume(self, interaction: discord.Interaction, deployment: str) -> None:
+        """Resume a paused deployment."""
+        await run_control_interaction(self.bot, interaction, "resume", deployment)
+
+    @app_commands.command(name="cancel")
+    @app_commands.guild_only()
+    @app_commands.describe(deployment="The deployment to cancel (its id); it is rolled back")
+    async def cancel(self, interaction: discord.Interaction, deployment: str) -> None:
+        """Cancel a deployment and roll back what it did."""
+        await run_control_interaction(self.bot, interaction, "cancel", deployment)
+
+    deploy.autocomplete("bot")(bot_name_autocomplete)
+    status.autocomplete("deployment")(visible_autocomplete)
+    pause.autocomplete("deployment")(controllable_autocomplete)
+    resume.autocomplete("deployment")(controllable_autocomplete)
+    cancel.autocomplete("deployment")(controllable_autocomplete)
+
+
+def _deployment_choices(
+    records: list[DeploymentRecord], current: str
+) -> list[app_commands.Choice[str]]:
+    typed = current.lower().strip()
+    choices = []
+    for record in records:
+        if typed and typed not in record.workflow_id.lower():
+            continue
+        label = f"{record.workflow_id} · {record.bot_name} {record.version} · {record.state}"
+        choices.append(app_commands.Choice(name=label[:100], value=record.workflow_id))
+    return choices[:MAX_CHOICES]
+
+
+async def setup(bot: commands.Bot) -> None:
+    assert isinstance(bot, ShipcordBot)
+    await bot.add_cog(DeploymentsCog(bot))

@@ -1,0 +1,152 @@
+"""Per-channel pacing of Discord writes: never more than the channel's bucket allows.
+
+Discord limits message creates and edits per channel (5 per 5 s is a safe model). The
+pacer keeps a sliding window of the last sends of each channel, so no window of that
+length ever holds more than `limit` requests, whatever phase the server counts in. Jobs
+wait in three queues (urgent, final, update); within a queue the order is first come,
+first served, and a job re-submitted under the same key replaces the waiting one in place
+(newest render wins), which makes every deployment of a busy channel get its turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+Job = Callable[[], Awaitable[Any]]
+
+
+class Priority(IntEnum):
+    URGENT = 0  # a message a person waits for: a new progress message, a notification
+    FINAL = 1  # the last form of a finished deployment
+    UPDATE = 2  # an intermediate progress edit
+
+
+@dataclass
+class _Pending:
+    key: str
+    job: Job
+    futures: list[asyncio.Future[Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Channel:
+    queues: dict[Priority, OrderedDict[str, _Pending]] = field(
+        default_factory=lambda: {priority: OrderedDict() for priority in Priority}
+    )
+    sent: deque[float] = field(default_factory=deque)
+    worker: asyncio.Task[None] | None = None
+
+    def pop(self) -> _Pending | None:
+        for priority in Priority:
+            queue = self.queues[priority]
+            if queue:
+                return queue.popitem(last=False)[1]
+        return None
+
+    def __len__(self) -> int:
+        return sum(len(queue) for queue in self.queues.values())
+
+
+class ChannelPacer:
+    def __init__(self, *, limit: int = 5, window: float = 5.0, margin: float = 0.3) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("a channel bucket needs limit >= 1 and window > 0")
+        self.limit = limit
+        # The margin absorbs network jitter between our clock and the server's.
+        self.window = window + margin
+        self._channels: dict[str, _Channel] = {}
+        self._pending_keys: dict[str, str] = {}  # key -> channel id
+        self._running: set[str] = set()
+        self._closed = False
+
+    def submit(
+        self, channel_id: str, key: str, job: Job, *, priority: Priority = Priority.UPDATE
+    ) -> asyncio.Future[Any]:
+        """Queue `job` (one Discord request) for the channel; await the future for its result."""
+        if self._closed:
+            raise RuntimeError("the pacer is closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        channel = self._channels.setdefault(channel_id, _Channel())
+        earlier: list[asyncio.Future[Any]] = []
+        for queued_priority, queue in channel.queues.items():
+            waiting = queue.get(key)
+            if waiting is None:
+                continue
+            if queued_priority == priority:
+                waiting.job = job  # keep its place in line, run the newest job
+                waiting.futures.append(future)
+                return future
+            del queue[key]
+            earlier = waiting.futures
+            break
+        channel.queues[priority][key] = _Pending(key, job, [*earlier, future])
+        self._pending_keys[key] = channel_id
+        if channel.worker is None or channel.worker.done():
+            channel.worker = asyncio.create_task(self._drain(channel))
+        return future
+
+    def is_busy(self, key: str) -> bool:
+        """True while a job under `key` waits or runs."""
+        return key in self._pending_keys or key in self._running
+
+    def queued(self, channel_id: str) -> int:
+        channel = self._channels.get(channel_id)
+        return len(channel) if channel else 0
+
+    async def _drain(self, channel: _Channel) -> None:
+        while True:
+            await self._wait_for_slot(channel)
+            pending = channel.pop()
+            if pending is None:
+                return
+            self._pending_keys.pop(pending.key, None)
+            self._running.add(pending.key)
+            channel.sent.append(time.monotonic())
+            try:
+                result = await pending.job()
+            except Exception as error:  # the submitter handles it; the channel keeps going
+                for future in pending.futures:
+                    if not future.done():
+                        future.set_exception(error)
+                        # Nobody may be awaiting an intermediate edit: do not warn about it.
+                        future.exception()
+            else:
+                for future in pending.futures:
+                    if not future.done():
+                        future.set_result(result)
+            finally:
+                self._running.discard(pending.key)
+
+    async def _wait_for_slot(self, channel: _Channel) -> None:
+        while True:
+            now = time.monotonic()
+            while channel.sent and now - channel.sent[0] >= self.window:
+                channel.sent.popleft()
+            if len(channel.sent) < self.limit:
+                return
+            # A rate limiter must wait for time to pass: this is pacing, not synchronisation.
+            await asyncio.sleep(channel.sent[0] + self.window - now)
+
+    async def close(self) -> None:
+        self._closed = True
+        workers = [c.worker for c in self._channels.values() if c.worker and not c.worker.done()]
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        for channel in self._channels.values():
+            for queue in channel.queues.values():
+                for pending in queue.values():
+                    for future in pending.futures:
+                        future.cancel()
+                queue.clear()
+        self._pending_keys.clear()

@@ -1,0 +1,248 @@
+"""Message text for deployments: pure functions of what storage and Temporal report.
+
+The progress message must change only when something a reader cares about changed, so
+the elapsed time of a running deployment is a Discord timestamp (`<t:…:R>`) that every
+client counts up by itself; the text stays the same between steps and no edit is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from storage.records import DeploymentRecord
+from workflows.models import DeploymentResult, DeploymentState, DeploymentStatus
+
+BAR_WIDTH = 10
+# Discord rejects message content above 2000 characters; errors are cut well below that.
+MAX_ERROR_CHARS = 600
+MAX_CONTENT_CHARS = 2000
+
+STATE_ICONS = {
+    DeploymentState.RUNNING: "🔄",
+    DeploymentState.PAUSED: "⏸️",
+    DeploymentState.ROLLING_BACK: "↩️",
+    DeploymentState.SUCCEEDED: "✅",
+    DeploymentState.FAILED: "❌",
+    DeploymentState.CANCELLED: "🛑",
+}
+STATE_WORDS = {
+    DeploymentState.RUNNING: "running",
+    DeploymentState.PAUSED: "paused",
+    DeploymentState.ROLLING_BACK: "rolling back",
+    DeploymentState.SUCCEEDED: "succeeded",
+    DeploymentState.FAILED: "failed",
+    DeploymentState.CANCELLED: "cancelled",
+}
+
+
+def progress_bar(percent: int, width: int = BAR_WIDTH) -> str:
+    """`██████░░░░ 60%`: the bar is clamped to 0..100."""
+    clamped = max(0, min(100, percent))
+    filled = round(clamped * width / 100)
+    return f"{'█' * filled}{'░' * (width - filled)} {clamped}%"
+
+
+def parse_timestamp(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def discord_relative_time(moment: datetime) -> str:
+    """A timestamp each Discord client renders as "3 minutes ago" and keeps current."""
+    return f"<t:{int(moment.timestamp())}:R>"
+
+
+def format_duration(seconds: float) -> str:
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def shorten(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def mention(user_id: str) -> str:
+    return f"<@{user_id}>" if user_id.isdigit() else user_id
+
+
+def _header(record: DeploymentRecord, state: DeploymentState) -> str:
+    return f"{STATE_ICONS[state]} **{record.bot_name}** `{record.version}` · `{record.workflow_id}`"
+
+
+def _footer(workflow_url: str | None) -> list[str]:
+    return [f"[Open in Temporal Web UI](<{workflow_url}>)"] if workflow_url else []
+
+
+def render_running(
+    record: DeploymentRecord,
+    status: DeploymentStatus | None,
+    *,
+    workflow_url: str | None = None,
+) -> str:
+    """The progress message of an open deployment (status None: not reported yet)."""
+    state = status.state if status else DeploymentState.RUNNING
+    step = status.step if status else "Starting"
+    percent = status.progress if status else 0
+    started = (status.started_at if status else None) or parse_timestamp(record.created_at)
+    lines = [
+        _header(record, state),
+        f"**{step}** — {percent}%",
+        f"`{progress_bar(percent)}`",
+        f"State: {STATE_WORDS[state]} · Owner: {mention(record.owner_id)}"
+        + (f" · Started {discord_relative_time(started)}" if started else ""),
+    ]
+    if status and status.attempt and status.attempt > 1:
+        lines.append(f"Attempt {status.attempt} of this step")
+    if status and status.last_error:
+        lines.append(f"Last error: {shorten(status.last_error)}")
+    lines += _footer(workflow_url)
+    return "\n".join(lines)[:MAX_CONTENT_CHARS]
+
+
+def final_state(result: DeploymentResult) -> DeploymentState:
+    if result.state.is_final:
+        return result.state
+    return DeploymentState.SUCCEEDED if result.success else DeploymentState.FAILED
+
+
+def render_final(
+    record: DeploymentRecord,
+    result: DeploymentResult,
+    *,
+    finished_at: datetime,
+    last_status: DeploymentStatus | None = None,
+    workflow_url: str | None = None,
+) -> str:
+    """The progress message once the workflow has closed; it is never edited again."""
+    state = final_state(result)
+    started = (last_status.started_at if last_status else None) or parse_timestamp(
+        record.created_at
+    )
+    took = f" in {format_duration((finished_at - started).total_seconds())}" if started else ""
+    if state is DeploymentState.SUCCEEDED:
+        headline, percent = "**Deployed**", 100
+    elif state is DeploymentState.CANCELLED:
+        headline = "**Cancelled**, completed steps rolled back"
+        percent = last_status.progress if last_status else 0
+    else:
+        headline = "**Failed**, completed steps rolled back"
+        percent = last_status.progress if last_status else 0
+    lines = [
+        _header(record, state),
+        f"{headline} — {percent}%",
+        f"`{progress_bar(percent)}`",
+        f"State: {STATE_WORDS[state]}{took} · Owner: {mention(record.owner_id)}",
+    ]
+    if state is DeploymentState.FAILED and result.error:
+        lines.append(f"Error: {shorten(result.error)}")
+    if result.release_number is not None and state is DeploymentState.SUCCEEDED:
+        lines.append(f"Release #{result.release_number} is live.")
+    lines += _footer(workflow_url)
+    return "\n".join(lines)[:MAX_CONTENT_CHARS]
+
+
+def describe_rollback(status: DeploymentStatus | None, release_status: str | None) -> str:
+    """One sentence about how the rollback went, from what is known about it."""
+    if status is not None and status.compensations:
+        failed = [item for item in status.compensations if not item.ok]
+        if not failed:
+            names = ", ".join(item.name for item in status.compensations)
+            return f"Rollback completed ({names})."
+        details = "; ".join(
+            f"{item.name}: {shorten(item.detail or 'failed', 120)}" for item in failed
+        )
+        return f"Rollback was incomplete ({details}); check the bot by hand."
+    if release_status == "rolled_back":
+        return "Rollback completed; the previous release keeps running."
+    if release_status is None:
+        return "Nothing had been deployed yet, so there was nothing to roll back."
+    return "Completed steps were rolled back."
+
+
+def render_failure_notice(
+    record: DeploymentRecord, error: str | None, rollback: str, *, workflow_url: str | None
+) -> str:
+    """The reply to the progress message (it mentions the owner)."""
+    lines = [
+        f"{mention(record.owner_id)} deployment `{record.workflow_id}` of **{record.bot_name}**"
+        f" `{record.version}` failed: {shorten(error or 'unknown error')}",
+        rollback,
+    ]
+    lines += _footer(workflow_url)
+    return "\n".join(lines)[:MAX_CONTENT_CHARS]
+
+
+def render_failure_dm(
+    record: DeploymentRecord,
+    error: str | None,
+    rollback: str,
+    *,
+    guild_name: str | None,
+    workflow_url: str | None,
+) -> str:
+    where = f" in {guild_name}" if guild_name else ""
+    lines = [
+        f"Your deployment `{record.workflow_id}` of **{record.bot_name}** `{record.version}`"
+        f"{where} failed.",
+        f"Error: {shorten(error or 'unknown error')}",
+        rollback,
+    ]
+    lines += _footer(workflow_url)
+    return "\n".join(lines)[:MAX_CONTENT_CHARS]
+
+
+def render_status_detail(
+    record: DeploymentRecord,
+    status: DeploymentStatus | None,
+    result: DeploymentResult | None,
+    *,
+    now: datetime,
+    workflow_url: str | None,
+) -> str:
+    """The answer to `/status deployment:<id>`."""
+    if result is not None:
+        finished = parse_timestamp(record.finished_at) or now
+        return render_final(
+            record, result, finished_at=finished, last_status=status, workflow_url=workflow_url
+        )
+    text = render_running(record, status, workflow_url=None)
+    started = (status.started_at if status else None) or parse_timestamp(record.created_at)
+    extra = []
+    if started:
+        extra.append(f"Elapsed: {format_duration((now - started).total_seconds())}")
+    if status and status.completed_steps:
+        extra.append(f"Completed: {', '.join(status.completed_steps)}")
+    extra += _footer(workflow_url)
+    return "\n".join([text, *extra])[:MAX_CONTENT_CHARS]
+
+
+def render_status_line(record: DeploymentRecord, status: DeploymentStatus | None) -> str:
+    state = status.state if status else DeploymentState(record.state)
+    step = status.step if status else "Starting"
+    percent = status.progress if status else 0
+    return (
+        f"`{record.workflow_id}` **{record.bot_name}** `{record.version}` — {step}"
+        f" `{progress_bar(percent)}` {STATE_WORDS[state]} · {mention(record.owner_id)}"
+    )
+
+
+def render_status_list(lines: Sequence[str], *, total: int) -> str:
+    if not lines:
+        return "No deployments are running in this server."
+    header = f"{total} open deployment{'s' if total != 1 else ''} in this server:"
+    more = [f"…and {total - len(lines)} more."] if total > len(lines) else []
+    text = "\n".join([header, *lines, *more])
+    return text[:MAX_CONTENT_CHARS]

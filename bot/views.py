@@ -1,0 +1,76 @@
+"""Buttons on the progress message: Pause or Resume, and Cancel.
+
+Each button is a `DynamicItem` whose custom id names the action and the workflow
+(`shipcord:pause:deploy-echo-1700000000000`). The class is registered once with
+`Client.add_dynamic_items`, so clicks keep working after a restart without any state.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from workflows.models import DeploymentState
+
+if TYPE_CHECKING:
+    from bot.client import ShipcordBot
+
+CUSTOM_ID_PREFIX = "shipcord"
+ACTIONS = ("pause", "resume", "cancel")
+_TEMPLATE = rf"{CUSTOM_ID_PREFIX}:(?P<action>pause|resume|cancel):(?P<workflow_id>[\w.:-]{{1,80}})"
+
+_STYLE = {
+    "pause": (discord.ButtonStyle.secondary, "Pause", "⏸️"),
+    "resume": (discord.ButtonStyle.success, "Resume", "▶️"),
+    "cancel": (discord.ButtonStyle.danger, "Cancel", "🛑"),
+}
+
+
+def custom_id(action: str, workflow_id: str) -> str:
+    return f"{CUSTOM_ID_PREFIX}:{action}:{workflow_id}"
+
+
+class DeploymentButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=_TEMPLATE
+):
+    def __init__(self, action: str, workflow_id: str) -> None:
+        style, label, emoji = _STYLE[action]
+        super().__init__(
+            discord.ui.Button(
+                style=style, label=label, emoji=emoji, custom_id=custom_id(action, workflow_id)
+            )
+        )
+        self.action = action
+        self.workflow_id = workflow_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: Any,
+        /,
+    ) -> DeploymentButton:
+        return cls(match["action"], match["workflow_id"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        # Imported here: the cog imports this module for the progress view.
+        from bot.actions import run_control_interaction
+
+        client: ShipcordBot = interaction.client
+        await run_control_interaction(client, interaction, self.action, self.workflow_id)
+
+
+def progress_view(workflow_id: str, state: DeploymentState) -> discord.ui.View | None:
+    """The buttons that make sense in `state`; None (no buttons) once nothing can be done."""
+    if state is DeploymentState.RUNNING:
+        first = "pause"
+    elif state is DeploymentState.PAUSED:
+        first = "resume"
+    else:
+        return None
+    view = discord.ui.View(timeout=None)
+    view.add_item(DeploymentButton(first, workflow_id))
+    view.add_item(DeploymentButton("cancel", workflow_id))
+    return view

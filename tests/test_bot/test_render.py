@@ -1,0 +1,187 @@
+"""Rendering is pure: the same inputs give the same text, and the text carries what matters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from bot.render import (
+    describe_rollback,
+    format_duration,
+    progress_bar,
+    render_failure_dm,
+    render_failure_notice,
+    render_final,
+    render_running,
+    render_status_detail,
+    render_status_list,
+)
+from storage.records import DeploymentRecord
+from workflows.models import (
+    CompensationRecord,
+    DeploymentResult,
+    DeploymentState,
+    DeploymentStatus,
+)
+
+STARTED = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def make_record(**changes: object) -> DeploymentRecord:
+    values: dict[str, object] = {
+        "workflow_id": "deploy-echo-1735787045000",
+        "bot_name": "echo",
+        "version": "1.4.0",
+        "owner_id": "1234",
+        "guild_id": "1",
+        "channel_id": "2",
+        "message_id": "3",
+        "state": "running",
+        "is_open": True,
+        "notified": False,
+        "error": None,
+        "created_at": STARTED.isoformat(),
+        "updated_at": STARTED.isoformat(),
+        "finished_at": None,
+    }
+    values.update(changes)
+    return DeploymentRecord(**values)  # type: ignore[arg-type]
+
+
+def make_status(**changes: object) -> DeploymentStatus:
+    values: dict[str, object] = {
+        "step": "Deploying to platform",
+        "progress": 60,
+        "state": DeploymentState.RUNNING,
+        "started_at": STARTED,
+    }
+    values.update(changes)
+    return DeploymentStatus(**values)
+
+
+def test_progress_bar_fills_proportionally_and_clamps() -> None:
+    assert progress_bar(0) == "░░░░░░░░░░ 0%"
+    assert progress_bar(60) == "██████░░░░ 60%"
+    assert progress_bar(100) == "██████████ 100%"
+    assert progress_bar(250) == "██████████ 100%"
+    assert progress_bar(-5) == "░░░░░░░░░░ 0%"
+
+
+def test_format_duration() -> None:
+    assert format_duration(4.7) == "4s"
+    assert format_duration(83) == "1m 23s"
+    assert format_duration(3723) == "1h 02m 03s"
+
+
+def test_running_message_shows_step_bar_state_owner_and_live_elapsed() -> None:
+    text = render_running(make_record(), make_status(), workflow_url="http://ui/wf")
+    assert "**Deploying to platform** — 60%" in text
+    assert "██████░░░░ 60%" in text
+    assert "State: running" in text
+    assert "<@1234>" in text
+    assert "`1.4.0`" in text
+    # Elapsed time is a Discord timestamp: the text does not change while time passes.
+    assert f"<t:{int(STARTED.timestamp())}:R>" in text
+    assert "http://ui/wf" in text
+
+
+def test_running_message_is_stable_between_steps() -> None:
+    first = render_running(make_record(), make_status(updated_at=STARTED), workflow_url=None)
+    later = make_status(updated_at=STARTED + timedelta(seconds=30))
+    assert render_running(make_record(), later, workflow_url=None) == first
+
+
+def test_running_message_before_the_first_status() -> None:
+    text = render_running(make_record(), None)
+    assert "**Starting** — 0%" in text
+    assert "State: running" in text
+
+
+def test_paused_and_errors_are_shown() -> None:
+    status = make_status(state=DeploymentState.PAUSED, last_error="boom", attempt=3)
+    text = render_running(make_record(), status)
+    assert "State: paused" in text
+    assert "Last error: boom" in text
+    assert "Attempt 3" in text
+
+
+def test_final_forms() -> None:
+    finished = STARTED + timedelta(seconds=83)
+    succeeded = render_final(
+        make_record(),
+        DeploymentResult(success=True, release_number=7),
+        finished_at=finished,
+    )
+    assert "**Deployed** — 100%" in succeeded
+    assert "██████████ 100%" in succeeded
+    assert "succeeded in 1m 23s" in succeeded
+    assert "Release #7" in succeeded
+
+    failed = render_final(
+        make_record(),
+        DeploymentResult(success=False, error="token rejected", state=DeploymentState.FAILED),
+        finished_at=finished,
+        last_status=make_status(progress=10),
+    )
+    assert "**Failed**" in failed
+    assert "Error: token rejected" in failed
+    assert "10%" in failed
+
+    cancelled = render_final(
+        make_record(),
+        DeploymentResult(success=False, error="cancelled", state=DeploymentState.CANCELLED),
+        finished_at=finished,
+    )
+    assert "**Cancelled**" in cancelled
+    assert "Error" not in cancelled
+
+
+def test_long_errors_are_cut() -> None:
+    text = render_running(make_record(), make_status(last_error="x" * 5000))
+    assert len(text) < 2000
+    assert text.count("x") < 700
+
+
+def test_rollback_description() -> None:
+    done = make_status(
+        compensations=[
+            CompensationRecord(name="stop_release", ok=True),
+            CompensationRecord(name="mark_rolled_back", ok=True),
+        ]
+    )
+    assert describe_rollback(done, None).startswith("Rollback completed (stop_release")
+    broken = make_status(
+        compensations=[CompensationRecord(name="stop_release", ok=False, detail="gone")]
+    )
+    assert "incomplete" in describe_rollback(broken, None)
+    assert "nothing to roll back" in describe_rollback(None, None)
+    assert "previous release" in describe_rollback(None, "rolled_back")
+
+
+def test_failure_notice_and_dm() -> None:
+    notice = render_failure_notice(make_record(), "boom", "Rollback completed.", workflow_url=None)
+    assert notice.startswith("<@1234>")
+    assert "failed: boom" in notice
+    dm = render_failure_dm(
+        make_record(), "boom", "Rollback completed.", guild_name="Ops", workflow_url="http://u"
+    )
+    assert "in Ops failed" in dm
+    assert "Error: boom" in dm
+    assert "Rollback completed." in dm
+
+
+def test_status_detail_and_list() -> None:
+    now = STARTED + timedelta(seconds=65)
+    detail = render_status_detail(
+        make_record(),
+        make_status(completed_steps=["Validating configuration"]),
+        None,
+        now=now,
+        workflow_url="http://ui",
+    )
+    assert "Elapsed: 1m 05s" in detail
+    assert "Completed: Validating configuration" in detail
+    assert "http://ui" in detail
+    assert render_status_list([], total=0) == "No deployments are running in this server."
+    listed = render_status_list(["a", "b"], total=3)
+    assert listed.startswith("3 open deployments")
+    assert "1 more" in listed
