@@ -15,6 +15,7 @@ from typing import TextIO
 
 import discord
 import structlog
+from temporalio.client import Client
 
 from bot.embedded_temporal import EmbeddedTemporal, EmbeddedTemporalError
 from bot.logs import configure_logging, register_secret
@@ -161,7 +162,7 @@ async def serve(settings: Settings, *, with_bot: bool, with_worker: bool) -> int
 
 async def start_bot(
     settings: Settings,
-    client: object,
+    client: Client,
     storage: Storage,
     token: str,
     stack: AsyncExitStack,
@@ -170,7 +171,7 @@ async def start_bot(
 
     bot = ShipcordBot(
         settings=settings,
-        deployments=DeploymentClient(client, settings.temporal_task_queue),  # type: ignore[arg-type]
+        deployments=DeploymentClient(client, settings.temporal_task_queue),
         storage=storage,
     )
     stack.push_async_callback(bot.close)

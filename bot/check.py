@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 from contextlib import AsyncExitStack
+from typing import cast
 from urllib.parse import urlencode
 
 import aiohttp
+from temporalio.client import Client
 
 from bot.app import (
     EXIT_CONFIG,
@@ -101,11 +103,13 @@ async def sync_commands(settings: Settings) -> int:
     from workflows.client import DeploymentClient
 
     async with await Storage.open(settings.database_path) as storage:
-        # The Temporal client is never used by a sync; the bot only needs one to exist.
+        # Registering commands needs neither Temporal nor the progress board.
+        unused_temporal = cast(Client, None)
         bot = ShipcordBot(
             settings=settings,
-            deployments=DeploymentClient(None, settings.temporal_task_queue),  # type: ignore[arg-type]
+            deployments=DeploymentClient(unused_temporal, settings.temporal_task_queue),
             storage=storage,
+            run_board=False,
         )
         try:
             await bot.login(token)

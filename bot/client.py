@@ -79,6 +79,7 @@ class ShipcordBot(commands.Bot):
         edit_limit: int = 5,
         edit_window: float = 5.0,
         query_concurrency: int = 8,
+        run_board: bool = True,
         **options: Any,
     ) -> None:
         intents = discord.Intents.none()
@@ -92,6 +93,7 @@ class ShipcordBot(commands.Bot):
             **options,
         )
         self.settings = settings
+        self._run_board = run_board
         metrics.count_discord_rate_limits()
         self.deployments = deployments
         self.storage = storage
@@ -118,7 +120,8 @@ class ShipcordBot(commands.Bot):
         self.add_dynamic_items(DeploymentButton)
         if self.settings.discord_dev_guild_id:
             await self.sync_dev_guild(self.settings.discord_dev_guild_id)
-        self.board.start()
+        if self._run_board:
+            self.board.start()
 
     async def sync_dev_guild(self, guild_id: int) -> list[app_commands.AppCommand]:
         """Register the commands in one server, where they are available at once."""

@@ -266,3 +266,10 @@ async def test_port_in_use_is_one_clear_line(world: World) -> None:
     assert exit_code != 0
     assert str(port) in output and "in use" in output
     assert "Traceback" not in output
+
+
+async def test_sync_commands_registers_the_commands_globally(world: World) -> None:
+    exit_code, output = await run_to_end(world, "sync-commands")
+    assert exit_code == 0, output
+    names = {command["name"] for command in world.double.commands(world.shipcord_bot_id)}
+    assert names == {"deploy", "status", "pause", "resume", "cancel"}

@@ -64,26 +64,19 @@ class ProcessRuntime:
             target=reap, args=(child, spec.log_path), name=f"reap-{child.pid}", daemon=True
         ).start()
         try:
-            process = psutil.Process(child.pid)
-            return self._handle(spec, process)
+            return self._handle(spec, psutil.Process(child.pid))
         except psutil.NoSuchProcess:
-            return ReleaseHandle(
-                runtime=self.name,
-                marker=spec.marker,
-                port=spec.port,
-                log_path=str(spec.log_path),
-                pid=child.pid,
-                process_started_at=None,
-            )
+            # Already gone: a handle without a pid is never running (its log says why).
+            return self._handle(spec, None)
 
-    def _handle(self, spec: ReleaseSpec, process: psutil.Process) -> ReleaseHandle:
+    def _handle(self, spec: ReleaseSpec, process: psutil.Process | None) -> ReleaseHandle:
         return ReleaseHandle(
             runtime=self.name,
             marker=spec.marker,
             port=spec.port,
             log_path=str(spec.log_path),
-            pid=process.pid,
-            process_started_at=process.create_time(),
+            pid=process.pid if process is not None else None,
+            process_started_at=process.create_time() if process is not None else None,
         )
 
     async def is_running(self, handle: ReleaseHandle) -> bool:
@@ -122,13 +115,11 @@ def reap(child: subprocess.Popen[bytes], log_path: Path) -> None:
 
 def own_process(handle: ReleaseHandle) -> psutil.Process | None:
     """The release's process if it is still the one we started and still alive."""
-    if handle.pid is None:
+    if handle.pid is None or handle.process_started_at is None:
         return None
     try:
         process = psutil.Process(handle.pid)
-        if handle.process_started_at is not None and (
-            abs(process.create_time() - handle.process_started_at) > START_TIME_TOLERANCE
-        ):
+        if abs(process.create_time() - handle.process_started_at) > START_TIME_TOLERANCE:
             return None
     except psutil.Error:
         return None
