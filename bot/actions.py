@@ -42,6 +42,9 @@ def unknown_deployment(workflow_id: str) -> UserError:
 def is_unreachable(error: BaseException) -> bool:
     if isinstance(error, TimeoutError | OSError):
         return True
+    # A client that has never reached its server (connected lazily) fails this way.
+    if isinstance(error, RuntimeError) and str(error).startswith("Failed client connect"):
+        return True
     return isinstance(error, RPCError) and error.status in (
         RPCStatusCode.UNAVAILABLE,
         RPCStatusCode.DEADLINE_EXCEEDED,
