@@ -15,6 +15,7 @@ from temporalio.worker import Interceptor, Worker
 from storage import Storage
 from workflows.activities import DeploymentActivities
 from workflows.discord_rest import DiscordRest
+from workflows.log_context import ActivityLogContext
 from workflows.runtimes import ProcessRuntime, Runtime
 from workflows.targets import TargetRegistry
 from workflows.workflows import BotDeploymentWorkflow
@@ -42,7 +43,7 @@ def create_worker(
         max_concurrent_activities=max_concurrent_activities,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        interceptors=interceptors,
+        interceptors=[ActivityLogContext(), *interceptors],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 

@@ -431,3 +431,19 @@ async def test_a_client_without_shipcord_types_uses_the_guide_contract(
         assert "xxx-secret-from-chat" not in repr(final) + repr(result)
         deployment = await engine.storage.get_deployment(workflow_id)
         assert deployment is not None and deployment.owner_id == "user-123"
+
+
+async def test_activity_log_lines_carry_the_deployment(start_engine: StartEngine) -> None:
+    import structlog
+
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as captured:
+        async with start_engine() as engine:
+            workflow_id = await engine.deploy(version="8.0.0")
+            assert (await engine.deployments.result(workflow_id)).success
+    [started] = [entry for entry in captured if entry["event"] == "release started"]
+    assert started["workflow_id"] == workflow_id
+    assert started["activity"] == ActivityName.DEPLOY.value
+    assert started["bot_name"] == "echo" and started["attempt"] == 1
+    assert ECHO_TOKEN not in repr(captured)
