@@ -63,6 +63,21 @@ def raise_if_cancel_requested() -> None:
         raise asyncio.CancelledError()
 
 
+async def run_to_completion(work: Awaitable[None]) -> None:
+    """Run `work` to its end even if the workflow is cancelled meanwhile.
+
+    Compensations and the final record must finish: a cancellation that arrives while they
+    run is absorbed instead of abandoning them half-way.
+    """
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            continue
+    task.result()
+
+
 def describe_invalid_input(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
@@ -148,16 +163,6 @@ class BotDeploymentWorkflow:
 
             await self._wait_while_paused()
             await self._activity(ActivityName.FINISH, ref, None)
-            self._complete_step()
-            self._set_step(Step.DEPLOYED)
-            self._status.state = DeploymentState.SUCCEEDED
-            await self._record_outcome(info.workflow_id, DeploymentState.SUCCEEDED, None)
-            return DeploymentResult(
-                success=True,
-                bot_id=release.bot_id,
-                state=DeploymentState.SUCCEEDED,
-                release_number=release.release_number,
-            )
         except BaseException as error:
             cancelled = is_cancelled_exception(error)
             if not cancelled and not isinstance(error, ActivityError | ApplicationError):
@@ -166,12 +171,9 @@ class BotDeploymentWorkflow:
             final = DeploymentState.CANCELLED if cancelled else DeploymentState.FAILED
             message = "Deployment cancelled" if cancelled else describe_failure(error)
             self._status.last_error = None if cancelled else message
-            # Shielded so that compensations finish even though the workflow was cancelled.
-            await asyncio.shield(asyncio.ensure_future(self._roll_back()))
+            await run_to_completion(self._roll_back())
             self._status.state = final
-            await asyncio.shield(
-                asyncio.ensure_future(self._record_outcome(info.workflow_id, final, message))
-            )
+            await run_to_completion(self._record_outcome(info.workflow_id, final, message))
             return DeploymentResult(
                 success=False,
                 bot_id=release.bot_id if release else None,
@@ -179,6 +181,19 @@ class BotDeploymentWorkflow:
                 state=final,
                 release_number=release.release_number if release else None,
             )
+        # Deployed: a cancellation that arrives from here on is too late to undo anything.
+        self._complete_step()
+        self._set_step(Step.DEPLOYED)
+        self._status.state = DeploymentState.SUCCEEDED
+        await run_to_completion(
+            self._record_outcome(info.workflow_id, DeploymentState.SUCCEEDED, None)
+        )
+        return DeploymentResult(
+            success=True,
+            bot_id=release.bot_id,
+            state=DeploymentState.SUCCEEDED,
+            release_number=release.release_number,
+        )
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> DeploymentStatus:

@@ -447,3 +447,38 @@ async def test_activity_log_lines_carry_the_deployment(start_engine: StartEngine
     assert started["activity"] == ActivityName.DEPLOY.value
     assert started["bot_name"] == "echo" and started["attempt"] == 1
     assert ECHO_TOKEN not in repr(captured)
+
+
+async def test_cancel_after_the_last_step_changes_nothing(start_engine: StartEngine) -> None:
+    async with start_engine() as engine:
+        engine.gate.hold(ActivityName.RECORD_OUTCOME.value)
+        workflow_id = await engine.deploy(version="9.0.0")
+        await wait_until(
+            lambda: _started(engine, ActivityName.RECORD_OUTCOME), what="the outcome record"
+        )
+        await engine.deployments.cancel(workflow_id)
+        engine.gate.release(ActivityName.RECORD_OUTCOME.value)
+        result = await engine.deployments.result(workflow_id)
+        status = await engine.deployments.status(workflow_id)
+        assert result.success and status.state is DeploymentState.SUCCEEDED
+        assert status.compensations == []
+        assert len(engine.processes()) == 1
+
+
+async def test_cancel_during_a_rollback_lets_it_finish(start_engine: StartEngine) -> None:
+    failing = failing_after_work(ActivityName.HEALTH_CHECK)
+    async with start_engine(replace={ActivityName.HEALTH_CHECK.value: failing}) as engine:
+        engine.gate.hold(ActivityName.RESTORE_COMMANDS.value)
+        workflow_id = await engine.deploy(version="9.1.0")
+        await wait_until(
+            lambda: _started(engine, ActivityName.RESTORE_COMMANDS), what="the rollback"
+        )
+        rolling = await engine.deployments.status(workflow_id)
+        assert rolling.state is DeploymentState.ROLLING_BACK
+        await engine.deployments.cancel(workflow_id)
+        engine.gate.release(ActivityName.RESTORE_COMMANDS.value)
+        result = await engine.deployments.result(workflow_id)
+        status = await engine.deployments.status(workflow_id)
+        assert result.state is DeploymentState.FAILED
+        assert [c.name for c in status.compensations] == ROLLBACK_ALL
+        assert engine.processes() == []

@@ -1,6 +1,14 @@
 """Where releases run: local processes (the default) or Docker containers."""
 
 from workflows.runtimes.base import ReleaseHandle, ReleaseSpec, Runtime, RuntimeError_
+from workflows.runtimes.docker import DockerRuntime
 from workflows.runtimes.process import ProcessRuntime
 
-__all__ = ["ProcessRuntime", "ReleaseHandle", "ReleaseSpec", "Runtime", "RuntimeError_"]
+__all__ = [
+    "DockerRuntime",
+    "ProcessRuntime",
+    "ReleaseHandle",
+    "ReleaseSpec",
+    "Runtime",
+    "RuntimeError_",
+]

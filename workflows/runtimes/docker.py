@@ -11,6 +11,7 @@ itself: the restart policy is "no".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -172,8 +173,10 @@ class DockerRuntime:
         status, answer = await self._engine.call("POST", f"/containers/{container_id}/start")
         if status in (204, 304):  # 304: already started by a concurrent attempt
             return
-        # A container that cannot start (say, its command is not in the image) is useless.
-        await self._remove(container_id, log_path="")
+        # A container that cannot start (say, its command is not in the image) is useless;
+        # failing to remove it must not hide why it did not start.
+        with contextlib.suppress(RuntimeError_):
+            await self._remove(container_id, log_path="")
         raise engine_refused(f"cannot start the container from {image}", status, answer)
 
     # Stopping ---------------------------------------------------------------------------
@@ -218,10 +221,11 @@ class DockerRuntime:
         output = await self._output(container_id, "all")
         details = await self._inspect(container_id)
         ending = describe_state(details["State"]) if details is not None else "container gone"
+        if output and not output.endswith("\n"):
+            output += "\n"
         text = (
             f"--- shipcord: output of container {container_id[:12]} ---\n"
-            f"{output}{'' if output.endswith(chr(10)) or not output else chr(10)}"
-            f"--- shipcord: {ending} ---\n"
+            f"{output}--- shipcord: {ending} ---\n"
         )
         await asyncio.to_thread(append_text, log_path, text)
 
@@ -286,8 +290,15 @@ class DockerEngine:
                 method, path, params=params, json=body, timeout=self._timeout(timeout)
             ) as response:
                 return response.status, await response.read()
-        except (aiohttp.ClientError, TimeoutError) as error:
-            raise self._unreachable(error) from None
+        except aiohttp.ConnectionTimeoutError:
+            raise self._unreachable(f"no connection within {CONNECT_TIMEOUT_SECONDS:g}s") from None
+        except TimeoutError:
+            raise RuntimeError_(
+                f"the Docker engine at {self.socket_path} did not answer {method} {path} "
+                f"within {timeout:g}s"
+            ) from None
+        except aiohttp.ClientError as error:
+            raise self._unreachable(connection_problem(error)) from None
 
     async def pull(self, repository: str, tag: str, *, timeout: float) -> str:
         """Pull an image; '' on success, else what went wrong."""
@@ -305,19 +316,19 @@ class DockerEngine:
                     if problem:
                         return problem
                 return ""
+        except aiohttp.ConnectionTimeoutError:
+            raise self._unreachable(f"no connection within {CONNECT_TIMEOUT_SECONDS:g}s") from None
         except TimeoutError:
             return f"no result within {timeout:g}s"
         except aiohttp.ClientError as error:
-            raise self._unreachable(error) from None
+            raise self._unreachable(connection_problem(error)) from None
 
     @staticmethod
     def _timeout(total: float) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=total, sock_connect=CONNECT_TIMEOUT_SECONDS)
 
-    def _unreachable(self, error: BaseException) -> RuntimeError_:
-        return RuntimeError_(
-            f"cannot reach the Docker engine at {self.socket_path}: {connection_problem(error)}"
-        )
+    def _unreachable(self, reason: str) -> RuntimeError_:
+        return RuntimeError_(f"cannot reach the Docker engine at {self.socket_path}: {reason}")
 
 
 # Pure helpers ---------------------------------------------------------------------------
@@ -439,9 +450,7 @@ def engine_refused(what: str, status: int, answer: Any) -> RuntimeError_:
     return RuntimeError_(f"{what}: the Docker engine answered {status}: {message or answer}")
 
 
-def connection_problem(error: BaseException) -> str:
-    if isinstance(error, TimeoutError):
-        return "no answer in time"
+def connection_problem(error: aiohttp.ClientError) -> str:
     if isinstance(error, aiohttp.ClientConnectorError):
         return error.os_error.strerror or str(error.os_error)
     return str(error) or type(error).__name__
