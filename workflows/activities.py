@@ -179,7 +179,7 @@ class DeploymentActivities:
         deadline = watching_since + target.health_timeout
         last_problem = "not checked yet"
         while True:
-            if not await runtime.is_running(handle):
+            if not await self._is_running(runtime, handle):
                 reason = await runtime.exit_description(handle)
                 raise ApplicationError(
                     f"Release {release.number} of {release.bot_name} is not running: {reason}",
@@ -300,6 +300,13 @@ class DeploymentActivities:
             )
         return release
 
+    async def _is_running(self, runtime: Runtime, handle: ReleaseHandle) -> bool:
+        try:
+            return await runtime.is_running(handle)
+        except RuntimeError_ as error:
+            # The runtime itself is unreachable (e.g. the Docker engine): Temporal retries.
+            raise ApplicationError(str(error), type="RuntimeError") from None
+
     def _handle_of(self, release: ReleaseRecord) -> ReleaseHandle:
         if release.runtime_handle is None:
             raise ApplicationError(
@@ -356,7 +363,7 @@ class DeploymentActivities:
             if release.runtime_handle
             else None
         )
-        if known is not None and await runtime.is_running(known):
+        if known is not None and await self._is_running(runtime, known):
             if release.status != status:
                 await self._storage.set_release_status(release.id, status)
             return known

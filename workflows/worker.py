@@ -15,8 +15,9 @@ from temporalio.worker import Interceptor, Worker
 from storage import Storage
 from workflows.activities import DeploymentActivities
 from workflows.discord_rest import DiscordRest
+from workflows.heartbeat import AutoHeartbeat
 from workflows.log_context import ActivityLogContext
-from workflows.runtimes import ProcessRuntime, Runtime
+from workflows.runtimes import DockerRuntime, ProcessRuntime, Runtime
 from workflows.targets import TargetRegistry
 from workflows.workflows import BotDeploymentWorkflow
 
@@ -25,6 +26,8 @@ HEARTBEAT_THROTTLE = timedelta(seconds=1)
 # On shutdown, activities in flight get this long to finish before they are cancelled and
 # handed back to Temporal, which retries them on another worker.
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+# Well inside the deploy step's 5-minute start-to-close timeout.
+DOCKER_PULL_TIMEOUT = 120.0
 
 
 def create_worker(
@@ -43,7 +46,7 @@ def create_worker(
         max_concurrent_activities=max_concurrent_activities,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        interceptors=[ActivityLogContext(), *interceptors],
+        interceptors=[ActivityLogContext(), AutoHeartbeat(), *interceptors],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 
@@ -59,15 +62,22 @@ async def deployment_activities(
 ) -> AsyncIterator[DeploymentActivities]:
     """The activities with their dependencies: HTTP session, Discord client, runtimes."""
     async with aiohttp.ClientSession() as http:
-        yield DeploymentActivities(
-            storage=storage,
-            discord=DiscordRest(http, discord_api_base),
-            runtimes=runtimes if runtimes is not None else {"process": ProcessRuntime()},
-            targets=TargetRegistry(targets_file),
-            data_dir=data_dir,
-            discord_api_base=discord_api_base,
-            http=http,
-        )
+        # Registered always: it touches the Docker socket only when a target uses it.
+        docker = DockerRuntime(pull_timeout_seconds=DOCKER_PULL_TIMEOUT)
+        try:
+            yield DeploymentActivities(
+                storage=storage,
+                discord=DiscordRest(http, discord_api_base),
+                runtimes=runtimes
+                if runtimes is not None
+                else {"process": ProcessRuntime(), "docker": docker},
+                targets=TargetRegistry(targets_file),
+                data_dir=data_dir,
+                discord_api_base=discord_api_base,
+                http=http,
+            )
+        finally:
+            await docker.close()
 
 
 @asynccontextmanager

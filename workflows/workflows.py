@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from workflows.activity_names import ActivityName
+    from workflows.heartbeat import HEARTBEAT_TIMEOUT
     from workflows.models import (
         PAUSE_SIGNAL,
         RESUME_SIGNAL,
@@ -280,6 +281,7 @@ class BotDeploymentWorkflow:
             schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
             schedule_to_start_timeout=SCHEDULE_TO_START,
             retry_policy=RETRY_POLICY,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             # A cancelled step must have stopped before its compensation starts.
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )

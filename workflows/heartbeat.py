@@ -1,0 +1,47 @@
+"""Every activity heartbeats while it runs, so a worker that dies is noticed in seconds.
+
+Without heartbeats Temporal only learns that a worker crashed mid-activity when the
+activity's start-to-close timeout (5 minutes) runs out; with them, after the heartbeat
+timeout, and the activity is retried on a live worker. Heartbeats also carry
+cancellation requests to the activity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+from temporalio import activity
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+)
+
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+HEARTBEAT_EVERY = 2.0
+
+
+class AutoHeartbeat(Interceptor):
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _HeartbeatingActivity(next)
+
+
+class _HeartbeatingActivity(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        # Created inside the activity's context, so activity.heartbeat() knows the activity.
+        beating = asyncio.create_task(beat_forever())
+        try:
+            return await super().execute_activity(input)
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+
+
+async def beat_forever() -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(HEARTBEAT_EVERY)
