@@ -52,6 +52,8 @@ def test_repository_targets_file_is_valid() -> None:
         ('[bots.echo]\ncommand = ["x"]\ntoken_env = "T"\ncolour = 1\n', "bots.echo.colour"),
         ('[bots.echo]\ncommand = ["x"]\ntoken_env = "T"\nhealth_url = "ftp://x"\n', "health_url"),
         ('[bots.echo]\ntoken_env = "T"\n', "needs a command"),
+        ('[bots.echo]\ntoken_env = "T"\nruntime = "docker"\n', "needs an image"),
+        ('[bots.e]\ntoken_env = "T"\nruntime = "docker"\nimage = "x:{port}"\n', "placeholder"),
         ("[bots.echo\n", "not valid TOML"),
         ('[apps.echo]\ncommand = ["x"]\n', "unknown top-level key 'apps'"),
     ],
@@ -62,6 +64,13 @@ def test_bad_files_name_file_target_and_field(tmp_path: Path, text: str, expecte
         load_targets(path)
     assert str(path) in str(raised.value)
     assert expected in str(raised.value)
+
+
+def test_docker_target_image_takes_the_version(tmp_path: Path) -> None:
+    text = '[bots.web]\nruntime = "docker"\nimage = "example/web:{version}"\ntoken_env = "T"\n'
+    web = load_targets(write(tmp_path, text)).get("web")
+    assert web.render_image(version="2.1.0") == "example/web:2.1.0"
+    assert web.command == []
 
 
 def test_missing_file_and_unknown_bot(tmp_path: Path) -> None:

@@ -374,7 +374,7 @@ class DeploymentActivities:
             version=release.version,
             marker=release_marker(release),
             command=target.render_command(version=release.version, port=port),
-            image=target.image,
+            image=target.render_image(version=release.version),
             env=self._release_environment(target, token, port),
             working_directory=self._targets.working_directory,
             log_path=self._data_dir / "releases" / f"{release.bot_name}-{release.number}.log",

@@ -97,6 +97,15 @@ class Target(BaseModel):
             raise ValueError("must not contain empty strings")
         return [check_placeholders(part) for part in command]
 
+    @field_validator("image")
+    @classmethod
+    def image_placeholders(cls, image: str | None) -> str | None:
+        if image is not None:
+            for name in PLACEHOLDER.findall(image):
+                if name != "version":
+                    raise ValueError(f"unknown placeholder {{{name}}} (allowed: {{version}})")
+        return image
+
     @field_validator("token_env")
     @classmethod
     def token_env_is_a_name(cls, name: str | None) -> str | None:
@@ -152,6 +161,9 @@ class Target(BaseModel):
     def render_command(self, *, version: str, port: int) -> list[str]:
         values = {"version": version, "port": str(port), "python": sys.executable}
         return [PLACEHOLDER.sub(lambda m: values[m.group(1)], part) for part in self.command]
+
+    def render_image(self, *, version: str) -> str | None:
+        return None if self.image is None else self.image.replace("{version}", version)
 
     def render_health_url(self, *, port: int) -> str | None:
         if self.health_url is None:

@@ -199,11 +199,12 @@ async def running_engine(
     task_queue: str,
     *,
     replace: Mapping[str, Callable[[DeploymentActivities], Callable[..., Any]]] | None = None,
+    extra_targets: str = "",
 ) -> AsyncIterator[Engine]:
     """A worker on a fresh task queue, with some activities optionally wrapped by the test."""
     data_dir = tmp_path / "data"
     targets_file = tmp_path / "targets.toml"
-    targets_file.write_text(TARGETS, encoding="utf-8")
+    targets_file.write_text(TARGETS + extra_targets, encoding="utf-8")
     gate = ActivityGate()
     async with (
         await Storage.open(data_dir / "shipcord.db") as storage,

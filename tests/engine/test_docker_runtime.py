@@ -356,3 +356,31 @@ def test_log_stream_frames_are_joined() -> None:
 
     assert demultiplex(frame(1, b"out\n") + frame(2, b"err\n")) == b"out\nerr\n"
     assert demultiplex(b"plain tty output\n") == b"plain tty output\n"
+
+
+async def test_a_docker_target_deploys_through_the_workflow(
+    start_engine: Any, runtime: DockerRuntime, docker_api: DockerApi
+) -> None:
+    from tests.engine.harness import ECHO_TOKEN_ENV
+
+    target = f"""
+[bots.{TEST_BOT}]
+runtime = "docker"
+image = "{BASE_IMAGE}"
+command = ["python3", "-c", {json.dumps(HEALTH_SERVER)}]
+token_env = "{ECHO_TOKEN_ENV}"
+health_url = "http://127.0.0.1:{{port}}/healthz"
+healthy_after = 0.5
+"""
+    async with start_engine(extra_targets=target) as engine:
+        first = await engine.deploy(bot=TEST_BOT, version="1.0.0")
+        assert (await engine.deployments.result(first)).success
+        second = await engine.deploy(bot=TEST_BOT, version="1.1.0")
+        assert (await engine.deployments.result(second)).success
+        filters = json.dumps({"label": [f"{BOT_LABEL}={TEST_BOT}"]})
+        _, running = await docker_api.call("GET", "/containers/json", filters=filters)
+        assert len(running) == 1, "the first release's container was replaced"
+        release = await engine.storage.get_release_of_workflow(second)
+        assert release is not None and release.status == "active"
+        handle = ReleaseHandle.model_validate_json(release.runtime_handle or "")
+        assert handle.container_id == running[0]["Id"]
