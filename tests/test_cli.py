@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from aiohttp import web
 from temporalio.client import Client
 
 from storage import Storage
@@ -32,6 +33,39 @@ def free_port() -> int:
         return port
 
 
+class HealthGate:
+    """The health endpoint of the `slow` target: 503 until the test opens it."""
+
+    def __init__(self) -> None:
+        self.is_open = False
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> HealthGate:
+        async def health(_: web.Request) -> web.Response:
+            return web.Response(status=200 if self.is_open else 503)
+
+        app = web.Application()
+        app.router.add_get("/healthz", health)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+
+def slow_target(gate: HealthGate) -> str:
+    return (
+        '\n[bots.slow]\ncommand = ["sleep", "600"]\ntoken_env = "SHIPCORD_TEST_ECHO_TOKEN"\n'
+        f'health_url = "http://127.0.0.1:{gate.port}/healthz"\n'
+        "healthy_after = 0\nhealth_timeout = 200\n"
+    )
+
+
 @dataclass
 class World:
     double: DiscordDouble
@@ -41,12 +75,13 @@ class World:
     channel_id: int
     owner_id: int
     shipcord_bot_id: int
+    gate: HealthGate
     outputs: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    async with DiscordDouble() as double:
+    async with DiscordDouble() as double, HealthGate() as gate:
         shipcord = double.add_bot(token=SHIPCORD_TOKEN, username="shipcord")
         double.add_bot(token=ECHO_TOKEN, username="echo")
         owner = double.add_user("alice")
@@ -55,7 +90,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         channel_id = guild.default_channel_id
         assert channel_id is not None
         targets = tmp_path / "targets.toml"
-        targets.write_text(TARGETS, encoding="utf-8")
+        targets.write_text(TARGETS + slow_target(gate), encoding="utf-8")
         data_dir = tmp_path / "data"
         env = {
             "PATH": os.environ["PATH"],
@@ -81,6 +116,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             channel_id=channel_id,
             owner_id=owner.id,
             shipcord_bot_id=shipcord.user_id,
+            gate=gate,
         )
     kill_release_processes(tmp_path)
     stop_embedded_servers(data_dir)
@@ -273,3 +309,43 @@ async def test_sync_commands_registers_the_commands_globally(world: World) -> No
     assert exit_code == 0, output
     names = {command["name"] for command in world.double.commands(world.shipcord_bot_id)}
     assert names == {"deploy", "status", "pause", "resume", "cancel"}
+
+
+async def test_killed_mid_deployment_it_carries_on_after_a_restart(world: World) -> None:
+    shipcord = await start_shipcord(world, "run")
+    await shipcord.wait_for_line("Worker running")
+    await world.double.wait_for_bot_ready(world.shipcord_bot_id, timeout=30)
+    interaction = await world.double.dispatch_command(
+        world.shipcord_bot_id,
+        "deploy",
+        {"bot": "slow", "version": "1.0.0"},
+        user=world.owner_id,
+        guild=world.guild_id,
+        channel=world.channel_id,
+    )
+    await world.double.wait_for_interaction_reply(interaction.id, timeout=15)
+    progress = await world.double.wait_for_message(
+        world.channel_id,
+        lambda m: "Running health check" in m.text() and not m.ephemeral,
+        timeout=30,
+    )
+
+    shipcord.process.kill()  # a crash: no clean-up at all
+    await shipcord.finish()
+    world.gate.is_open = True
+    again = await start_shipcord(world, "run")
+    await again.wait_for_line("reused the server already running")
+    await wait_for_deployment_state(world, "succeeded", timeout=90)
+    await world.double.wait_for(
+        lambda: "State: succeeded" in world.double.message(progress.id).text(),
+        timeout=30,
+        description="the same progress message to reach its final form",
+    )
+    progress_messages = [
+        m
+        for m in world.double.messages(world.channel_id)
+        if "slow" in m.text() and not m.ephemeral and m.message_reference is None
+    ]
+    assert [m.id for m in progress_messages] == [progress.id]
+    again.process.send_signal(signal.SIGTERM)
+    assert await again.finish() == 0
