@@ -216,19 +216,24 @@ class DeploymentActivities:
 
     @activity.defn(name=ActivityName.STOP_RELEASE.value)
     async def stop_new_release(self, ref: DeploymentRef) -> None:
-        """Stop the new release, then make sure the one it replaced runs as before."""
+        """Stop the new release, then make sure the one it replaced runs as before.
+
+        Stopping needs only what the release recorded, so it works even if the target
+        has since been edited out of the targets file.
+        """
         release = await self._storage.get_release_of_workflow(ref.workflow_id)
         if release is None:
             return
-        target = self._target(ref.bot_name)
-        runtime = self._runtime(target)
+        runtime = self._runtimes.get(release.runtime)
+        if runtime is None:
+            raise invalid(f"The {release.runtime} runtime is not available on this worker.")
         heartbeat("stopping the new release")
         # The marker finds a copy started by an attempt that crashed before saving it.
         handle = (
             self._handle_of(release)
             if release.runtime_handle
             else ReleaseHandle(
-                runtime=target.runtime, marker=release_marker(release), port=0, log_path=""
+                runtime=release.runtime, marker=release_marker(release), port=0, log_path=""
             )
         )
         try:
@@ -244,6 +249,7 @@ class DeploymentActivities:
         if previous is None:
             return
         heartbeat("restarting the previous release")
+        target = self._target(ref.bot_name)
         await self._ensure_running(previous, target, self._token(target), status="active")
 
     @activity.defn(name=ActivityName.RESTORE_COMMANDS.value)
@@ -357,7 +363,9 @@ class DeploymentActivities:
         self, release: ReleaseRecord, target: Target, token: str, *, status: str
     ) -> ReleaseHandle:
         """Start the release unless the copy we know of (or can find) already runs."""
-        runtime = self._runtime(target)
+        runtime = self._runtimes.get(release.runtime)
+        if runtime is None:
+            raise invalid(f"The {release.runtime} runtime is not available on this worker.")
         known = (
             ReleaseHandle.model_validate_json(release.runtime_handle)
             if release.runtime_handle

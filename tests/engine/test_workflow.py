@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -481,4 +482,29 @@ async def test_cancel_during_a_rollback_lets_it_finish(start_engine: StartEngine
         status = await engine.deployments.status(workflow_id)
         assert result.state is DeploymentState.FAILED
         assert [c.name for c in status.compensations] == ROLLBACK_ALL
+        assert engine.processes() == []
+
+
+async def test_target_removed_mid_deployment_still_stops_the_release(
+    start_engine: StartEngine, tmp_path: Path
+) -> None:
+    async with start_engine() as engine:
+        engine.gate.hold(ActivityName.HEALTH_CHECK.value)
+        workflow_id = await engine.deploy(version="10.0.0")
+        await wait_until(lambda: _started(engine, ActivityName.HEALTH_CHECK), what="health")
+        assert len(engine.processes()) == 1
+        targets = tmp_path / "targets.toml"
+        targets.write_text(targets.read_text().replace("[bots.echo]", "[bots.renamed]"))
+        engine.gate.release(ActivityName.HEALTH_CHECK.value)
+        result = await engine.deployments.result(workflow_id)
+        status = await engine.deployments.status(workflow_id)
+
+        assert not result.success and result.error is not None
+        assert "Unknown bot 'echo'" in result.error
+        outcome = {c.name: c.ok for c in status.compensations}
+        assert outcome == {
+            ActivityName.STOP_RELEASE.value: True,
+            ActivityName.RESTORE_COMMANDS.value: False,
+            ActivityName.MARK_ROLLED_BACK.value: True,
+        }
         assert engine.processes() == []
