@@ -304,6 +304,13 @@ class RestHandlers:
             channel_id=channel.id,
         )
         fields["flags"] = fields.get("flags", 0) & ~(1 << 6)  # no ephemeral outside interactions
+        body = req.json_object()
+        if body.get("enforce_nonce") and body.get("nonce") is not None:
+            # As Discord does (for a few minutes): the same nonce from the same author in
+            # the same channel answers with the message already created.
+            for earlier in self.state.channel_messages(channel.id):
+                if earlier.author_id == bot.user_id and earlier.nonce == body["nonce"]:
+                    return ApiResult(message_payload(self.state, earlier), headers=headers)
         message = self.state.create_message(channel.id, bot.user_id, **fields)
         return ApiResult(message_payload(self.state, message), headers=headers)
 

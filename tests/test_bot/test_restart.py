@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.test_bot.conftest import WAIT, Front, notices_for
 
 
@@ -67,3 +69,40 @@ async def test_deleted_progress_message_is_posted_again(front: Front) -> None:
     await front.wait_for_text(reposted[0], "State: succeeded")
     record = await front.engine.storage.get_deployment(workflow_id)
     assert record is not None and record.message_id == str(reposted[0].id)
+
+
+async def test_a_crash_between_notifying_and_recording_it_does_not_notify_twice(
+    front: Front,
+) -> None:
+    import aiosqlite
+
+    world = front.world
+    workflow_id = await front.deploy("failer-2", user=world.owner)
+    message = await front.progress_message(workflow_id)
+    await front.wait_for_text(message, "**Failed**", "State: failed")
+    await wait_until_notified(front, workflow_id)
+    await front.bot.close()
+    # As if shipcord had died after sending, before it recorded the notification as sent.
+    async with aiosqlite.connect(front.engine.data_dir / "shipcord.db") as raw:
+        await raw.execute(
+            "UPDATE deployments SET notified = 0, message_final = 0 WHERE workflow_id = ?",
+            (workflow_id,),
+        )
+        await raw.commit()
+    await front.restart()
+    await wait_until_notified(front, workflow_id)
+    # Sent again with the same nonces, which Discord (and the double) de-duplicate.
+    resent = front.double.requests_matching("POST", r"/channels/\d+/messages$")
+    assert len([r for r in resent if r.json and workflow_id in str(r.json.get("content"))]) >= 4
+    assert len(notices_for(front.double, world.channel_id, workflow_id)) == 1
+    assert len([m for m in front.double.dm_messages(world.owner) if workflow_id in m.content]) == 1
+
+
+async def wait_until_notified(front: Front, workflow_id: str) -> None:
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while True:
+        record = await front.engine.storage.get_deployment(workflow_id)
+        if record is not None and record.notified:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "the notification was not recorded"
+        await asyncio.sleep(0.05)
