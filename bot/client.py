@@ -67,6 +67,11 @@ async def _reply_quietly(interaction: discord.Interaction[Any], text: str) -> No
         log.warning("reply_failed", status=failure.status)
 
 
+# shipcord never joins voice channels: discord.py's warnings about voice libraries are noise.
+discord.VoiceClient.warn_nacl = False
+discord.VoiceClient.warn_dave = False
+
+
 class ShipcordBot(commands.Bot):
     def __init__(
         self,
