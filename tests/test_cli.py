@@ -193,22 +193,27 @@ async def wait_for_deployment_state(world: World, state: str, timeout: float = 6
             await asyncio.sleep(0.1)
 
 
-async def test_run_deploy_sigterm_and_restart_reuses_data(world: World) -> None:
+async def run_and_deploy(world: World, bot: str, version: str) -> Shipcord:
+    """Start `shipcord run`, then `/deploy` through the double as the server's owner."""
     shipcord = await start_shipcord(world, "run")
     await shipcord.wait_for_line("Worker running")
-    ui_line = await shipcord.wait_for_line("Temporal Web UI")
-    assert world.env["SHIPCORD_TEMPORAL_UI_PORT"] in ui_line
     await world.double.wait_for_bot_ready(world.shipcord_bot_id, timeout=30)
-
     interaction = await world.double.dispatch_command(
         world.shipcord_bot_id,
         "deploy",
-        {"bot": "echo", "version": "1.0.0"},
+        {"bot": bot, "version": version},
         user=world.owner_id,
         guild=world.guild_id,
         channel=world.channel_id,
     )
     await world.double.wait_for_interaction_reply(interaction.id, timeout=15)
+    return shipcord
+
+
+async def test_run_deploy_sigterm_and_restart_reuses_data(world: World) -> None:
+    shipcord = await run_and_deploy(world, "echo", "1.0.0")
+    ui_line = await shipcord.wait_for_line("Temporal Web UI")
+    assert world.env["SHIPCORD_TEMPORAL_UI_PORT"] in ui_line
     workflow_id = await wait_for_deployment_state(world, "succeeded")
     async with await Storage.open(world.data_dir / "shipcord.db") as storage:
         deployment = await storage.get_deployment(workflow_id)
@@ -312,18 +317,7 @@ async def test_sync_commands_registers_the_commands_globally(world: World) -> No
 
 
 async def test_killed_mid_deployment_it_carries_on_after_a_restart(world: World) -> None:
-    shipcord = await start_shipcord(world, "run")
-    await shipcord.wait_for_line("Worker running")
-    await world.double.wait_for_bot_ready(world.shipcord_bot_id, timeout=30)
-    interaction = await world.double.dispatch_command(
-        world.shipcord_bot_id,
-        "deploy",
-        {"bot": "slow", "version": "1.0.0"},
-        user=world.owner_id,
-        guild=world.guild_id,
-        channel=world.channel_id,
-    )
-    await world.double.wait_for_interaction_reply(interaction.id, timeout=15)
+    shipcord = await run_and_deploy(world, "slow", "1.0.0")
     progress = await world.double.wait_for_message(
         world.channel_id,
         lambda m: "Running health check" in m.text() and not m.ephemeral,
