@@ -21,16 +21,10 @@ from temporalio.client import Client
 from storage import Storage
 from tests.discord_double import DiscordDouble
 from tests.engine.harness import TARGETS, kill_release_processes
+from workflows.activities import free_port
 
 SHIPCORD_TOKEN = "shipcord-cli-test-token.secret-part"
 ECHO_TOKEN = "echo-cli-test-token"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class HealthGate:

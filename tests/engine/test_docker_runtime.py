@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from workflows.activities import free_port
 from workflows.runtimes import DockerRuntime, ReleaseHandle, ReleaseSpec, RuntimeError_
 from workflows.runtimes.docker import (
     BOT_LABEL,
@@ -115,13 +115,6 @@ async def runtime(
 ) -> AsyncIterator[DockerRuntime]:
     yield module_runtime
     await docker_api.remove_labelled(f"{BOT_LABEL}={TEST_BOT}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def release_spec(

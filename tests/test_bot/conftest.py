@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from aiohttp import web
 from temporalio.client import Client
@@ -26,8 +25,8 @@ from bot.settings import Settings, load_settings
 from storage import Storage
 from tests.discord_double import DiscordDouble, MessageRecord, UserRecord
 from tests.discord_double.state import BotRecord, GuildRecord
+from tests.engine.harness import kill_release_processes
 from workflows.client import DeploymentClient
-from workflows.runtimes.process import MARKER_VARIABLE
 from workflows.worker import engine_worker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -278,14 +277,6 @@ async def stop_shipcord(bot: ShipcordBot) -> None:
             await asyncio.wait_for(runner, timeout=WAIT)
 
 
-def kill_released_processes() -> None:
-    """Stop the bots the tests deployed (they are meant to outlive shipcord)."""
-    for child in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if MARKER_VARIABLE in child.environ():
-                child.kill()
-
-
 # -- fixtures ------------------------------------------------------------------------------
 
 
@@ -412,7 +403,8 @@ async def engine(
                 deployments=DeploymentClient(temporal_client, task_queue),
             )
     finally:
-        kill_released_processes()
+        # The deployed bots are meant to outlive shipcord: stop this module's.
+        kill_release_processes(data_dir)
         await storage.close()
 
 

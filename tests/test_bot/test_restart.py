@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
+from tests.engine.harness import wait_until
 from tests.test_bot.conftest import WAIT, Front, notices_for
 
 
@@ -99,10 +98,8 @@ async def test_a_crash_between_notifying_and_recording_it_does_not_notify_twice(
 
 
 async def wait_until_notified(front: Front, workflow_id: str) -> None:
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while True:
+    async def notified() -> bool:
         record = await front.engine.storage.get_deployment(workflow_id)
-        if record is not None and record.notified:
-            return
-        assert asyncio.get_running_loop().time() < deadline, "the notification was not recorded"
-        await asyncio.sleep(0.05)
+        return record is not None and record.notified
+
+    await wait_until(notified, timeout=WAIT, what="the notification to be recorded")
