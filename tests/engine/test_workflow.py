@@ -129,7 +129,19 @@ async def test_success_reports_each_step_in_order(start_engine: StartEngine) -> 
             False,
         )
         assert await global_commands(engine) == ["echo"]
-        assert len(engine.processes()) == 1
+        [process] = engine.processes()
+        environment = process.environ()
+        # A clean environment: its own token and port, the API base, nothing of shipcord's.
+        assert set(environment) <= {
+            "PATH",
+            "DISCORD_TOKEN",
+            "PORT",
+            "DISCORD_API_BASE",
+            "SHIPCORD_RELEASE",
+        }
+        assert environment["DISCORD_TOKEN"] == ECHO_TOKEN
+        assert environment["DISCORD_API_BASE"] == engine.double.api_base
+        assert "SHIPCORD_TEST_BAD_TOKEN" not in environment
 
 
 async def _started(engine: Engine, name: ActivityName, times: int = 1) -> bool:
