@@ -289,6 +289,11 @@ class ProgressBoard:
         workflow_id = record.workflow_id
         # Re-read: the pass's copy may predate the message id or the notification claim.
         record = await self._bot.storage.get_deployment(workflow_id) or record
+        if result.release_number is None:
+            # Finalised from the row (the workflow closed it): the release is in storage.
+            release = await self._bot.storage.get_release_of_workflow(workflow_id)
+            if release is not None:
+                result = result.model_copy(update={"release_number": release.number})
         state = final_state(result)
         last_status = self._last_status.get(workflow_id)
         finished_at = parse_timestamp(record.finished_at) or datetime.now(UTC)

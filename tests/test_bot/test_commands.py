@@ -19,6 +19,7 @@ async def test_deploy_converges_to_100_percent_and_final_form(front: Front) -> N
     assert "██████████ 100%" in message.content
     assert f"<@{world.owner.id}>" in message.content
     assert "`1.4.0`" in message.content
+    assert "Release #1 is live." in message.content
     assert "http://temporal-ui.test/namespaces/default/workflows/" in message.content
     record = await front.engine.storage.get_deployment(workflow_id)
     assert record is not None and not record.is_open and record.state == "succeeded"
