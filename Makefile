@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+GUIDE_CLIENT := tests/guide_client
+NODE_STAMP := $(GUIDE_CLIENT)/node_modules/.installed
 
 .PHONY: run test lint check install clean
 
@@ -12,6 +14,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The integration guide's TypeScript SDK client, which a test uses to drive shipcord.
+$(NODE_STAMP): $(GUIDE_CLIENT)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(GUIDE_CLIENT) && npm ci --no-audit --no-fund --ignore-scripts && touch node_modules/.installed; \
+	else \
+		echo "npm not found: the guide-client test will be skipped"; \
+	fi
+
 install: $(STAMP)
 
 run: $(STAMP)
@@ -20,7 +30,7 @@ run: $(STAMP)
 check: $(STAMP)
 	$(BIN)/shipcord check
 
-test: $(STAMP) lint
+test: $(STAMP) $(NODE_STAMP) lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
