@@ -23,6 +23,7 @@ from workflows.runtimes.base import ReleaseHandle, ReleaseSpec, RuntimeError_
 
 MARKER_VARIABLE = "SHIPCORD_RELEASE"
 STOP_GRACE_SECONDS = 10.0
+KILL_WAIT_SECONDS = 5.0
 START_TIME_TOLERANCE = 0.05
 
 
@@ -90,16 +91,11 @@ class ProcessRuntime:
         if process is None:
             return
         signal_group(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + self._stop_grace
-        while time.monotonic() < deadline:
-            if not is_alive(process):
-                return
-            time.sleep(0.05)
+        if wait_for_exit(process, self._stop_grace):
+            return
         signal_group(process.pid, signal.SIGKILL)
-        try:
-            process.wait(timeout=5)
-        except psutil.TimeoutExpired:
-            raise RuntimeError_(f"release process {process.pid} did not stop") from None
+        if not wait_for_exit(process, KILL_WAIT_SECONDS):
+            raise RuntimeError_(f"release process {process.pid} did not stop")
 
     async def exit_description(self, handle: ReleaseHandle) -> str:
         tail = await asyncio.to_thread(log_tail, handle.log_path)
@@ -124,6 +120,17 @@ def own_process(handle: ReleaseHandle) -> psutil.Process | None:
     except psutil.Error:
         return None
     return process if is_alive(process) else None
+
+
+def wait_for_exit(process: psutil.Process, seconds: float) -> bool:
+    """Poll rather than wait(): waiting would reap our own child before its reaper thread
+    reads the exit status (which it writes to the release log)."""
+    deadline = time.monotonic() + seconds
+    while is_alive(process):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def is_alive(process: psutil.Process) -> bool:
