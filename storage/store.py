@@ -130,12 +130,6 @@ class Storage:
         )
         return DeploymentRecord.from_row(row) if row else None
 
-    async def open_deployment_of_bot(self, bot_name: str) -> DeploymentRecord | None:
-        row = await self._fetch_one(
-            "SELECT * FROM deployments WHERE bot_name = ? AND is_open = 1", (bot_name,)
-        )
-        return DeploymentRecord.from_row(row) if row else None
-
     async def list_open_deployments(self, guild_id: str | None = None) -> list[DeploymentRecord]:
         if guild_id is None:
             rows = await self._fetch_all(
@@ -170,12 +164,6 @@ class Storage:
             "UPDATE deployments SET channel_id = ?, message_id = ?, updated_at = ?"
             " WHERE workflow_id = ?",
             (channel_id, message_id, utc_now(), workflow_id),
-        )
-
-    async def set_deployment_state(self, workflow_id: str, state: str) -> None:
-        await self._execute(
-            "UPDATE deployments SET state = ?, updated_at = ? WHERE workflow_id = ?",
-            (state, utc_now(), workflow_id),
         )
 
     async def close_deployment(
