@@ -99,10 +99,6 @@ class ChannelPacer:
         """True while a job under `key` waits or runs."""
         return key in self._pending_keys or key in self._running
 
-    def queued(self, channel_id: str) -> int:
-        channel = self._channels.get(channel_id)
-        return len(channel) if channel else 0
-
     async def _drain(self, channel: _Channel) -> None:
         while True:
             await self._wait_for_slot(channel)

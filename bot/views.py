@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from bot.client import ShipcordBot
 
 CUSTOM_ID_PREFIX = "shipcord"
-ACTIONS = ("pause", "resume", "cancel")
 _TEMPLATE = rf"{CUSTOM_ID_PREFIX}:(?P<action>pause|resume|cancel):(?P<workflow_id>[\w.:-]{{1,80}})"
 
 _STYLE = {

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-OPEN_STATES = ("running", "paused", "rolling_back")
-
 
 @dataclass(frozen=True, slots=True)
 class DeploymentRecord:

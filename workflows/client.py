@@ -50,10 +50,6 @@ class DeploymentClient:
         self._client = client
         self._task_queue = task_queue
 
-    @property
-    def temporal(self) -> Client:
-        return self._client
-
     async def start(self, request: DeploymentInput, *, unix_ms: int | None = None) -> str:
         """Start a deployment workflow and return its id."""
         millis = unix_ms if unix_ms is not None else time.time_ns() // 1_000_000
