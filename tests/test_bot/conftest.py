@@ -318,8 +318,11 @@ def build_world(double: DiscordDouble) -> World:
 
 @pytest.fixture(scope="module")
 def double_options() -> dict[str, Any]:
-    """Override in a test module to change the double's buckets."""
-    return {}
+    """Override in a test module to change the double's buckets.
+
+    Interactions must be acknowledged within Discord's 3 s, as on the real service.
+    """
+    return {"interaction_deadline": 3.0}
 
 
 @pytest.fixture(scope="module")

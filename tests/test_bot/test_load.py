@@ -22,7 +22,12 @@ LIMIT, WINDOW = 20, 1.0
 
 @pytest.fixture(scope="module")
 def double_options() -> dict[str, Any]:
-    return {"edit_limit": LIMIT, "edit_window": WINDOW, "advertise_ratelimits": False}
+    return {
+        "edit_limit": LIMIT,
+        "edit_window": WINDOW,
+        "advertise_ratelimits": False,
+        "interaction_deadline": 3.0,
+    }
 
 
 @pytest.fixture(scope="module")
