@@ -75,7 +75,7 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    async with DiscordDouble() as double, HealthGate() as gate:
+    async with DiscordDouble(interaction_deadline=3.0) as double, HealthGate() as gate:
         shipcord = double.add_bot(token=SHIPCORD_TOKEN, username="shipcord")
         double.add_bot(token=ECHO_TOKEN, username="echo")
         owner = double.add_user("alice")
