@@ -21,6 +21,7 @@ from temporalio.client import Client
 from storage import Storage
 from tests.discord_double import DiscordDouble
 from tests.engine.harness import TARGETS, kill_release_processes
+from workflows import DeploymentResult
 from workflows.activities import free_port
 
 SHIPCORD_TOKEN = "shipcord-cli-test-token.secret-part"
@@ -337,3 +338,64 @@ async def test_killed_mid_deployment_it_carries_on_after_a_restart(world: World)
     assert [m.id for m in progress_messages] == [progress.id]
     again.process.send_signal(signal.SIGTERM)
     assert await again.finish() == 0
+
+
+async def test_split_bot_and_two_workers_survive_losing_a_worker(
+    world: World, temporal_client: Client, task_queue: str
+) -> None:
+    """Scaling out: one front end, two workers on one Temporal; one worker dies mid-step."""
+    env = dict(
+        world.env,
+        TEMPORAL_ADDRESS=temporal_client.service_client.config.target_host,
+        TEMPORAL_TASK_QUEUE=task_queue,
+    )
+    workers = [await start_shipcord(world, "worker", env=env) for _ in range(2)]
+    for worker in workers:
+        await worker.wait_for_line("Worker running")
+    front = await start_shipcord(world, "bot", env=env)
+    await world.double.wait_for_bot_ready(world.shipcord_bot_id, timeout=30)
+    interaction = await world.double.dispatch_command(
+        world.shipcord_bot_id,
+        "deploy",
+        {"bot": "slow", "version": "2.0.0"},
+        user=world.owner_id,
+        guild=world.guild_id,
+        channel=world.channel_id,
+    )
+    await world.double.wait_for_interaction_reply(interaction.id, timeout=15)
+    deployment = await wait_for_open_deployment(world, "slow")
+    handle = temporal_client.get_workflow_handle(deployment, result_type=DeploymentResult)
+
+    async def health_check_worker() -> str | None:
+        pending = (await handle.describe()).raw_description.pending_activities
+        for activity in pending:
+            if activity.activity_type.name == "run_health_check" and activity.last_worker_identity:
+                return str(activity.last_worker_identity)
+        return None
+
+    deadline = time.monotonic() + 30
+    while (identity := await health_check_worker()) is None:
+        assert time.monotonic() < deadline, "the health check never started"
+        await asyncio.sleep(0.1)
+    [busy] = [w for w in workers if identity.startswith(f"{w.process.pid}@")]
+    busy.process.kill()
+    await busy.finish()
+    world.gate.is_open = True
+
+    result = await handle.result()
+    assert result.success, result.error
+    survivor = next(w for w in workers if w is not busy)
+    for process in (survivor, front):
+        process.process.send_signal(signal.SIGTERM)
+        assert await process.finish() == 0
+
+
+async def wait_for_open_deployment(world: World, bot: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    async with await Storage.open(world.data_dir / "shipcord.db") as storage:
+        while True:
+            for deployment in await storage.list_open_deployments():
+                if deployment.bot_name == bot:
+                    return deployment.workflow_id
+            assert time.monotonic() < deadline, f"no open deployment of {bot}"
+            await asyncio.sleep(0.1)
