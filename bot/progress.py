@@ -42,6 +42,8 @@ NO_MENTIONS = discord.AllowedMentions.none()
 # Closed deployments older than this are not finalised any more (e.g. a first start on an
 # old database): their messages are long out of anyone's sight.
 FINALISE_HORIZON = timedelta(days=2)
+# A row may be written just before its workflow is started: not found is no verdict yet.
+START_GRACE = timedelta(minutes=1)
 
 
 # -- The board -----------------------------------------------------------------------------
@@ -63,6 +65,7 @@ class ProgressBoard:
         self._rendered: dict[str, str] = {}  # workflow id -> text last sent
         self._last_status: dict[str, DeploymentStatus] = {}
         self._held: set[str] = set()  # /deploy is posting these deployments' messages
+        self._posting: set[str] = set()  # the board is posting these deployments' messages
         self._finalising: set[str] = set()
         self.forbidden_channels: set[str] = set()
         self._wake = asyncio.Event()
@@ -133,6 +136,7 @@ class ProgressBoard:
         workflow_id = record.workflow_id
         if (
             workflow_id in self._held
+            or workflow_id in self._posting
             or workflow_id in self._finalising
             or self.pacer.is_busy(workflow_id)
             or (record.channel_id is not None and record.channel_id in self.forbidden_channels)
@@ -154,6 +158,8 @@ class ProgressBoard:
                 async with self._queries:
                     snapshot = await self._bot.deployments.snapshot(workflow_id)
             except DeploymentNotFound:
+                if _younger_than(record, START_GRACE):
+                    return  # its start may still be on its way to Temporal
                 log.warning("progress_workflow_missing")
                 result = DeploymentResult(
                     success=False,
@@ -199,7 +205,20 @@ class ProgressBoard:
     async def post_progress_message(
         self, record: DeploymentRecord, *, text: str | None = None, final: bool = False
     ) -> discord.Message | None:
-        """Post the deployment's progress message and store its id; None when not allowed."""
+        """Post the deployment's progress message and store its id; None when not allowed.
+
+        Until the id is stored, passes leave the deployment alone: a pass that saw no
+        message would post a second one, or finalise without editing this one.
+        """
+        self._posting.add(record.workflow_id)
+        try:
+            return await self._post_progress_message(record, text=text, final=final)
+        finally:
+            self._posting.discard(record.workflow_id)
+
+    async def _post_progress_message(
+        self, record: DeploymentRecord, *, text: str | None, final: bool
+    ) -> discord.Message | None:
         assert record.channel_id is not None
         channel_id = record.channel_id
         content = text or render_running(
@@ -297,11 +316,7 @@ class ProgressBoard:
         state = final_state(result)
         last_status = self._last_status.get(workflow_id)
         finished_at = parse_timestamp(record.finished_at) or datetime.now(UTC)
-        if (
-            record.message_id is not None
-            and record.channel_id is not None
-            and record.channel_id not in self.forbidden_channels
-        ):
+        if record.channel_id is not None and record.channel_id not in self.forbidden_channels:
             text = render_final(
                 record,
                 result,
@@ -309,7 +324,10 @@ class ProgressBoard:
                 last_status=last_status,
                 workflow_url=self._bot.settings.workflow_url(workflow_id),
             )
-            if self._rendered.get(workflow_id) != text:
+            if record.message_id is None:
+                # It finished before it ever had a message (started by another client).
+                await self.post_progress_message(record, text=text, final=True)
+            elif self._rendered.get(workflow_id) != text:
                 edited = await self._submit_edit(record, text, None, Priority.FINAL)
                 if not edited and record.channel_id not in self.forbidden_channels:
                     # The message was deleted: post the final form as a new one.
@@ -346,6 +364,11 @@ def _closed_state(state: str) -> DeploymentState:
     except ValueError:
         return DeploymentState.FAILED
     return parsed if parsed.is_final else DeploymentState.FAILED
+
+
+def _younger_than(record: DeploymentRecord, age: timedelta) -> bool:
+    created = parse_timestamp(record.created_at)
+    return created is not None and datetime.now(UTC) - created < age
 
 
 def _unknown_result() -> DeploymentResult:

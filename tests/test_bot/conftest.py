@@ -40,6 +40,7 @@ WAIT = 30.0
 SLEEPERS = [f"sleeper-{n}" for n in range(12)]
 FAILERS = [f"failer-{n}" for n in range(6)]
 LOAD_BOTS = [f"load-{n:03d}" for n in range(100)]
+QUICK_BOTS = [f"quick-{n}" for n in range(12)]
 
 
 def targets_toml(health_gate_port: int) -> str:
@@ -69,7 +70,7 @@ env = {{ PYTHONPATH = "{REPO}" }}
             f'[bots.{name}]\ncommand = ["{python}", "-c", "raise SystemExit(3)"]\n'
             f'token_env = "{TARGET_TOKEN_ENV}"\nhealthy_after = 1\n'
         )
-    for name in LOAD_BOTS:
+    for name in [*LOAD_BOTS, *QUICK_BOTS]:
         blocks.append(
             f'[bots.{name}]\ncommand = ["sleep", "600"]\n'
             f'token_env = "{TARGET_TOKEN_ENV}"\nhealthy_after = 0\n'

@@ -215,3 +215,53 @@ async def test_autocomplete(front: Front) -> None:
     message = await front.progress_message(workflow_id)
     await front.command("cancel", {"deployment": workflow_id}, user=world.owner)
     await front.wait_for_text(message, "State: cancelled")
+
+
+async def test_deployments_started_elsewhere_get_a_message_in_its_final_form(
+    front: Front,
+) -> None:
+    """Rows without a message (another client started them) that finish at once."""
+    import time
+
+    from tests.test_bot.conftest import QUICK_BOTS
+    from workflows.models import DeploymentInput, deployment_workflow_id
+
+    world = front.world
+    base_ms = time.time_ns() // 1_000_000
+    workflow_ids = []
+    for name in QUICK_BOTS:
+        workflow_id = deployment_workflow_id(name, base_ms)
+        workflow_ids.append(workflow_id)
+        await front.engine.storage.reserve_deployment(
+            workflow_id=workflow_id,
+            bot_name=name,
+            version="1.0.0",
+            owner_id=str(world.owner.id),
+            guild_id=str(world.guild.id),
+            channel_id=str(world.channel_id),
+        )
+        await front.engine.deployments.start(
+            DeploymentInput(
+                bot_name=name,
+                owner=str(world.owner.id),
+                guild_id=str(world.guild.id),
+                channel_id=str(world.channel_id),
+            ),
+            unix_ms=base_ms,
+        )
+
+    def final_messages() -> list[str]:
+        return [
+            workflow_id
+            for workflow_id in workflow_ids
+            for message in front.double.messages(world.channel_id)
+            if f"`{workflow_id}`" in message.content
+            and message.message_reference is None
+            and "State: succeeded" in message.content
+            and not message.components
+        ]
+
+    await front.double.wait_for(
+        lambda: sorted(final_messages()) == sorted(workflow_ids), 90, "every message final"
+    )
+    assert front.double.rate_limited_count == 0
