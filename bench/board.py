@@ -122,7 +122,9 @@ async def main() -> None:
                         )
 
                     try:
-                        await double.wait_for(lambda: finished() == count, BENCH_TIMEOUT, "all final")
+                        await double.wait_for(
+                            lambda: finished() == count, BENCH_TIMEOUT, "all final"
+                        )
                     except TimeoutError:
                         for m in double.messages(channel_id):
                             print("MESSAGE", m.content.replace("\n", " | ")[:200])
