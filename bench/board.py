@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from bench.common import TOKEN_ENV, sleeper_targets, temporal_binary
 from bot.client import ShipcordBot
 from bot.settings import load_settings
 from storage import Storage
@@ -30,16 +30,7 @@ from workflows.client import DeploymentClient
 from workflows.models import DeploymentInput, deployment_workflow_id
 from workflows.worker import engine_worker
 
-TOKEN_ENV = "SHIPCORD_BENCH_TOKEN"
 BENCH_TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "1800"))
-
-
-def targets(count: int) -> str:
-    return "".join(
-        f'[bots.board-{n}]\ncommand = ["sleep", "600"]\ntoken_env = "{TOKEN_ENV}"\n'
-        "healthy_after = 0\n\n"
-        for n in range(count)
-    )
 
 
 async def main() -> None:
@@ -49,11 +40,11 @@ async def main() -> None:
     count = args.deployments
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        (work / "targets.toml").write_text(targets(count), encoding="utf-8")
+        (work / "targets.toml").write_text(sleeper_targets("board", count), encoding="utf-8")
         os.environ[TOKEN_ENV] = "bench-target-token"
         env = await WorkflowEnvironment.start_local(
             data_converter=pydantic_data_converter,
-            dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+            dev_server_existing_path=temporal_binary(),
         )
         try:
             async with (

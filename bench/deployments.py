@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,22 +19,13 @@ from pathlib import Path
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from bench.common import TOKEN_ENV, sleeper_targets, temporal_binary
 from storage import Storage
 from tests.discord_double import DiscordDouble
 from tests.engine.harness import kill_release_processes
 from workflows.client import DeploymentClient
 from workflows.models import DeploymentInput
 from workflows.worker import engine_worker
-
-TOKEN_ENV = "SHIPCORD_BENCH_TOKEN"
-
-
-def targets(count: int) -> str:
-    return "".join(
-        f'[bots.bench-{n}]\ncommand = ["sleep", "120"]\ntoken_env = "{TOKEN_ENV}"\n'
-        "healthy_after = 0\n\n"
-        for n in range(count)
-    )
 
 
 async def main() -> None:
@@ -45,21 +35,20 @@ async def main() -> None:
     parser.add_argument("--sqlite-wal", action="store_true", help="with WAL + synchronous=normal")
     parser.add_argument("--queries", type=int, default=1000)
     args = parser.parse_args()
-    temporal = str(Path(sys.executable).parent / "temporal")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        work = Path(os.environ.get("BENCH_WORK_DIR", tmp))
-        work.mkdir(exist_ok=True)
         extra: list[str] = []
         if args.sqlite_wal:
             extra = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
         env = await WorkflowEnvironment.start_local(
             data_converter=pydantic_data_converter,
-            dev_server_existing_path=temporal,
+            dev_server_existing_path=temporal_binary(),
             dev_server_database_filename=str(work / "temporal.db") if args.persist else None,
             dev_server_extra_args=extra,
         )
-        (work / "targets.toml").write_text(targets(args.deployments), encoding="utf-8")
+        (work / "targets.toml").write_text(
+            sleeper_targets("bench", args.deployments), encoding="utf-8"
+        )
         os.environ[TOKEN_ENV] = "bench-token"
         try:
             async with DiscordDouble() as double, await Storage.open(work / "db") as storage:
