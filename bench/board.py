@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from bench.common import TOKEN_ENV, sleeper_targets, temporal_binary
 from bot.client import ShipcordBot
-from bot.settings import load_settings
+from shipcord.settings import load_settings
 from storage import Storage
 from tests.discord_double import DiscordDouble
 from tests.engine.harness import kill_release_processes

@@ -22,13 +22,13 @@ import structlog
 from discord import app_commands
 from discord.ext import commands
 
-from bot import metrics
 from bot.actions import UserError, reply, report_unexpected
 from bot.discord_api import configure_api_base, discover_gateway
 from bot.pacing import ChannelPacer
 from bot.progress import ProgressBoard
-from bot.settings import Settings
 from bot.views import DeploymentButton
+from shipcord import metrics
+from shipcord.settings import Settings
 from storage import Storage
 from workflows.client import DeploymentClient
 from workflows.targets import TargetRegistry

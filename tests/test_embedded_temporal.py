@@ -19,9 +19,9 @@ import pytest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, ListNamespacesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from bot.embedded_temporal import EmbeddedTemporal, EmbeddedTemporalError, find_temporal_binary
-from bot.settings import load_settings
-from bot.temporal_client import TemporalUnavailable, connect_temporal
+from shipcord.embedded_temporal import EmbeddedTemporal, EmbeddedTemporalError, find_temporal_binary
+from shipcord.settings import load_settings
+from shipcord.temporal_client import TemporalUnavailable, connect_temporal
 
 NAMESPACE = "shipcord-test"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -150,7 +150,7 @@ async def test_server_survives_a_crash_of_its_starter_and_is_adopted(data_dir: P
     starter = textwrap.dedent(
         f"""
         import asyncio, os, signal
-        from bot.embedded_temporal import EmbeddedTemporal
+        from shipcord.embedded_temporal import EmbeddedTemporal
 
         async def main():
             server = EmbeddedTemporal({str(data_dir)!r}, port={port}, ui_port={ui_port},

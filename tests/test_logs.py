@@ -12,7 +12,7 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from bot.logs import (
+from shipcord.logs import (
     bind_context,
     bound_context,
     clear_context,

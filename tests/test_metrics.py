@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot import metrics
+from shipcord import metrics
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_stopped_server_releases_its_port() -> None:
 def test_discord_429_warnings_are_counted() -> None:
     import logging
 
-    from bot.metrics import count_discord_rate_limits, discord_rate_limited_total
+    from shipcord.metrics import count_discord_rate_limits, discord_rate_limited_total
 
     count_discord_rate_limits()
     count_discord_rate_limits()  # idempotent: still counted once per 429

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings, SettingsError, load_settings
+from shipcord.settings import Settings, SettingsError, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_NAMES = [str(field.validation_alias) for field in Settings.model_fields.values()]

@@ -30,7 +30,7 @@ from workflows.models import DeploymentInput, DeploymentStatus, deployment_workf
 from workflows.targets import TargetsError, UnknownTarget, validate_version
 
 try:
-    from bot import metrics
+    from shipcord import metrics
 except ImportError:  # pragma: no cover
     metrics = None  # type: ignore[assignment]
 

@@ -21,7 +21,7 @@ from aiohttp import web
 from temporalio.client import Client
 
 from bot.client import ShipcordBot
-from bot.settings import Settings, load_settings
+from shipcord.settings import Settings, load_settings
 from storage import Storage
 from tests.discord_double import DiscordDouble, MessageRecord, UserRecord
 from tests.discord_double.state import BotRecord, GuildRecord

@@ -37,7 +37,7 @@ import psutil
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
-from bot.settings import Settings
+from shipcord.settings import Settings
 
 __all__ = ["EmbeddedTemporal", "EmbeddedTemporalError", "find_temporal_binary"]
 
@@ -416,7 +416,7 @@ class EmbeddedTemporal:
 
     async def _wait_until_ready(self) -> None:
         """Poll until the server answers DescribeNamespace, or fail with its last log line."""
-        from bot.temporal_client import temporal_runtime  # deferred: keeps imports light
+        from shipcord.temporal_client import temporal_runtime  # deferred: keeps imports light
 
         deadline = time.monotonic() + self.startup_timeout
         last_error = "no answer yet"

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from bot.settings import Settings, SettingsError, load_settings
+from shipcord.settings import Settings, SettingsError, load_settings
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -52,8 +52,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 async def dispatch(command: str, settings: Settings, args: argparse.Namespace) -> int:
     # Imported here so that `shipcord --help` and settings errors stay fast.
-    from bot.app import run_service
-    from bot.check import run_check, sync_commands
+    from shipcord.app import run_service
+    from shipcord.check import run_check, sync_commands
 
     if command == "check":
         return await run_check(settings, start_embedded=not args.no_start)

@@ -17,11 +17,11 @@ import discord
 import structlog
 from temporalio.client import Client
 
-from bot.embedded_temporal import EmbeddedTemporal, EmbeddedTemporalError
-from bot.logs import configure_logging, register_secret
-from bot.metrics import start_metrics_server
-from bot.settings import Settings
-from bot.temporal_client import TemporalUnavailable, connect_temporal
+from shipcord.embedded_temporal import EmbeddedTemporal, EmbeddedTemporalError
+from shipcord.logs import configure_logging, register_secret
+from shipcord.metrics import start_metrics_server
+from shipcord.settings import Settings
+from shipcord.temporal_client import TemporalUnavailable, connect_temporal
 from storage import Storage
 from workflows.client import DeploymentClient
 from workflows.targets import TargetsError, load_targets

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import aiohttp
 from temporalio.client import Client
 
-from bot.app import (
+from shipcord.app import (
     EXIT_CONFIG,
     EXIT_OK,
     EXIT_RUNTIME,
@@ -21,8 +21,8 @@ from bot.app import (
     require_token,
     start_temporal,
 )
-from bot.settings import Settings
-from bot.temporal_client import TemporalUnavailable, connect_temporal
+from shipcord.settings import Settings
+from shipcord.temporal_client import TemporalUnavailable, connect_temporal
 from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
 from workflows.targets import load_targets
 

@@ -5,7 +5,7 @@ A private registry keeps the endpoint to shipcord's own metrics (no process/GC
 collectors from prometheus_client's global registry) and lets tests read values directly.
 
 The Temporal SDK's metrics (workflow/activity task latencies, poller counts, ...) are
-served by the SDK itself on the next port; see `bot.temporal_client.temporal_runtime`.
+served by the SDK itself on the next port; see `shipcord.temporal_client.temporal_runtime`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Connecting to Temporal: the embedded dev server, a self-hosted cluster or Temporal Cloud.
 
 Metrics layout: shipcord's own metrics are served by prometheus_client on
-`SHIPCORD_METRICS_PORT` (see `bot.metrics`); the Temporal SDK's metrics are served by the
+`SHIPCORD_METRICS_PORT` (see `shipcord.metrics`); the Temporal SDK's metrics are served by the
 SDK's built-in Prometheus exporter on the next port, `SHIPCORD_METRICS_PORT + 1`
 (`Settings.sdk_metrics_port`). Two exporters cannot share one listening socket, and
 bridging the SDK's metrics into prometheus_client would mean re-implementing its
@@ -29,7 +29,7 @@ from temporalio.runtime import (
 )
 from temporalio.service import TLSConfig
 
-from bot.settings import Settings, SettingsError
+from shipcord.settings import Settings, SettingsError
 
 __all__ = ["TemporalUnavailable", "connect_temporal", "temporal_runtime", "temporal_target"]
 

@@ -1,0 +1,5 @@
+"""`python -m shipcord` is the `shipcord` command."""
+
+from shipcord.cli import main
+
+main()
