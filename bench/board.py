@@ -20,14 +20,15 @@ from pathlib import Path
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from bench.common import TOKEN_ENV, sleeper_targets, temporal_binary
+from bench.common import TOKEN_ENV, sleeper_targets
 from bot.client import ShipcordBot
-from shipcord.settings import load_settings
+from bot.config import FrontEndConfig
+from shipcord.embedded_temporal import find_temporal_binary
 from storage import Storage
 from tests.discord_double import DiscordDouble
 from tests.engine.harness import kill_release_processes
-from workflows.client import DeploymentClient
-from workflows.models import DeploymentInput, deployment_workflow_id
+from workflows.client import DeploymentClient, DeploymentService
+from workflows.models import DeploymentInput
 from workflows.worker import engine_worker
 
 BENCH_TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "1800"))
@@ -44,7 +45,7 @@ async def main() -> None:
         os.environ[TOKEN_ENV] = "bench-target-token"
         env = await WorkflowEnvironment.start_local(
             data_converter=pydantic_data_converter,
-            dev_server_existing_path=temporal_binary(),
+            dev_server_existing_path=str(find_temporal_binary()),
         )
         try:
             async with (
@@ -57,12 +58,9 @@ async def main() -> None:
                 double.add_bot("bench-target-token", "target")
                 channel_id = guild.default_channel_id
                 deployments = DeploymentClient(env.client, "board-bench")
-                settings = load_settings(
-                    _env_file=None,
-                    discord_api_base=double.api_base,
-                    data_dir=work,
+                config = FrontEndConfig(
                     targets_file=work / "targets.toml",
-                    temporal_task_queue="board-bench",
+                    api_base=double.api_base,
                     progress_interval=1.0,
                 )
                 async with engine_worker(
@@ -73,36 +71,23 @@ async def main() -> None:
                     data_dir=work,
                     discord_api_base=double.api_base,
                 ):
+                    base_ms = time.time_ns() // 1_000_000
+                    service = DeploymentService(deployments, storage, clock=lambda: base_ms)
                     bot = ShipcordBot(
-                        settings=settings,
-                        deployments=deployments,
-                        storage=storage,
-                        guild_ready_timeout=0.2,
+                        config=config, service=service, storage=storage, guild_ready_timeout=0.2
                     )
                     runner = asyncio.create_task(bot.start("bench-shipcord-token"))
                     await double.wait_for_bot_ready(app, timeout=30)
                     started = time.perf_counter()
-                    base_ms = time.time_ns() // 1_000_000
                     for n in range(count):
-                        name = f"board-{n}"
-                        workflow_id = deployment_workflow_id(name, base_ms)
-                        await storage.reserve_deployment(
-                            workflow_id=workflow_id,
-                            bot_name=name,
-                            version="1.0.0",
-                            owner_id=str(founder.id),
-                            guild_id=str(guild.id),
-                            channel_id=str(channel_id),
-                        )
-                        await deployments.start(
+                        await service.start(
                             DeploymentInput(
-                                bot_name=name,
+                                bot_name=f"board-{n}",
                                 owner=str(founder.id),
                                 version="1.0.0",
                                 guild_id=str(guild.id),
                                 channel_id=str(channel_id),
-                            ),
-                            unix_ms=base_ms,
+                            )
                         )
 
                     def finished() -> int:

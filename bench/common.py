@@ -1,9 +1,6 @@
-"""What the benchmarks share: sleeping target bots and the Temporal CLI next to Python."""
+"""What the benchmarks share: sleeping target bots."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 TOKEN_ENV = "SHIPCORD_BENCH_TOKEN"
 
@@ -15,7 +12,3 @@ def sleeper_targets(prefix: str, count: int) -> str:
         "healthy_after = 0\n\n"
         for n in range(count)
     )
-
-
-def temporal_binary() -> str:
-    return str(Path(sys.executable).parent / "temporal")

@@ -19,12 +19,13 @@ from pathlib import Path
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from bench.common import TOKEN_ENV, sleeper_targets, temporal_binary
+from bench.common import TOKEN_ENV, sleeper_targets
+from shipcord.embedded_temporal import find_temporal_binary
 from storage import Storage
 from tests.discord_double import DiscordDouble
 from tests.engine.harness import kill_release_processes
-from workflows.client import DeploymentClient
-from workflows.models import DeploymentInput
+from workflows.client import DeploymentClient, unix_ms
+from workflows.models import DeploymentInput, deployment_workflow_id
 from workflows.worker import engine_worker
 
 
@@ -42,7 +43,7 @@ async def main() -> None:
             extra = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
         env = await WorkflowEnvironment.start_local(
             data_converter=pydantic_data_converter,
-            dev_server_existing_path=temporal_binary(),
+            dev_server_existing_path=str(find_temporal_binary()),
             dev_server_database_filename=str(work / "temporal.db") if args.persist else None,
             dev_server_extra_args=extra,
         )
@@ -63,10 +64,17 @@ async def main() -> None:
                 ):
                     client = DeploymentClient(env.client, "bench")
                     started = time.perf_counter()
-                    ids = await asyncio.gather(
+                    base_ms = unix_ms()
+                    ids = [
+                        deployment_workflow_id(f"bench-{n}", base_ms)
+                        for n in range(args.deployments)
+                    ]
+                    await asyncio.gather(
                         *(
-                            client.start(DeploymentInput(bot_name=f"bench-{n}", owner="b"))
-                            for n in range(args.deployments)
+                            client.start(
+                                DeploymentInput(bot_name=f"bench-{n}", owner="b"), workflow_id=i
+                            )
+                            for n, i in enumerate(ids)
                         )
                     )
                     results = await asyncio.gather(*(client.result(i) for i in ids))

@@ -2,19 +2,18 @@
 
 Run it like any discord.py bot::
 
-    bot = ShipcordBot(settings=settings, deployments=DeploymentClient(client, queue),
+    bot = ShipcordBot(config=config, service=DeploymentService(deployments, storage),
                       storage=storage)
     async with bot:
-        await bot.start(settings.discord_token.get_secret_value())
+        await bot.start(token)
 
-Commands are synced to `settings.discord_dev_guild_id` at start-up when it is set; a
-global sync (which Discord propagates slowly and rate-limits) happens only through
-`sync_global()`, an explicit admin action.
+Commands are synced to `config.dev_guild_id` at start-up when it is set; a global sync
+(which Discord propagates slowly and rate-limits) happens only through `sync_global()`,
+an explicit admin action.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import discord
@@ -22,15 +21,16 @@ import structlog
 from discord import app_commands
 from discord.ext import commands
 
-from bot.actions import UserError, reply, report_unexpected
+from bot.config import FrontEndConfig
+from bot.control import Controller
 from bot.discord_api import configure_api_base, discover_gateway
+from bot.meter import FrontEndMeter, NoMeter
 from bot.pacing import ChannelPacer
 from bot.progress import ProgressBoard
+from bot.replies import UserError, reply_quietly, report_unexpected
 from bot.views import DeploymentButton
-from shipcord import metrics
-from shipcord.settings import Settings
 from storage import Storage
-from workflows.client import DeploymentClient
+from workflows.client import DeploymentService
 from workflows.targets import TargetRegistry
 
 log = structlog.get_logger(__name__)
@@ -46,11 +46,11 @@ class ShipcordTree(app_commands.CommandTree["ShipcordBot"]):
     ) -> None:
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         if isinstance(cause, UserError):
-            await _reply_quietly(interaction, str(cause))
+            await reply_quietly(interaction, str(cause))
         elif isinstance(cause, app_commands.NoPrivateMessage):
-            await _reply_quietly(interaction, "Deployments are managed from a server channel.")
+            await reply_quietly(interaction, "Deployments are managed from a server channel.")
         elif isinstance(cause, app_commands.CheckFailure):
-            await _reply_quietly(interaction, "You are not allowed to use this command here.")
+            await reply_quietly(interaction, "You are not allowed to use this command here.")
         else:
             with structlog.contextvars.bound_contextvars(
                 guild_id=str(interaction.guild_id) if interaction.guild_id else None,
@@ -58,13 +58,6 @@ class ShipcordTree(app_commands.CommandTree["ShipcordBot"]):
                 command=interaction.command.qualified_name if interaction.command else None,
             ):
                 await report_unexpected(interaction, cause)
-
-
-async def _reply_quietly(interaction: discord.Interaction[Any], text: str) -> None:
-    try:
-        await reply(interaction, text)
-    except discord.HTTPException as failure:
-        log.warning("reply_failed", status=failure.status)
 
 
 # shipcord never joins voice channels: discord.py's warnings about voice libraries are noise.
@@ -76,11 +69,10 @@ class ShipcordBot(commands.Bot):
     def __init__(
         self,
         *,
-        settings: Settings,
-        deployments: DeploymentClient,
+        config: FrontEndConfig,
+        service: DeploymentService,
         storage: Storage,
-        targets_file: Path | None = None,
-        progress_interval: float | None = None,
+        meter: FrontEndMeter | None = None,
         edit_limit: int = 5,
         edit_window: float = 5.0,
         query_concurrency: int = 8,
@@ -97,25 +89,32 @@ class ShipcordBot(commands.Bot):
             help_command=None,
             **options,
         )
-        self.settings = settings
+        self.config = config
+        self.meter: FrontEndMeter = meter or NoMeter()
         self._run_board = run_board
-        metrics.count_discord_rate_limits()
-        self.deployments = deployments
+        self.service = service
         self.storage = storage
-        self.targets = TargetRegistry(targets_file or settings.targets_file)
+        self.targets = TargetRegistry(config.targets_file)
         self.board = ProgressBoard(
-            self,
-            interval=progress_interval
-            if progress_interval is not None
-            else settings.progress_interval,
+            client=self,
+            storage=storage,
+            deployments=service.deployments,
+            config=config,
             pacer=ChannelPacer(limit=edit_limit, window=edit_window),
+            meter=self.meter,
             query_concurrency=query_concurrency,
+        )
+        self.controller = Controller(
+            storage=storage,
+            deployments=service.deployments,
+            admin_role=config.admin_role,
+            on_change=self.board.wake,
         )
 
     # -- start-up ---------------------------------------------------------------------------
 
     async def login(self, token: str) -> None:
-        configure_api_base(self.settings.discord_api_base)
+        configure_api_base(self.config.api_base)
         await super().login(token)
         await discover_gateway(self.http)
 
@@ -123,8 +122,8 @@ class ShipcordBot(commands.Bot):
         for cog in COGS:
             await self.load_extension(cog)
         self.add_dynamic_items(DeploymentButton)
-        if self.settings.discord_dev_guild_id:
-            await self.sync_dev_guild(self.settings.discord_dev_guild_id)
+        if self.config.dev_guild_id:
+            await self.sync_dev_guild(self.config.dev_guild_id)
         if self._run_board:
             self.board.start()
 
@@ -149,16 +148,6 @@ class ShipcordBot(commands.Bot):
     async def close(self) -> None:
         await self.board.stop()
         await super().close()
-
-    # -- used by the commands ----------------------------------------------------------------
-
-    async def release_unstarted(self, workflow_id: str, error: BaseException) -> None:
-        """Unlock the bot after a workflow start failed; nobody is notified about it."""
-        await self.storage.close_deployment(
-            workflow_id, state="failed", error=f"The workflow could not be started: {error}"
-        )
-        await self.storage.claim_notification(workflow_id)
-        await self.storage.mark_message_final(workflow_id)
 
     async def on_ready(self) -> None:
         log.info("discord_ready", user=str(self.user), guilds=len(self.guilds))

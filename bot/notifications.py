@@ -14,24 +14,23 @@ How "exactly one, even across restarts" holds:
   could show the notice twice, which beats losing it: claiming first would lose the
   notice for good on a crash between claim and send).
 * A closed DM (Forbidden) is logged and counts as done; other errors leave the flag at 0
-  so the next pass tries again.
+  so the next pass tries again. An owner that is not a Discord user (a label sent by
+  another client) is neither mentioned nor sent a DM.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
 
 import discord
 import structlog
 
+from bot.channels import ForbiddenChannels
+from bot.config import FrontEndConfig
 from bot.pacing import ChannelPacer, Priority
 from bot.render import describe_rollback, render_failure_dm, render_failure_notice
-from storage.records import DeploymentRecord
-from workflows.models import DeploymentStatus
-
-if TYPE_CHECKING:
-    from bot.client import ShipcordBot
+from storage import DeploymentRecord, Storage
+from workflows.models import DeploymentResult, is_snowflake
 
 log = structlog.get_logger(__name__)
 
@@ -43,28 +42,52 @@ def notification_nonce(workflow_id: str, where: str) -> str:
     return hashlib.sha256(f"{workflow_id}:{where}".encode()).hexdigest()[:NONCE_LENGTH]
 
 
-async def notify_failure(
-    bot: ShipcordBot,
-    pacer: ChannelPacer,
-    record: DeploymentRecord,
-    *,
-    error: str | None,
-    last_status: DeploymentStatus | None,
-) -> bool:
-    """Tell the owner a deployment failed; True once the notification is done and claimed."""
-    if record.notified:
+class FailureNotifier:
+    def __init__(
+        self,
+        *,
+        client: discord.Client,
+        storage: Storage,
+        pacer: ChannelPacer,
+        config: FrontEndConfig,
+        forbidden: ForbiddenChannels,
+    ) -> None:
+        self._client = client
+        self._storage = storage
+        self._pacer = pacer
+        self._config = config
+        self._forbidden = forbidden
+
+    async def notify(self, record: DeploymentRecord, result: DeploymentResult) -> bool:
+        """Tell the owner a deployment failed; True once the notification is done and claimed."""
+        if record.notified:
+            return True
+        rollback = describe_rollback(result.compensations)
+        url = self._config.workflow_url(record.workflow_id)
+        if not await self._notify_channel(record, result, rollback, url):
+            return False
+        if not await self._notify_owner(record, result, rollback, url):
+            return False
+        await self._storage.claim_notification(record.workflow_id)
+        log.info("failure_notified", owner_id=record.owner_id)
         return True
-    release = await bot.storage.get_release_of_workflow(record.workflow_id)
-    rollback = describe_rollback(last_status, release.status if release else None)
-    url = bot.settings.workflow_url(record.workflow_id)
-    owner_mentions = discord.AllowedMentions(
-        everyone=False, roles=False, users=[discord.Object(int(record.owner_id))]
-    )
-    if record.channel_id and record.channel_id not in bot.board.forbidden_channels:
-        channel = bot.get_partial_messageable(
+
+    async def _notify_channel(
+        self, record: DeploymentRecord, result: DeploymentResult, rollback: str, url: str | None
+    ) -> bool:
+        if not record.channel_id or record.channel_id in self._forbidden:
+            return True
+        channel = self._client.get_partial_messageable(
             int(record.channel_id), guild_id=int(record.guild_id) if record.guild_id else None
         )
-        notice = render_failure_notice(record, error, rollback, workflow_url=url)
+        notice = render_failure_notice(record, result.error, rollback, workflow_url=url)
+        mentions = (
+            discord.AllowedMentions(
+                everyone=False, roles=False, users=[discord.Object(int(record.owner_id))]
+            )
+            if is_snowflake(record.owner_id)
+            else discord.AllowedMentions.none()
+        )
         reference = (
             discord.MessageReference(
                 message_id=int(record.message_id),
@@ -74,41 +97,51 @@ async def notify_failure(
             if record.message_id
             else None
         )
+        nonce = notification_nonce(record.workflow_id, "channel")
 
         async def send_notice() -> discord.Message:
-            nonce = notification_nonce(record.workflow_id, "channel")
             if reference is None:
-                return await channel.send(notice, allowed_mentions=owner_mentions, nonce=nonce)
+                return await channel.send(notice, allowed_mentions=mentions, nonce=nonce)
             return await channel.send(
-                notice, allowed_mentions=owner_mentions, nonce=nonce, reference=reference
+                notice, allowed_mentions=mentions, nonce=nonce, reference=reference
             )
 
         try:
-            await pacer.submit(
+            await self._pacer.submit(
                 record.channel_id,
                 f"{record.workflow_id}:notice",
                 send_notice,
                 priority=Priority.URGENT,
             )
         except discord.Forbidden:
-            bot.board.forbid_channel(record.channel_id)
+            self._forbidden.add(record.channel_id)
         except discord.HTTPException as failure:
             log.warning("failure_notice_not_sent", status=failure.status, error=str(failure))
             return False
-    guild = bot.get_guild(int(record.guild_id)) if record.guild_id else None
-    dm = render_failure_dm(
-        record, error, rollback, guild_name=guild.name if guild else None, workflow_url=url
-    )
-    try:
-        user = bot.get_user(int(record.owner_id)) or await bot.fetch_user(int(record.owner_id))
-        await user.send(dm, nonce=notification_nonce(record.workflow_id, "dm"))
-    except discord.Forbidden:
-        log.info("failure_dm_refused", owner_id=record.owner_id)
-    except discord.NotFound:
-        log.info("failure_dm_owner_unknown", owner_id=record.owner_id)
-    except discord.HTTPException as failure:
-        log.warning("failure_dm_not_sent", status=failure.status, error=str(failure))
-        return False
-    await bot.storage.claim_notification(record.workflow_id)
-    log.info("failure_notified", owner_id=record.owner_id)
-    return True
+        return True
+
+    async def _notify_owner(
+        self, record: DeploymentRecord, result: DeploymentResult, rollback: str, url: str | None
+    ) -> bool:
+        if not is_snowflake(record.owner_id):
+            return True
+        guild = self._client.get_guild(int(record.guild_id)) if record.guild_id else None
+        dm = render_failure_dm(
+            record,
+            result.error,
+            rollback,
+            guild_name=guild.name if guild else None,
+            workflow_url=url,
+        )
+        owner_id = int(record.owner_id)
+        try:
+            user = self._client.get_user(owner_id) or await self._client.fetch_user(owner_id)
+            await user.send(dm, nonce=notification_nonce(record.workflow_id, "dm"))
+        except discord.Forbidden:
+            log.info("failure_dm_refused", owner_id=record.owner_id)
+        except discord.NotFound:
+            log.info("failure_dm_owner_unknown", owner_id=record.owner_id)
+        except discord.HTTPException as failure:
+            log.warning("failure_dm_not_sent", status=failure.status, error=str(failure))
+            return False
+        return True

@@ -14,27 +14,23 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 import structlog
 from temporalio.service import RPCError
 
-from bot.notifications import notify_failure
+from bot.channels import ForbiddenChannels
+from bot.config import FrontEndConfig
+from bot.meter import FrontEndMeter
+from bot.notifications import FailureNotifier
 from bot.pacing import ChannelPacer, Priority
-from bot.render import final_state, parse_timestamp, render_final, render_running
+from bot.render import parse_timestamp, render_final, render_running
+from bot.rows import closed_result
 from bot.views import progress_view
-from storage.records import DeploymentRecord
-from workflows.client import DeploymentNotFound
+from storage import DeploymentRecord, Storage
+from workflows.client import DeploymentClient, DeploymentNotFound
 from workflows.models import DeploymentResult, DeploymentState, DeploymentStatus
-
-if TYPE_CHECKING:
-    from bot.client import ShipcordBot
-
-try:  # metrics are optional: the board works without them
-    from shipcord import metrics
-except ImportError:  # pragma: no cover
-    metrics = None  # type: ignore[assignment]
 
 log = structlog.get_logger(__name__)
 
@@ -44,33 +40,60 @@ NO_MENTIONS = discord.AllowedMentions.none()
 FINALISE_HORIZON = timedelta(days=2)
 # A row may be written just before its workflow is started: not found is no verdict yet.
 START_GRACE = timedelta(minutes=1)
+# How often Temporal's visibility is asked for deployments that other clients started,
+# and how far back each look reaches past the previous one (visibility lags a little).
+DISCOVERY_INTERVAL = timedelta(seconds=5)
+DISCOVERY_OVERLAP = timedelta(minutes=1)
+QUERY_TIMEOUT = 10.0
 
 
 # -- The board -----------------------------------------------------------------------------
 
 
 class ProgressBoard:
+    """Keeps progress messages in step with Temporal, and closes rows as deployments end.
+
+    The board is the front end's only reader of outcomes: it learns from Temporal that a
+    deployment ended, records that in the deployment's row (releasing the bot for the
+    next deployment), then gives the message its final form and notifies on failure.
+    """
+
     def __init__(
         self,
-        bot: ShipcordBot,
         *,
-        interval: float,
+        client: discord.Client,
+        storage: Storage,
+        deployments: DeploymentClient,
+        config: FrontEndConfig,
         pacer: ChannelPacer,
+        meter: FrontEndMeter,
         query_concurrency: int = 8,
     ) -> None:
-        self._bot = bot
-        self.interval = interval
+        self._client = client
+        self._storage = storage
+        self._deployments = deployments
+        self._config = config
+        self._meter = meter
+        self.interval = config.progress_interval
         self.pacer = pacer
+        self.forbidden_channels = ForbiddenChannels()
+        self._notifier = FailureNotifier(
+            client=client,
+            storage=storage,
+            pacer=pacer,
+            config=config,
+            forbidden=self.forbidden_channels,
+        )
         self._queries = asyncio.Semaphore(query_concurrency)
         self._rendered: dict[str, str] = {}  # workflow id -> text last sent
         self._last_status: dict[str, DeploymentStatus] = {}
         self._held: set[str] = set()  # /deploy is posting these deployments' messages
         self._posting: set[str] = set()  # the board is posting these deployments' messages
         self._finalising: set[str] = set()
-        self.forbidden_channels: set[str] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._discovered_until: datetime | None = None
         self.passes = 0
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -78,6 +101,7 @@ class ProgressBoard:
     def start(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="shipcord-progress-board")
+            self._spawn(self._discover_forever())
 
     async def stop(self) -> None:
         tasks = [task for task in (self._task, *self._background) if task is not None]
@@ -100,16 +124,11 @@ class ProgressBoard:
         finally:
             self._held.discard(workflow_id)
 
-    def forbid_channel(self, channel_id: str) -> None:
-        if channel_id not in self.forbidden_channels:
-            self.forbidden_channels.add(channel_id)
-            log.warning("progress_channel_forbidden", channel_id=channel_id)
-
     def last_status(self, workflow_id: str) -> DeploymentStatus | None:
         return self._last_status.get(workflow_id)
 
     async def _run(self) -> None:
-        await self._bot.wait_until_ready()
+        await self._client.wait_until_ready()
         while True:
             self._wake.clear()
             try:
@@ -124,13 +143,65 @@ class ProgressBoard:
 
     async def run_pass(self) -> None:
         horizon = datetime.now(UTC) - FINALISE_HORIZON
-        records = await self._bot.storage.list_deployments_needing_render(
+        records = await self._storage.list_deployments_needing_render(
             finished_since=horizon.isoformat(timespec="milliseconds")
         )
-        if metrics is not None:
-            metrics.open_deployments.set(sum(1 for record in records if record.is_open))
+        self._meter.open_deployments(sum(1 for record in records if record.is_open))
         await asyncio.gather(*(self._visit(record) for record in records))
         self.passes += 1
+
+    async def _discover_forever(self) -> None:
+        await self._client.wait_until_ready()
+        while True:
+            try:
+                if await self.discover():
+                    self.wake()
+            except Exception:
+                log.exception("deployment_discovery_failed")
+            await asyncio.sleep(DISCOVERY_INTERVAL.total_seconds())
+
+    async def discover(self) -> int:
+        """Record the deployments other Temporal clients started, found through Temporal's
+        visibility; returns how many were new."""
+        now = datetime.now(UTC)
+        since = (
+            now - FINALISE_HORIZON
+            if self._discovered_until is None
+            else self._discovered_until - DISCOVERY_OVERLAP
+        )
+        try:
+            found = {
+                execution.id: execution
+                async for execution in self._deployments.started_since(since)
+            }
+        except (RPCError, OSError, RuntimeError) as error:
+            log.warning("deployment_discovery_failed", error=str(error))
+            return 0
+        self._discovered_until = now
+        adopted = 0
+        for workflow_id in sorted(set(found) - await self._storage.known_workflow_ids(found)):
+            try:
+                request = await self._deployments.input_of(workflow_id)
+            except (RPCError, OSError, RuntimeError) as error:
+                log.warning(
+                    "deployment_discovery_failed", workflow_id=workflow_id, error=str(error)
+                )
+                self._discovered_until = min(self._discovered_until, found[workflow_id].start_time)
+                continue
+            if request is None:
+                continue  # its input was invalid: it belongs to no bot, nothing to show
+            if await self._storage.adopt_deployment(
+                workflow_id=workflow_id,
+                bot_name=request.bot_name,
+                version=request.version,
+                owner_id=request.owner,
+                guild_id=request.guild_id,
+                channel_id=request.channel_id,
+                created_at=found[workflow_id].start_time.isoformat(timespec="milliseconds"),
+            ):
+                adopted += 1
+                log.info("deployment_discovered", workflow_id=workflow_id)
+        return adopted
 
     async def _visit(self, record: DeploymentRecord) -> None:
         workflow_id = record.workflow_id
@@ -139,24 +210,17 @@ class ProgressBoard:
             or workflow_id in self._posting
             or workflow_id in self._finalising
             or self.pacer.is_busy(workflow_id)
-            or (record.channel_id is not None and record.channel_id in self.forbidden_channels)
         ):
             return
         with structlog.contextvars.bound_contextvars(
             workflow_id=workflow_id, guild_id=record.guild_id
         ):
             if not record.is_open:
-                # The workflow's last activity closed the row: its outcome is in the row.
-                result = DeploymentResult(
-                    success=record.state == DeploymentState.SUCCEEDED,
-                    state=_closed_state(record.state),
-                    error=record.error,
-                )
-                self._finalise(record, result)
+                self._finalise(record, closed_result(record))
                 return
             try:
-                async with self._queries:
-                    snapshot = await self._bot.deployments.snapshot(workflow_id)
+                async with self._queries, asyncio.timeout(QUERY_TIMEOUT):
+                    snapshot = await self._deployments.snapshot(workflow_id)
             except DeploymentNotFound:
                 if _younger_than(record, START_GRACE):
                     return  # its start may still be on its way to Temporal
@@ -168,7 +232,7 @@ class ProgressBoard:
                 )
                 self._finalise(record, result)
                 return
-            except (RPCError, OSError, RuntimeError) as error:
+            except (RPCError, OSError, RuntimeError, TimeoutError) as error:
                 log.warning("progress_query_failed", error=str(error))
                 return
             if not snapshot.is_open:
@@ -177,17 +241,19 @@ class ProgressBoard:
             status = snapshot.status
             if status is not None:
                 self._last_status[workflow_id] = status
+            if record.channel_id is None or record.channel_id in self.forbidden_channels:
+                return
             text = render_running(
-                record, status, workflow_url=self._bot.settings.workflow_url(workflow_id)
+                record, status, workflow_url=self._config.workflow_url(workflow_id)
             )
             if record.message_id is None:
                 # The row was read before the query: /deploy may have posted meanwhile.
-                fresh = await self._bot.storage.get_deployment(workflow_id)
+                fresh = await self._storage.get_deployment(workflow_id)
                 if fresh is None or workflow_id in self._held:
                     return
                 record = fresh
             if record.message_id is None:
-                if record.channel_id is not None and not self.pacer.is_busy(f"{workflow_id}:post"):
+                if not self.pacer.is_busy(f"{workflow_id}:post"):
                     self._spawn(self.post_progress_message(record, text=text))
                 return
             if self._rendered.get(workflow_id) == text:
@@ -222,7 +288,7 @@ class ProgressBoard:
         assert record.channel_id is not None
         channel_id = record.channel_id
         content = text or render_running(
-            record, None, workflow_url=self._bot.settings.workflow_url(record.workflow_id)
+            record, None, workflow_url=self._config.workflow_url(record.workflow_id)
         )
         channel = self._channel(record)
 
@@ -238,12 +304,12 @@ class ProgressBoard:
                 channel_id, f"{record.workflow_id}:post", send, priority=Priority.URGENT
             )
         except discord.Forbidden:
-            self.forbid_channel(channel_id)
+            self.forbidden_channels.add(channel_id)
             return None
         except discord.HTTPException as error:
             log.warning("progress_post_failed", status=error.status, error=str(error))
             return None
-        await self._bot.storage.set_progress_message(
+        await self._storage.set_progress_message(
             record.workflow_id, channel_id=channel_id, message_id=str(message.id)
         )
         self._rendered[record.workflow_id] = content
@@ -251,7 +317,7 @@ class ProgressBoard:
 
     def _channel(self, record: DeploymentRecord) -> discord.PartialMessageable:
         assert record.channel_id is not None
-        return self._bot.get_partial_messageable(
+        return self._client.get_partial_messageable(
             int(record.channel_id),
             guild_id=int(record.guild_id) if record.guild_id else None,
             type=discord.ChannelType.text,
@@ -274,14 +340,13 @@ class ProgressBoard:
                 # The message was deleted: post it again (the next pass picks it up).
                 log.info("progress_message_missing")
                 self._rendered.pop(record.workflow_id, None)
-                await self._bot.storage.clear_progress_message(record.workflow_id)
+                await self._storage.clear_progress_message(record.workflow_id)
                 return False
             except discord.Forbidden:
-                self.forbid_channel(str(record.channel_id))
+                self.forbidden_channels.add(str(record.channel_id))
                 return False
             self._rendered[record.workflow_id] = text
-            if metrics is not None:
-                metrics.progress_edits_total.inc()
+            self._meter.progress_edited()
             return True
 
         return self.pacer.submit(record.channel_id, record.workflow_id, edit, priority=priority)
@@ -306,14 +371,18 @@ class ProgressBoard:
 
     async def _finish_bound(self, record: DeploymentRecord, result: DeploymentResult) -> None:
         workflow_id = record.workflow_id
+        state = result.final_state
+        if record.is_open:
+            # The front end records the outcome; from here on the bot is free again.
+            if await self._storage.close_deployment(
+                workflow_id, state=state.value, error=result.error, result=result.model_dump_json()
+            ):
+                started = parse_timestamp(record.created_at)
+                seconds = (datetime.now(UTC) - started).total_seconds() if started else None
+                self._meter.deployment_ended(state.value, seconds)
+                log.info("deployment_closed", state=state.value)
         # Re-read: the pass's copy may predate the message id or the notification claim.
-        record = await self._bot.storage.get_deployment(workflow_id) or record
-        if result.release_number is None:
-            # Finalised from the row (the workflow closed it): the release is in storage.
-            release = await self._bot.storage.get_release_of_workflow(workflow_id)
-            if release is not None:
-                result = result.model_copy(update={"release_number": release.number})
-        state = final_state(result)
+        record = await self._storage.get_deployment(workflow_id) or record
         last_status = self._last_status.get(workflow_id)
         finished_at = parse_timestamp(record.finished_at) or datetime.now(UTC)
         if record.channel_id is not None and record.channel_id not in self.forbidden_channels:
@@ -322,7 +391,7 @@ class ProgressBoard:
                 result,
                 finished_at=finished_at,
                 last_status=last_status,
-                workflow_url=self._bot.settings.workflow_url(workflow_id),
+                workflow_url=self._config.workflow_url(workflow_id),
             )
             if record.message_id is None:
                 # It finished before it ever had a message (started by another client).
@@ -333,37 +402,12 @@ class ProgressBoard:
                     # The message was deleted: post the final form as a new one.
                     await self.post_progress_message(record, text=text, final=True)
         if state is DeploymentState.FAILED and not record.notified:
-            notified = await notify_failure(
-                self._bot,
-                self.pacer,
-                record,
-                error=result.error or record.error,
-                last_status=last_status,
-            )
-            if not notified:
+            if not await self._notifier.notify(record, result):
                 return  # the next pass tries again, with the same nonces
-        first_close = await self._bot.storage.close_deployment(
-            workflow_id, state=state.value, error=result.error
-        )
-        await self._bot.storage.mark_message_final(workflow_id)
+        await self._storage.mark_message_final(workflow_id)
         self._rendered.pop(workflow_id, None)
         self._last_status.pop(workflow_id, None)
-        log.info("deployment_finalised", state=state.value, closed_here=first_close)
-        if metrics is not None:
-            metrics.deployments_ended_total.labels(outcome=state.value).inc()
-            started = parse_timestamp(record.created_at)
-            if started is not None:
-                metrics.deployment_duration_seconds.observe(
-                    max(0.0, (finished_at - started).total_seconds())
-                )
-
-
-def _closed_state(state: str) -> DeploymentState:
-    try:
-        parsed = DeploymentState(state)
-    except ValueError:
-        return DeploymentState.FAILED
-    return parsed if parsed.is_final else DeploymentState.FAILED
+        log.info("deployment_finalised", state=state.value)
 
 
 def _younger_than(record: DeploymentRecord, age: timedelta) -> bool:

@@ -10,8 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from storage.records import DeploymentRecord
-from workflows.models import DeploymentResult, DeploymentState, DeploymentStatus
+import discord
+
+from storage import DeploymentRecord
+from workflows.models import (
+    CompensationRecord,
+    DeploymentResult,
+    DeploymentState,
+    DeploymentStatus,
+    is_snowflake,
+)
 
 BAR_WIDTH = 10
 # Discord rejects message content above 2000 characters; errors are cut well below that.
@@ -75,7 +83,10 @@ def shorten(text: str, limit: int = MAX_ERROR_CHARS) -> str:
 
 
 def mention(user_id: str) -> str:
-    return f"<@{user_id}>" if user_id.isdigit() else user_id
+    """A Discord user as a mention; an owner label from another client as plain text."""
+    if is_snowflake(user_id):
+        return f"<@{user_id}>"
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(user_id[:64]))
 
 
 def _header(record: DeploymentRecord, state: DeploymentState) -> str:
@@ -112,12 +123,6 @@ def render_running(
     return "\n".join(lines)[:MAX_CONTENT_CHARS]
 
 
-def final_state(result: DeploymentResult) -> DeploymentState:
-    if result.state.is_final:
-        return result.state
-    return DeploymentState.SUCCEEDED if result.success else DeploymentState.FAILED
-
-
 def render_final(
     record: DeploymentRecord,
     result: DeploymentResult,
@@ -126,20 +131,23 @@ def render_final(
     last_status: DeploymentStatus | None = None,
     workflow_url: str | None = None,
 ) -> str:
-    """The progress message once the workflow has closed; it is never edited again."""
-    state = final_state(result)
+    """The progress message once the workflow has closed; it is never edited again.
+
+    It shows the step where the deployment ended and its percentage, from the result
+    (exact whether or not the board saw the intermediate steps).
+    """
+    state = result.final_state
     started = (last_status.started_at if last_status else None) or parse_timestamp(
         record.created_at
     )
     took = f" in {format_duration((finished_at - started).total_seconds())}" if started else ""
+    percent = _ended_at_percent(result, last_status)
     if state is DeploymentState.SUCCEEDED:
         headline, percent = "**Deployed**", 100
     elif state is DeploymentState.CANCELLED:
-        headline = "**Cancelled**, completed steps rolled back"
-        percent = last_status.progress if last_status else 0
+        headline = f"**Cancelled** at {_ended_at_step(result, last_status)}"
     else:
-        headline = "**Failed**, completed steps rolled back"
-        percent = last_status.progress if last_status else 0
+        headline = f"**Failed** at {_ended_at_step(result, last_status)}"
     lines = [
         _header(record, state),
         f"{headline} — {percent}%",
@@ -148,28 +156,45 @@ def render_final(
     ]
     if state is DeploymentState.FAILED and result.error:
         lines.append(f"Error: {shorten(result.error)}")
+    if state is not DeploymentState.SUCCEEDED:
+        lines.append(describe_rollback(result.compensations))
     if result.release_number is not None and state is DeploymentState.SUCCEEDED:
         lines.append(f"Release #{result.release_number} is live.")
     lines += _footer(workflow_url)
     return "\n".join(lines)[:MAX_CONTENT_CHARS]
 
 
-def describe_rollback(status: DeploymentStatus | None, release_status: str | None) -> str:
-    """One sentence about how the rollback went, from what is known about it."""
-    if status is not None and status.compensations:
-        failed = [item for item in status.compensations if not item.ok]
-        if not failed:
-            names = ", ".join(item.name for item in status.compensations)
-            return f"Rollback completed ({names})."
-        details = "; ".join(
-            f"{item.name}: {shorten(item.detail or 'failed', 120)}" for item in failed
-        )
-        return f"Rollback was incomplete ({details}); check the bot by hand."
-    if release_status == "rolled_back":
-        return "Rollback completed; the previous release keeps running."
-    if release_status is None:
+def _ended_at_step(result: DeploymentResult, last_status: DeploymentStatus | None) -> str:
+    step = result.step or (last_status.step if last_status else None) or "Starting"
+    return step[:1].lower() + step[1:]
+
+
+def _ended_at_percent(result: DeploymentResult, last_status: DeploymentStatus | None) -> int:
+    if result.progress is not None:
+        return result.progress
+    return last_status.progress if last_status else 0
+
+
+def describe_rollback(compensations: Sequence[CompensationRecord]) -> str:
+    """How the rollback went, from the workflow's own list of compensations: what was
+    restored, that there was nothing to restore, or that the bot is down."""
+    if not compensations:
         return "Nothing had been deployed yet, so there was nothing to roll back."
-    return "Completed steps were rolled back."
+    sentences = []
+    for item in compensations:
+        if item.ok:
+            if item.detail:
+                sentences.append(item.detail)
+        elif item.name == "restore_previous_release":
+            sentences.append(
+                f"Restoring the previous release failed: the bot is DOWN — "
+                f"{shorten(item.detail or 'unknown error', 200)}"
+            )
+        else:
+            sentences.append(
+                f"Rollback step {item.name} failed: {shorten(item.detail or 'unknown error', 200)}"
+            )
+    return " ".join(sentences) or "Completed steps were rolled back."
 
 
 def render_failure_notice(

@@ -7,14 +7,12 @@ Each button is a `DynamicItem` whose custom id names the action and the workflow
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
+from bot.control import Controller
 from workflows.models import DeploymentState
-
-if TYPE_CHECKING:
-    from bot.client import ShipcordBot
 
 CUSTOM_ID_PREFIX = "shipcord"
 _TEMPLATE = rf"{CUSTOM_ID_PREFIX}:(?P<action>pause|resume|cancel):(?P<workflow_id>[\w.:-]{{1,80}})"
@@ -54,11 +52,10 @@ class DeploymentButton(
         return cls(match["action"], match["workflow_id"])
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        # Imported here: the cog imports this module for the progress view.
-        from bot.actions import run_control_interaction
-
-        client: ShipcordBot = interaction.client
-        await run_control_interaction(client, interaction, self.action, self.workflow_id)
+        controller = getattr(interaction.client, "controller", None)
+        if not isinstance(controller, Controller):
+            raise TypeError("the client that registered these buttons has no controller")
+        await controller.run_interaction(interaction, self.action, self.workflow_id)
 
 
 def progress_view(workflow_id: str, state: DeploymentState) -> discord.ui.View | None:

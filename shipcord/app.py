@@ -17,21 +17,20 @@ import discord
 import structlog
 from temporalio.client import Client
 
+from bot.client import ShipcordBot
+from bot.config import FrontEndConfig
 from shipcord.embedded_temporal import EmbeddedTemporal, EmbeddedTemporalError
+from shipcord.exits import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
 from shipcord.logs import configure_logging, register_secret
-from shipcord.metrics import start_metrics_server
+from shipcord.metrics import PrometheusMeter, count_discord_rate_limits, start_metrics_server
 from shipcord.settings import Settings
 from shipcord.temporal_client import TemporalUnavailable, connect_temporal
 from storage import Storage
-from workflows.client import DeploymentClient
+from workflows.client import DeploymentClient, DeploymentService
 from workflows.targets import TargetsError, load_targets
 from workflows.worker import engine_worker
 
 log = structlog.get_logger(__name__)
-
-EXIT_OK = 0
-EXIT_RUNTIME = 1
-EXIT_CONFIG = 2
 
 
 class StartupError(Exception):
@@ -46,6 +45,20 @@ def prepare(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
     register_secret(settings.discord_token)
     register_secret(settings.temporal_api_key)
+    count_discord_rate_limits()
+
+
+def front_end_config(settings: Settings) -> FrontEndConfig:
+    """What the Discord front end needs to know of the settings, and nothing more."""
+    return FrontEndConfig(
+        targets_file=settings.targets_file,
+        api_base=settings.discord_api_base,
+        admin_role=settings.admin_role,
+        dev_guild_id=settings.discord_dev_guild_id,
+        progress_interval=settings.progress_interval,
+        web_ui_base=settings.web_ui_base,
+        namespace=settings.temporal_namespace,
+    )
 
 
 def require_token(settings: Settings) -> str:
@@ -145,7 +158,9 @@ async def serve(settings: Settings, *, with_bot: bool, with_worker: bool) -> int
             announce(f"Temporal Web UI: {web_ui}")
         bot_task: asyncio.Task[None] | None = None
         if with_bot and token is not None:
-            bot_task = await start_bot(settings, client, storage, token, stack)
+            bot_task = await start_bot(
+                front_end_config(settings), settings, client, storage, token, stack
+            )
             announce("Discord bot connecting (commands: /deploy /status /pause /resume /cancel)")
         waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(stop.wait())}
         if bot_task is not None:
@@ -161,18 +176,19 @@ async def serve(settings: Settings, *, with_bot: bool, with_worker: bool) -> int
 
 
 async def start_bot(
+    config: FrontEndConfig,
     settings: Settings,
     client: Client,
     storage: Storage,
     token: str,
     stack: AsyncExitStack,
 ) -> asyncio.Task[None]:
-    from bot.client import ShipcordBot
-
+    deployments = DeploymentClient(client, settings.temporal_task_queue)
     bot = ShipcordBot(
-        settings=settings,
-        deployments=DeploymentClient(client, settings.temporal_task_queue),
+        config=config,
+        service=DeploymentService(deployments, storage),
         storage=storage,
+        meter=PrometheusMeter(),
     )
     stack.push_async_callback(bot.close)
     task = asyncio.create_task(bot.start(token), name="discord-bot")

@@ -11,16 +11,15 @@ import aiohttp
 from temporalio.client import Client
 
 from shipcord.app import (
-    EXIT_CONFIG,
-    EXIT_OK,
-    EXIT_RUNTIME,
     StartupError,
     announce,
+    front_end_config,
     prepare,
     require_targets,
     require_token,
     start_temporal,
 )
+from shipcord.exits import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
 from shipcord.settings import Settings
 from shipcord.temporal_client import TemporalUnavailable, connect_temporal
 from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
@@ -100,14 +99,15 @@ async def sync_commands(settings: Settings) -> int:
 
     from bot.client import ShipcordBot
     from storage import Storage
-    from workflows.client import DeploymentClient
+    from workflows.client import DeploymentClient, DeploymentService
 
     async with await Storage.open(settings.database_path) as storage:
         # Registering commands needs neither Temporal nor the progress board.
         unused_temporal = cast(Client, None)
+        deployments = DeploymentClient(unused_temporal, settings.temporal_task_queue)
         bot = ShipcordBot(
-            settings=settings,
-            deployments=DeploymentClient(unused_temporal, settings.temporal_task_queue),
+            config=front_end_config(settings),
+            service=DeploymentService(deployments, storage),
             storage=storage,
             run_board=False,
         )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
 from collections.abc import Sequence
 
+from shipcord.exits import EXIT_CONFIG
 from shipcord.settings import Settings, SettingsError, load_settings
-
-EXIT_CONFIG = 2
-EXIT_RUNTIME = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +47,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = load_settings()
     except SettingsError as error:
         sys.exit(fail(str(error), EXIT_CONFIG))
-    sys.exit(asyncio.run(dispatch(command, settings, args)))
+    code = asyncio.run(dispatch(command, settings, args))
+    exit_now(code)
+
+
+def exit_now(code: int) -> None:
+    """Exit without the interpreter's finalisation: the Temporal SDK's native threads may
+    still forward a log line into Python, and that aborts a finalising interpreter."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def dispatch(command: str, settings: Settings, args: argparse.Namespace) -> int:

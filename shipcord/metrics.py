@@ -22,6 +22,7 @@ __all__ = [
     "DEPLOYMENT_OUTCOMES",
     "REGISTRY",
     "MetricsServer",
+    "PrometheusMeter",
     "count_discord_rate_limits",
     "deployment_duration_seconds",
     "deployments_ended_total",
@@ -82,6 +83,24 @@ open_deployments = Gauge(
 # Export every outcome at 0 from the start, so rate() and alerts see the series early.
 for _outcome in DEPLOYMENT_OUTCOMES:
     deployments_ended_total.labels(outcome=_outcome)
+
+
+class PrometheusMeter:
+    """The front end's counts (`bot.meter.FrontEndMeter`) as these Prometheus metrics."""
+
+    def deployment_started(self) -> None:
+        deployments_started_total.inc()
+
+    def deployment_ended(self, outcome: str, seconds: float | None) -> None:
+        deployments_ended_total.labels(outcome=outcome).inc()
+        if seconds is not None:
+            deployment_duration_seconds.observe(max(0.0, seconds))
+
+    def progress_edited(self) -> None:
+        progress_edits_total.inc()
+
+    def open_deployments(self, count: int) -> None:
+        open_deployments.set(count)
 
 
 def render_metrics() -> bytes:

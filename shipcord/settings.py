@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
+    BeforeValidator,
     Field,
     FilePath,
+    HttpUrl,
+    PositiveInt,
     SecretStr,
+    StringConstraints,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -25,13 +30,44 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from workflows.models import DEFAULT_API_BASE, DEFAULT_TASK_QUEUE
+from workflows.validation import validation_problems
+
 __all__ = ["LOG_LEVELS", "Settings", "SettingsError", "load_settings"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 _SECRET_FIELDS = frozenset({"discord_token", "temporal_api_key"})
 # host:port, where host may be a name, an IPv4 address or a bracketed IPv6 address.
-_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
+
+
+def _host_port(value: str) -> str:
+    match = _HOST_PORT.fullmatch(value)
+    if not match or not 1 <= int(match.group(1)) <= 65535:
+        raise ValueError("expected host:port, e.g. localhost:7233 (no scheme)")
+    return value
+
+
+_HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
+
+
+def _http_base(value: object) -> object:
+    """Checked by pydantic's own URL type, kept as text without a trailing slash."""
+    if value is None:
+        return None
+    try:
+        url = _HTTP_URL.validate_python(value)
+    except ValidationError:
+        raise ValueError("must be an http:// or https:// URL") from None
+    return str(url).rstrip("/")
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+HostPort = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_host_port)]
+HttpBase = Annotated[str, BeforeValidator(_http_base)]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+_LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 
 
 class SettingsError(ValueError):
@@ -61,39 +97,39 @@ class Settings(BaseSettings):
 
     # -- Temporal (names from the integration guide) --------------------------------------
     temporal_enabled: bool = Field(True, validation_alias="TEMPORAL_ENABLED")
-    temporal_address: str | None = Field(None, validation_alias="TEMPORAL_ADDRESS")
-    temporal_namespace: str = Field("default", validation_alias="TEMPORAL_NAMESPACE")
-    temporal_task_queue: str = Field("opencell-tasks", validation_alias="TEMPORAL_TASK_QUEUE")
+    temporal_address: HostPort | None = Field(None, validation_alias="TEMPORAL_ADDRESS")
+    temporal_namespace: NonBlank = Field("default", validation_alias="TEMPORAL_NAMESPACE")
+    temporal_task_queue: NonBlank = Field(
+        DEFAULT_TASK_QUEUE, validation_alias="TEMPORAL_TASK_QUEUE"
+    )
     temporal_tls_cert_path: FilePath | None = Field(None, validation_alias="TEMPORAL_TLS_CERT_PATH")
     temporal_tls_key_path: FilePath | None = Field(None, validation_alias="TEMPORAL_TLS_KEY_PATH")
     temporal_tls_ca_path: FilePath | None = Field(None, validation_alias="TEMPORAL_TLS_CA_PATH")
     temporal_api_key: SecretStr | None = Field(None, validation_alias="TEMPORAL_API_KEY")
 
     # -- embedded Temporal dev server (used when TEMPORAL_ADDRESS is unset) -----------------
-    temporal_port: int = Field(7233, validation_alias="SHIPCORD_TEMPORAL_PORT")
-    temporal_ui_port: int = Field(8233, validation_alias="SHIPCORD_TEMPORAL_UI_PORT")
+    temporal_port: Port = Field(7233, validation_alias="SHIPCORD_TEMPORAL_PORT")
+    temporal_ui_port: Port = Field(8233, validation_alias="SHIPCORD_TEMPORAL_UI_PORT")
     # Loopback by default: the dev server has no authentication. Docker sets 0.0.0.0.
-    temporal_ip: str = Field("127.0.0.1", validation_alias="SHIPCORD_TEMPORAL_IP")
-    temporal_ui_ip: str = Field("127.0.0.1", validation_alias="SHIPCORD_TEMPORAL_UI_IP")
-    temporal_ui_url: str | None = Field(None, validation_alias="SHIPCORD_TEMPORAL_UI_URL")
+    temporal_ip: NonBlank = Field("127.0.0.1", validation_alias="SHIPCORD_TEMPORAL_IP")
+    temporal_ui_ip: NonBlank = Field("127.0.0.1", validation_alias="SHIPCORD_TEMPORAL_UI_IP")
+    temporal_ui_url: HttpBase | None = Field(None, validation_alias="SHIPCORD_TEMPORAL_UI_URL")
 
     # -- Discord ----------------------------------------------------------------------------
     discord_token: SecretStr | None = Field(None, validation_alias="DISCORD_TOKEN")
-    discord_api_base: str = Field(
-        "https://discord.com/api/v10", validation_alias="DISCORD_API_BASE"
-    )
-    discord_dev_guild_id: int | None = Field(None, validation_alias="DISCORD_DEV_GUILD_ID")
+    discord_api_base: HttpBase = Field(DEFAULT_API_BASE, validation_alias="DISCORD_API_BASE")
+    discord_dev_guild_id: PositiveInt | None = Field(None, validation_alias="DISCORD_DEV_GUILD_ID")
     admin_role: str | None = Field(None, validation_alias="SHIPCORD_ADMIN_ROLE")
 
     # -- shipcord -----------------------------------------------------------------------------
     data_dir: Path = Field(Path("./data"), validation_alias="SHIPCORD_DATA_DIR")
     targets_file: Path = Field(Path("targets.toml"), validation_alias="SHIPCORD_TARGETS_FILE")
-    log_level: str = Field("INFO", validation_alias="SHIPCORD_LOG_LEVEL")
+    log_level: LogLevel = Field("INFO", validation_alias="SHIPCORD_LOG_LEVEL")
     log_format: Literal["auto", "console", "json"] = Field(
         "auto", validation_alias="SHIPCORD_LOG_FORMAT"
     )
     progress_interval: float = Field(2.0, gt=0, validation_alias="SHIPCORD_PROGRESS_INTERVAL")
-    metrics_port: int | None = Field(None, validation_alias="SHIPCORD_METRICS_PORT")
+    metrics_port: Port | None = Field(None, validation_alias="SHIPCORD_METRICS_PORT")
 
     # -- field validators -------------------------------------------------------------------
 
@@ -117,63 +153,15 @@ class Settings(BaseSettings):
             return None
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("temporal_address")
+    @field_validator("log_level", "log_format", mode="before")
     @classmethod
-    def _check_address(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        match = _HOST_PORT.match(value)
-        if not match or not 1 <= int(match.group(1)) <= 65535:
-            raise ValueError("expected host:port, e.g. localhost:7233 (no scheme)")
-        return value
-
-    @field_validator("temporal_namespace", "temporal_task_queue", "temporal_ip", "temporal_ui_ip")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value.strip()
-
-    @field_validator("temporal_port", "temporal_ui_port", "metrics_port")
-    @classmethod
-    def _check_port(cls, value: int | None) -> int | None:
-        if value is not None and not 1 <= value <= 65535:
-            raise ValueError("must be a TCP port between 1 and 65535")
-        return value
-
-    @field_validator("discord_api_base", "temporal_ui_url")
-    @classmethod
-    def _check_http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip()
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
-
-    @field_validator("discord_dev_guild_id")
-    @classmethod
-    def _check_snowflake(cls, value: int | None) -> int | None:
-        if value is not None and value <= 0:
-            raise ValueError("must be a positive Discord guild id")
-        return value
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _check_log_level(cls, value: Any) -> Any:
+    def _case_insensitive(cls, value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        level = value.strip().upper()
-        level = _LOG_LEVEL_ALIASES.get(level, level)
-        if level not in LOG_LEVELS:
-            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
-        return level
-
-    @field_validator("log_format", mode="before")
-    @classmethod
-    def _normalise_log_format(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
+        value = value.strip()
+        if value.lower() in ("auto", "console", "json"):
+            return value.lower()
+        return _LOG_LEVEL_ALIASES.get(value.upper(), value.upper())
 
     @field_validator("data_dir", "targets_file")
     @classmethod
@@ -256,14 +244,6 @@ class Settings(BaseSettings):
             return f"http://127.0.0.1:{self.temporal_ui_port}"
         return None
 
-    def workflow_url(self, workflow_id: str) -> str | None:
-        """Link to a workflow in the Temporal Web UI, or None when no UI is known."""
-        base = self.web_ui_base
-        if base is None:
-            return None
-        namespace = quote(self.temporal_namespace, safe="")
-        return f"{base}/namespaces/{namespace}/workflows/{quote(workflow_id, safe='')}"
-
 
 _ENV_NAMES: dict[str, str] = {}
 for _name, _field in Settings.model_fields.items():
@@ -275,16 +255,13 @@ _SECRET_ENV_NAMES = {_ENV_NAMES[name] for name in _SECRET_FIELDS}
 
 def _problem_lines(error: ValidationError) -> list[str]:
     lines: list[str] = []
-    for item in error.errors(include_url=False):
-        message = str(item["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        if not item["loc"]:  # model-level check: the message names its variables itself
+    for where, message, value in validation_problems(error):
+        if not where:  # model-level check: the message names its variables itself
             lines.extend(message.splitlines())
             continue
-        key = str(item["loc"][0])
+        key = where.split(".")[0]
         env_name = _ENV_NAMES.get(key) or _ENV_NAMES.get(key.lower()) or key
-        message = message[:1].lower() + message[1:]
-        line = f"{env_name}: {message}"
-        value = item.get("input")
+        line = f"{env_name}: {message[:1].lower() + message[1:]}"
         # Echo the offending value to help fixing it, except for secrets.
         if env_name not in _SECRET_ENV_NAMES and isinstance(value, str | int | float | Path):
             line += f" (got {str(value)!r})"

@@ -1,12 +1,14 @@
 """SQLite storage: who owns which deployment, progress messages, bots and releases."""
 
 from storage.records import BotRecord, DeploymentRecord, ReleaseRecord
-from storage.store import DeploymentConflict, Storage
+from storage.store import DeploymentConflict, DuplicateWorkflowId, ReleasesInFlight, Storage
 
 __all__ = [
     "BotRecord",
     "DeploymentConflict",
     "DeploymentRecord",
+    "DuplicateWorkflowId",
     "ReleaseRecord",
+    "ReleasesInFlight",
     "Storage",
 ]

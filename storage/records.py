@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+IN_FLIGHT_STATUSES = ("pending", "running")
+
 
 @dataclass(frozen=True, slots=True)
 class DeploymentRecord:
@@ -23,6 +25,7 @@ class DeploymentRecord:
     updated_at: str
     finished_at: str | None
     message_final: bool = False
+    result: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> DeploymentRecord:
@@ -42,6 +45,7 @@ class DeploymentRecord:
             updated_at=row["updated_at"],
             finished_at=row["finished_at"],
             message_final=bool(row["message_final"]),
+            result=row["result"],
         )
 
 
@@ -58,6 +62,12 @@ class ReleaseRecord:
     status: str
     created_at: str
     updated_at: str
+    target: str | None = None
+
+    @property
+    def in_flight(self) -> bool:
+        """Created by a deployment that has not finished with it yet."""
+        return self.status in IN_FLIGHT_STATUSES
 
     @classmethod
     def from_row(cls, row: Any) -> ReleaseRecord:
@@ -73,6 +83,7 @@ class ReleaseRecord:
             status=row["status"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            target=row["target"],
         )
 
 

@@ -14,7 +14,22 @@ from typing import Any
 import aiosqlite
 
 from storage.database import open_database
-from storage.records import BotRecord, DeploymentRecord, ReleaseRecord
+from storage.records import IN_FLIGHT_STATUSES, BotRecord, DeploymentRecord, ReleaseRecord
+
+
+class DuplicateWorkflowId(Exception):
+    """A deployment row with this workflow id exists already."""
+
+
+class ReleasesInFlight(Exception):
+    """Another deployment's release of the bot has not been finished with."""
+
+    def __init__(self, releases: list[ReleaseRecord]) -> None:
+        super().__init__(
+            ", ".join(f"release {r.number} of {r.bot_name} ({r.workflow_id})" for r in releases)
+            + " still in flight"
+        )
+        self.releases = releases
 
 
 class DeploymentConflict(Exception):
@@ -92,18 +107,20 @@ class Storage:
         guild_id: str | None = None,
         channel_id: str | None = None,
     ) -> DeploymentRecord:
-        """Record a new open deployment, or return the existing row for this workflow.
+        """Record a new open deployment under `workflow_id`, which must be new.
 
-        Raises DeploymentConflict when another deployment of the bot is still open.
+        Raises DeploymentConflict when the bot already has an open deployment, and
+        DuplicateWorkflowId when a row with that id exists (choose another id).
         """
         now = utc_now()
         async with self._transaction() as db:
             async with db.execute(
-                "SELECT * FROM deployments WHERE workflow_id = ?", (workflow_id,)
+                "SELECT workflow_id FROM deployments WHERE bot_name = ? AND is_open = 1",
+                (bot_name,),
             ) as cursor:
-                existing = await cursor.fetchone()
-            if existing is not None:
-                return DeploymentRecord.from_row(existing)
+                running = await cursor.fetchone()
+            if running is not None:
+                raise DeploymentConflict(bot_name, running["workflow_id"])
             try:
                 await db.execute(
                     "INSERT INTO deployments (workflow_id, bot_name, version, owner_id, guild_id,"
@@ -111,18 +128,63 @@ class Storage:
                     (workflow_id, bot_name, version, owner_id, guild_id, channel_id, now, now),
                 )
             except sqlite3.IntegrityError:
-                async with db.execute(
-                    "SELECT workflow_id FROM deployments WHERE bot_name = ? AND is_open = 1",
-                    (bot_name,),
-                ) as cursor:
-                    running = await cursor.fetchone()
-                raise DeploymentConflict(
-                    bot_name, running["workflow_id"] if running else "unknown"
-                ) from None
+                raise DuplicateWorkflowId(workflow_id) from None
             async with db.execute(
                 "SELECT * FROM deployments WHERE workflow_id = ?", (workflow_id,)
             ) as cursor:
                 return DeploymentRecord.from_row(await cursor.fetchone())
+
+    async def discard_reservation(self, workflow_id: str) -> None:
+        """Forget a reservation whose workflow never started (only its reserver calls this)."""
+        await self._execute(
+            "DELETE FROM deployments WHERE workflow_id = ? AND message_id IS NULL",
+            (workflow_id,),
+        )
+
+    async def adopt_deployment(
+        self,
+        *,
+        workflow_id: str,
+        bot_name: str,
+        version: str,
+        owner_id: str,
+        guild_id: str | None,
+        channel_id: str | None,
+        created_at: str,
+    ) -> bool:
+        """Record a deployment another Temporal client started; False if it cannot be now.
+
+        An open row for the same bot (one of ours) leaves it for a later try.
+        """
+        try:
+            changed = await self._execute(
+                "INSERT INTO deployments (workflow_id, bot_name, version, owner_id, guild_id,"
+                " channel_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (workflow_id) DO NOTHING",
+                (
+                    workflow_id,
+                    bot_name,
+                    version,
+                    owner_id,
+                    guild_id,
+                    channel_id,
+                    created_at,
+                    utc_now(),
+                ),
+            )
+        except sqlite3.IntegrityError:
+            return False
+        return changed == 1
+
+    async def known_workflow_ids(self, workflow_ids: Iterable[str]) -> set[str]:
+        ids = list(workflow_ids)
+        if not ids:
+            return set()
+        marks = ", ".join("?" for _ in ids)
+        rows = await self._fetch_all(
+            f"SELECT workflow_id FROM deployments WHERE workflow_id IN ({marks})", ids
+        )
+        return {row["workflow_id"] for row in rows}
 
     async def get_deployment(self, workflow_id: str) -> DeploymentRecord | None:
         row = await self._fetch_one(
@@ -167,14 +229,14 @@ class Storage:
         )
 
     async def close_deployment(
-        self, workflow_id: str, *, state: str, error: str | None = None
+        self, workflow_id: str, *, state: str, error: str | None, result: str
     ) -> bool:
-        """Mark the deployment finished; True the first time, False when already closed."""
+        """Record how the deployment ended; True the first time, False when already closed."""
         now = utc_now()
         changed = await self._execute(
-            "UPDATE deployments SET state = ?, error = ?, is_open = 0, finished_at = ?,"
-            " updated_at = ? WHERE workflow_id = ? AND is_open = 1",
-            (state, error, now, now, workflow_id),
+            "UPDATE deployments SET state = ?, error = ?, result = ?, is_open = 0,"
+            " finished_at = ?, updated_at = ? WHERE workflow_id = ? AND is_open = 1",
+            (state, error, result, now, now, workflow_id),
         )
         return changed == 1
 
@@ -214,9 +276,20 @@ class Storage:
     # Bots and releases -----------------------------------------------------------------
 
     async def create_release(
-        self, *, workflow_id: str, bot_name: str, bot_type: str, version: str, runtime: str
+        self,
+        *,
+        workflow_id: str,
+        bot_name: str,
+        bot_type: str,
+        version: str,
+        runtime: str,
+        target: str,
     ) -> ReleaseRecord:
-        """Create the next release of the bot for this workflow (once: retries return it)."""
+        """Create the next release of the bot for this workflow (once: retries return it).
+
+        Raises ReleasesInFlight, creating nothing, while another deployment's release of
+        the bot is still in flight: its owner decides whether that deployment still runs.
+        """
         now = utc_now()
         async with self._transaction() as db:
             async with db.execute(
@@ -225,6 +298,14 @@ class Storage:
                 existing = await cursor.fetchone()
             if existing is not None:
                 return ReleaseRecord.from_row(existing)
+            marks = ", ".join("?" for _ in IN_FLIGHT_STATUSES)
+            async with db.execute(
+                f"SELECT * FROM releases WHERE bot_name = ? AND status IN ({marks})",
+                (bot_name, *IN_FLIGHT_STATUSES),
+            ) as cursor:
+                in_flight = [ReleaseRecord.from_row(row) for row in await cursor.fetchall()]
+            if in_flight:
+                raise ReleasesInFlight(in_flight)
             await db.execute(
                 "INSERT INTO bots (name, bot_type, created_at, updated_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (name) DO NOTHING",
@@ -239,8 +320,8 @@ class Storage:
             assert counters is not None  # the bots row was upserted just above
             await db.execute(
                 "INSERT INTO releases (bot_name, number, version, workflow_id, previous_number,"
-                " runtime, status, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                " runtime, status, target, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
                 (
                     bot_name,
                     counters["last_number"] + 1,
@@ -248,6 +329,7 @@ class Storage:
                     workflow_id,
                     counters["active_release"],
                     runtime,
+                    target,
                     now,
                     now,
                 ),

@@ -164,7 +164,7 @@ async def start_shipcord(world: World, *args: str, env: dict[str, str] | None = 
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot",
+        "shipcord",
         *args,
         env=env if env is not None else world.env,
         cwd=str(world.data_dir.parent),

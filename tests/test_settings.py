@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from shipcord.app import front_end_config
 from shipcord.settings import Settings, SettingsError, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +112,7 @@ def test_every_variable_is_read_from_the_environment(
     assert settings.progress_interval == 0.5
     assert (settings.metrics_port, settings.sdk_metrics_port) == (9100, 9101)
     assert not settings.embedded_temporal
-    assert settings.workflow_url("deploy-echo-1700000000000") == (
+    assert front_end_config(settings).workflow_url("deploy-echo-1700000000000") == (
         "https://cloud.temporal.io/namespaces/opencell-prod/workflows/deploy-echo-1700000000000"
     )
 
@@ -150,12 +151,12 @@ def test_env_example_documents_every_setting_with_its_default() -> None:
 
 def test_workflow_url_for_embedded_and_unknown_ui() -> None:
     embedded = load(temporal_namespace="ship cord", temporal_ui_port=9233)
-    assert embedded.workflow_url("deploy-echo-1") == (
+    assert front_end_config(embedded).workflow_url("deploy-echo-1") == (
         "http://127.0.0.1:9233/namespaces/ship%20cord/workflows/deploy-echo-1"
     )
     remote = load(temporal_address="temporal:7233")
     assert remote.web_ui_base is None
-    assert remote.workflow_url("deploy-echo-1") is None
+    assert front_end_config(remote).workflow_url("deploy-echo-1") is None
 
 
 @pytest.mark.parametrize(
@@ -164,17 +165,17 @@ def test_workflow_url_for_embedded_and_unknown_ui() -> None:
         ("TEMPORAL_ENABLED", "maybe", "valid boolean"),
         ("TEMPORAL_ADDRESS", "http://localhost:7233", "host:port"),
         ("TEMPORAL_ADDRESS", "localhost", "host:port"),
-        ("TEMPORAL_NAMESPACE", "   ", "must not be empty"),
+        ("TEMPORAL_NAMESPACE", "   ", "at least 1 character"),
         ("TEMPORAL_TLS_CERT_PATH", "/nonexistent/cert.pem", "does not point to a file"),
         ("SHIPCORD_TEMPORAL_PORT", "abc", "valid integer"),
-        ("SHIPCORD_TEMPORAL_PORT", "70000", "between 1 and 65535"),
-        ("SHIPCORD_TEMPORAL_UI_PORT", "0", "between 1 and 65535"),
+        ("SHIPCORD_TEMPORAL_PORT", "70000", "less than or equal to 65535"),
+        ("SHIPCORD_TEMPORAL_UI_PORT", "0", "greater than or equal to 1"),
         ("SHIPCORD_TEMPORAL_UI_URL", "cloud.temporal.io", "http:// or https:// URL"),
         ("DISCORD_API_BASE", "ftp://discord.com/api", "http:// or https:// URL"),
         ("DISCORD_API_BASE", "not a url", "http:// or https:// URL"),
         ("DISCORD_DEV_GUILD_ID", "guild", "valid integer"),
-        ("DISCORD_DEV_GUILD_ID", "-5", "positive"),
-        ("SHIPCORD_LOG_LEVEL", "loud", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("DISCORD_DEV_GUILD_ID", "-5", "greater than 0"),
+        ("SHIPCORD_LOG_LEVEL", "loud", "'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'"),
         ("SHIPCORD_LOG_FORMAT", "xml", "'auto', 'console' or 'json'"),
         ("SHIPCORD_PROGRESS_INTERVAL", "0", "greater than 0"),
         ("SHIPCORD_PROGRESS_INTERVAL", "soon", "valid number"),

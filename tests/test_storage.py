@@ -8,7 +8,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from storage import DeploymentConflict, Storage
+from storage import DeploymentConflict, DuplicateWorkflowId, ReleasesInFlight, Storage
 from storage.database import migration_scripts
 
 
@@ -35,15 +35,35 @@ async def test_second_open_deployment_of_a_bot_names_the_running_one(storage: St
             workflow_id="deploy-echo-2", bot_name="echo", version="1.0.1", owner_id="8"
         )
     assert "deploy-echo-1" in str(raised.value)
-    # Reserving the same workflow again is a no-op, not a conflict.
-    again = await storage.reserve_deployment(
-        workflow_id="deploy-echo-1", bot_name="echo", version="1.0.0", owner_id="7"
+    # Another request under the same id is a conflict too: it is never "the same" row.
+    with pytest.raises(DeploymentConflict):
+        await storage.reserve_deployment(
+            workflow_id="deploy-echo-1", bot_name="echo", version="1.0.0", owner_id="9"
+        )
+    assert await storage.close_deployment(
+        "deploy-echo-1", state="succeeded", error=None, result="{}"
     )
-    assert again.owner_id == "7"
-    assert await storage.close_deployment("deploy-echo-1", state="succeeded")
-    assert not await storage.close_deployment("deploy-echo-1", state="succeeded")
+    assert not await storage.close_deployment(
+        "deploy-echo-1", state="succeeded", error=None, result="{}"
+    )
+    # Once closed, its id is taken for good: a new deployment needs a new id.
+    with pytest.raises(DuplicateWorkflowId):
+        await storage.reserve_deployment(
+            workflow_id="deploy-echo-1", bot_name="echo", version="1.0.1", owner_id="8"
+        )
     await storage.reserve_deployment(
         workflow_id="deploy-echo-2", bot_name="echo", version="1.0.1", owner_id="8"
+    )
+
+
+async def test_a_discarded_reservation_leaves_nothing(storage: Storage) -> None:
+    await storage.reserve_deployment(
+        workflow_id="deploy-echo-1", bot_name="echo", version="1.0.0", owner_id="7"
+    )
+    await storage.discard_reservation("deploy-echo-1")
+    assert await storage.get_deployment("deploy-echo-1") is None
+    await storage.reserve_deployment(
+        workflow_id="deploy-echo-2", bot_name="echo", version="1.0.0", owner_id="7"
     )
 
 
@@ -65,7 +85,12 @@ async def test_concurrent_reservations_let_exactly_one_through(tmp_path: Path) -
 
 async def test_releases_number_up_and_keep_the_previous(storage: Storage) -> None:
     first = await storage.create_release(
-        workflow_id="w1", bot_name="echo", bot_type="discord", version="1.0.0", runtime="process"
+        workflow_id="w1",
+        bot_name="echo",
+        bot_type="discord",
+        version="1.0.0",
+        runtime="process",
+        target="{}",
     )
     assert (first.number, first.previous_number) == (1, None)
     assert (
@@ -75,14 +100,31 @@ async def test_releases_number_up_and_keep_the_previous(storage: Storage) -> Non
             bot_type="discord",
             version="1.0.0",
             runtime="process",
+            target="{}",
         )
         == first
     )
     await storage.activate_release(first)
     second = await storage.create_release(
-        workflow_id="w2", bot_name="echo", bot_type="discord", version="1.1.0", runtime="process"
+        workflow_id="w2",
+        bot_name="echo",
+        bot_type="discord",
+        version="1.1.0",
+        runtime="process",
+        target="{}",
     )
     assert (second.number, second.previous_number) == (2, 1)
+    # While release 2 is in flight, no other deployment may create one.
+    with pytest.raises(ReleasesInFlight) as in_flight:
+        await storage.create_release(
+            workflow_id="w3",
+            bot_name="echo",
+            bot_type="discord",
+            version="1.2.0",
+            runtime="process",
+            target="{}",
+        )
+    assert [r.workflow_id for r in in_flight.value.releases] == ["w2"]
     await storage.activate_release(second)
     releases = {r.number: r.status for r in await storage.list_releases("echo")}
     assert releases == {1: "superseded", 2: "active"}

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from workflows.targets import TargetsError, UnknownTarget, load_targets, validate_version
+from workflows.models import validate_version
+from workflows.targets import TargetsError, UnknownTarget, load_targets
 
 GOOD = """
 [bots.echo]
@@ -42,7 +43,10 @@ def test_repository_targets_file_is_valid() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('[bots.Echo]\ncommand = ["x"]\ntoken_env = "T"\n', "bots.Echo.name: must be 1-32"),
+        (
+            '[bots.Echo]\ncommand = ["x"]\ntoken_env = "T"\n',
+            "bots.Echo.name: Bot name 'Echo' is not valid: use 1-32",
+        ),
         ('[bots.echo]\ncommand = "python bot.py"\ntoken_env = "T"\n', "bots.echo.command"),
         ('[bots.echo]\ncommand = ["x"]\ntoken_env = "T"\ntype = "slack"\n', "bots.echo.type"),
         ('[bots.echo]\ncommand = ["x"]\ntoken_env = "T"\nruntime = "k8s"\n', "bots.echo.runtime"),

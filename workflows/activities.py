@@ -1,7 +1,14 @@
 """The activities of botDeploymentWorkflow: all of the deployment's I/O.
 
-Each is idempotent: Temporal may run one again after it already did its work (a retry,
-or a worker that crashed before reporting), and the second run changes nothing more.
+Activities own releases (what runs, how to stop or restart it); deployment rows belong to
+the front end, which learns outcomes from Temporal. The targets file is read once per
+deployment, by `validate_deployment`; every later step works from the target recorded
+with the release, so an edited or broken targets file never strands a rollback.
+
+Each activity is idempotent: Temporal may run one again after it already did its work (a
+retry, or a worker that crashed before reporting), and the second run changes nothing
+more. Errors that no retry can heal are raised non-retryable; everything else is left to
+Temporal's retry policy, the one retry layer.
 """
 
 from __future__ import annotations
@@ -10,33 +17,33 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import structlog
 from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
-from storage import DeploymentConflict, ReleaseRecord, Storage
-from workflows.activity_names import ActivityName
-from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
-from workflows.models import (
-    CreateRecordInput,
+from storage import ReleaseRecord, ReleasesInFlight, Storage
+from workflows.activity_models import (
+    CreateReleaseInput,
     DeploymentRef,
-    OutcomeInput,
     ReleaseInfo,
+    ReleaseRef,
+    StepReport,
     ValidatedDeployment,
 )
+from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
+from workflows.models import validate_version
+from workflows.releases import Release
 from workflows.runtimes import ReleaseHandle, ReleaseSpec, Runtime, RuntimeError_
-from workflows.targets import (
-    Target,
-    TargetRegistry,
-    TargetsError,
-    UnknownTarget,
-    validate_version,
-)
+from workflows.targets import Target, TargetRegistry, TargetsError, UnknownTarget
 
 log = structlog.get_logger(__name__)
 HEALTH_POLL_SECONDS = 0.25
@@ -58,8 +65,29 @@ def free_port() -> int:
         return port
 
 
-def release_marker(release: ReleaseRecord) -> str:
-    return f"{release.bot_name}#{release.number}@{release.workflow_id}"
+@contextmanager
+def discord_errors() -> Iterator[None]:
+    """Discord's answer as Temporal should retry it: at its pace, or not at all."""
+    try:
+        yield
+    except DiscordApiError as error:
+        raise ApplicationError(
+            str(error),
+            type="TokenRejected" if isinstance(error, TokenRejected) else "DiscordApiError",
+            non_retryable=error.permanent,
+            next_retry_delay=(
+                timedelta(seconds=error.retry_after) if error.retry_after is not None else None
+            ),
+        ) from None
+
+
+@contextmanager
+def runtime_errors() -> Iterator[None]:
+    """A runtime that failed (the engine unreachable, a stop that hung): Temporal retries."""
+    try:
+        yield
+    except RuntimeError_ as error:
+        raise ApplicationError(str(error), type="RuntimeError") from None
 
 
 class DeploymentActivities:
@@ -93,70 +121,58 @@ class DeploymentActivities:
             self.run_health_check,
             self.finish_deployment,
             self.stop_new_release,
+            self.restore_previous_release,
             self.restore_command_snapshot,
             self.mark_release_rolled_back,
-            self.record_outcome,
         ]
 
     # Forward steps ----------------------------------------------------------------------
 
-    @activity.defn(name=ActivityName.VALIDATE.value)
+    @activity.defn
     async def validate_deployment(self, ref: DeploymentRef) -> ValidatedDeployment:
-        target = self._target(ref.bot_name)
+        """The only read of the targets file: the target travels with the deployment."""
         try:
+            target = self._targets.get(ref.bot_name)
             validate_version(ref.version)
-        except ValueError as error:
+            target.load_command_manifest()
+        except (UnknownTarget, ValueError) as error:
             raise invalid(str(error)) from None
-        self._runtime(target)
+        self._runtime(target.runtime)
         token = self._token(target)
-        try:
+        with discord_errors():
             user = await self._discord.current_user(token)
             application = await self._discord.current_application(token)
-        except TokenRejected as error:
-            raise ApplicationError(str(error), type="TokenRejected", non_retryable=True) from None
-        except DiscordApiError as error:
-            raise ApplicationError(str(error), type="DiscordApiError") from None
         return ValidatedDeployment(
-            bot_name=target.name,
-            version=ref.version,
-            runtime=target.runtime,
-            strategy=target.strategy,
-            bot_user_id=str(user["id"]),
-            application_id=str(application["id"]),
+            target=target, bot_user_id=str(user["id"]), application_id=str(application["id"])
         )
 
-    @activity.defn(name=ActivityName.CREATE_RECORD.value)
-    async def create_bot_record(self, request: CreateRecordInput) -> ReleaseInfo:
-        try:
-            await self._storage.reserve_deployment(
-                workflow_id=request.workflow_id,
-                bot_name=request.bot_name,
-                version=request.version,
-                owner_id=request.owner,
-                guild_id=request.guild_id,
-                channel_id=request.channel_id,
-            )
-        except DeploymentConflict as error:
-            raise ApplicationError(
-                str(error), type="DeploymentConflict", non_retryable=True
-            ) from None
-        release = await self._storage.create_release(
-            workflow_id=request.workflow_id,
-            bot_name=request.bot_name,
-            bot_type=request.bot_type,
-            version=request.version,
-            runtime=request.runtime,
-        )
+    @activity.defn
+    async def create_bot_record(self, request: CreateReleaseInput) -> ReleaseInfo:
+        target = request.target
+        while True:
+            try:
+                release = await self._storage.create_release(
+                    workflow_id=request.workflow_id,
+                    bot_name=target.name,
+                    bot_type=target.type,
+                    version=request.version,
+                    runtime=target.runtime,
+                    target=target.model_dump_json(),
+                )
+                break
+            except ReleasesInFlight as in_flight:
+                for other in in_flight.releases:
+                    await self._retire_if_abandoned(other)
         return ReleaseInfo(
             bot_id=release.bot_name,
             release_number=release.number,
             previous_release_number=release.previous_number,
         )
 
-    @activity.defn(name=ActivityName.DEPLOY.value)
-    async def deploy_to_platform(self, ref: DeploymentRef) -> None:
+    @activity.defn
+    async def deploy_to_platform(self, ref: ReleaseRef) -> None:
         release = await self._release(ref)
-        target = self._target(ref.bot_name)
+        target = self._recorded_target(release)
         token = self._token(target)
         heartbeat("applying slash commands")
         await self._apply_command_manifest(ref.workflow_id, target, token)
@@ -164,14 +180,16 @@ class DeploymentActivities:
             heartbeat("stopping the previous release")
             await self._stop_previous(release, status="stopped")
         heartbeat("starting the new release")
-        await self._ensure_running(release, target, token, status="running")
+        await self._ensure_running(release, status="running")
 
-    @activity.defn(name=ActivityName.HEALTH_CHECK.value)
-    async def run_health_check(self, ref: DeploymentRef) -> None:
+    @activity.defn
+    async def run_health_check(self, ref: ReleaseRef) -> None:
         release = await self._release(ref)
-        target = self._target(ref.bot_name)
-        handle = self._handle_of(release)
-        runtime = self._runtime(target)
+        target = self._recorded_target(release)
+        if release.handle is None:
+            raise ApplicationError(f"{release.name} was never started", type="MissingRecord")
+        handle = release.handle
+        runtime = self._runtime(handle.runtime)
         url = target.render_health_url(port=handle.port)
         # Uptime is measured here, on the monotonic clock: the process start time that
         # psutil reports is derived from boot time and can disagree with the wall clock.
@@ -179,10 +197,13 @@ class DeploymentActivities:
         deadline = watching_since + target.health_timeout
         last_problem = "not checked yet"
         while True:
-            if not await self._is_running(runtime, handle):
+            with runtime_errors():
+                running = await runtime.is_running(handle)
+            if not running:
                 reason = await runtime.exit_description(handle)
                 raise ApplicationError(
-                    f"Release {release.number} of {release.bot_name} is not running: {reason}",
+                    f"Release {release.record.number} of {release.record.bot_name} is not "
+                    f"running: {reason}",
                     type="ReleaseExited",
                     non_retryable=True,
                 )
@@ -199,97 +220,74 @@ class DeploymentActivities:
                 )
             if time.monotonic() >= deadline:
                 raise ApplicationError(
-                    f"Release {release.number} of {release.bot_name} is not healthy after "
-                    f"{target.health_timeout:g}s: {last_problem}",
+                    f"Release {release.record.number} of {release.record.bot_name} is not "
+                    f"healthy after {target.health_timeout:g}s: {last_problem}",
                     type="Unhealthy",
                 )
             heartbeat(last_problem)
             await asyncio.sleep(HEALTH_POLL_SECONDS)
 
-    @activity.defn(name=ActivityName.FINISH.value)
-    async def finish_deployment(self, ref: DeploymentRef) -> None:
+    @activity.defn
+    async def finish_deployment(self, ref: ReleaseRef) -> None:
         release = await self._release(ref)
         await self._stop_previous(release, status="superseded")
-        await self._storage.activate_release(release)
+        await self._storage.activate_release(release.record)
 
     # Compensations ----------------------------------------------------------------------
 
-    @activity.defn(name=ActivityName.STOP_RELEASE.value)
-    async def stop_new_release(self, ref: DeploymentRef) -> None:
-        """Stop the new release, then make sure the one it replaced runs as before.
-
-        Stopping needs only what the release recorded, so it works even if the target
-        has since been edited out of the targets file.
-        """
-        release = await self._storage.get_release_of_workflow(ref.workflow_id)
-        if release is None:
-            return
-        runtime = self._runtimes.get(release.runtime)
-        if runtime is None:
-            raise invalid(f"The {release.runtime} runtime is not available on this worker.")
+    @activity.defn
+    async def stop_new_release(self, ref: ReleaseRef) -> StepReport:
+        """Stop the new release: from what it recorded, whatever the targets file says now."""
+        record = await self._storage.get_release_of_workflow(ref.workflow_id)
+        if record is None:
+            return StepReport(summary="No release had been created.")
+        release = Release.of(record)
         heartbeat("stopping the new release")
-        # The marker finds a copy started by an attempt that crashed before saving it.
-        handle = (
-            self._handle_of(release)
-            if release.runtime_handle
-            else ReleaseHandle(
-                runtime=release.runtime, marker=release_marker(release), port=0, log_path=""
-            )
-        )
-        try:
-            await runtime.stop(handle)
-        except RuntimeError_ as error:
-            raise ApplicationError(str(error), type="RuntimeError") from None
-        await self._storage.set_release_runtime(
-            release.id, runtime_handle=release.runtime_handle, status="stopped"
-        )
-        if release.previous_number is None:
-            return
-        previous = await self._storage.get_release(release.bot_name, release.previous_number)
-        if previous is None:
-            return
-        heartbeat("restarting the previous release")
-        target = self._target(ref.bot_name)
-        await self._ensure_running(previous, target, self._token(target), status="active")
+        await self._stop(release)
+        await self._storage.set_release_status(record.id, "stopped")
+        return StepReport(summary=f"Release #{record.number} stopped.")
 
-    @activity.defn(name=ActivityName.RESTORE_COMMANDS.value)
-    async def restore_command_snapshot(self, ref: DeploymentRef) -> None:
+    @activity.defn
+    async def restore_previous_release(self, ref: ReleaseRef) -> StepReport:
+        """Make sure the release that the new one replaced runs as it did before."""
+        record = await self._storage.get_release_of_workflow(ref.workflow_id)
+        if record is None or record.previous_number is None:
+            return StepReport(summary="There was no previous release.")
+        previous = await self._storage.get_release(record.bot_name, record.previous_number)
+        if previous is None:
+            return StepReport(summary="There was no previous release.")
+        heartbeat("restarting the previous release")
+        await self._ensure_running(Release.of(previous), status="active")
+        return StepReport(summary=f"Previous release #{previous.number} restored.")
+
+    @activity.defn
+    async def restore_command_snapshot(self, ref: ReleaseRef) -> StepReport:
         snapshot = await self._storage.get_command_snapshot(ref.workflow_id)
         if snapshot is None:
-            return
+            return StepReport(summary="Slash commands were not changed.")
+        record = await self._storage.get_release_of_workflow(ref.workflow_id)
+        if record is None:
+            return StepReport(summary="Slash commands were not changed.")
         application_id, commands = snapshot
-        token = self._token(self._target(ref.bot_name))
-        try:
+        token = self._token(self._recorded_target(Release.of(record)))
+        with discord_errors():
             await self._discord.overwrite_global_commands(token, application_id, commands)
-        except (DiscordApiError, TokenRejected) as error:
-            raise ApplicationError(str(error), type="DiscordApiError") from None
+        return StepReport(summary="Slash commands restored.")
 
-    @activity.defn(name=ActivityName.MARK_ROLLED_BACK.value)
-    async def mark_release_rolled_back(self, ref: DeploymentRef) -> None:
+    @activity.defn
+    async def mark_release_rolled_back(self, ref: ReleaseRef) -> StepReport:
         release = await self._storage.get_release_of_workflow(ref.workflow_id)
-        if release is not None:
-            await self._storage.roll_back_release(release)
-
-    @activity.defn(name=ActivityName.RECORD_OUTCOME.value)
-    async def record_outcome(self, outcome: OutcomeInput) -> None:
-        await self._storage.close_deployment(
-            outcome.workflow_id, state=outcome.state.value, error=outcome.error
-        )
+        if release is None:
+            return StepReport(summary="No release had been created.")
+        await self._storage.roll_back_release(release)
+        return StepReport(summary=f"Release #{release.number} marked rolled back.")
 
     # Helpers ----------------------------------------------------------------------------
 
-    def _target(self, name: str) -> Target:
-        try:
-            return self._targets.get(name)
-        except UnknownTarget as error:
-            raise invalid(str(error)) from None
-        except TargetsError as error:
-            raise invalid(f"The targets file is not usable: {error}") from None
-
-    def _runtime(self, target: Target) -> Runtime:
-        runtime = self._runtimes.get(target.runtime)
+    def _runtime(self, name: str) -> Runtime:
+        runtime = self._runtimes.get(name)
         if runtime is None:
-            raise invalid(f"The {target.runtime} runtime is not available on this worker.")
+            raise invalid(f"The {name} runtime is not available on this worker.")
         return runtime
 
     def _token(self, target: Target) -> str:
@@ -298,28 +296,48 @@ class DeploymentActivities:
             raise invalid(f"No token for {target.name}: {target.token_source} is not set.")
         return token
 
-    async def _release(self, ref: DeploymentRef) -> ReleaseRecord:
-        release = await self._storage.get_release_of_workflow(ref.workflow_id)
-        if release is None:
+    def _recorded_target(self, release: Release) -> Target:
+        if release.target is None:
+            raise invalid(
+                f"{release.name} was recorded without its target, so it cannot be started "
+                "again; deploy it anew."
+            )
+        return release.target
+
+    async def _release(self, ref: ReleaseRef) -> Release:
+        record = await self._storage.get_release_of_workflow(ref.workflow_id)
+        if record is None:
             raise ApplicationError(
                 f"No release recorded for {ref.workflow_id}", type="MissingRecord"
             )
-        return release
+        return Release.of(record)
 
-    async def _is_running(self, runtime: Runtime, handle: ReleaseHandle) -> bool:
+    async def _retire_if_abandoned(self, record: ReleaseRecord) -> None:
+        """Another deployment's release in flight: a conflict while that deployment runs,
+        else left over (its workflow was terminated): stopped, so that one copy runs."""
         try:
-            return await runtime.is_running(handle)
-        except RuntimeError_ as error:
-            # The runtime itself is unreachable (e.g. the Docker engine): Temporal retries.
-            raise ApplicationError(str(error), type="RuntimeError") from None
-
-    def _handle_of(self, release: ReleaseRecord) -> ReleaseHandle:
-        if release.runtime_handle is None:
+            description = await activity.client().get_workflow_handle(record.workflow_id).describe()
+            status = description.status
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            status = None
+        if status == WorkflowExecutionStatus.RUNNING:
             raise ApplicationError(
-                f"Release {release.number} of {release.bot_name} was never started",
-                type="MissingRecord",
+                f"{record.bot_name} already has a deployment in progress "
+                f"({record.workflow_id}); wait for it to finish or cancel it first.",
+                type="DeploymentConflict",
+                non_retryable=True,
             )
-        return ReleaseHandle.model_validate_json(release.runtime_handle)
+        release = Release.of(record)
+        log.warning("abandoned_release_stopped", release=record.number, owner=record.workflow_id)
+        await self._stop(release)
+        await self._storage.set_release_status(record.id, "stopped")
+
+    async def _stop(self, release: Release) -> None:
+        runtime = self._runtime(release.record.runtime)
+        with runtime_errors():
+            await runtime.stop(release.handle_or_marker())
 
     async def _apply_command_manifest(self, workflow_id: str, target: Target, token: str) -> None:
         try:
@@ -328,7 +346,7 @@ class DeploymentActivities:
             raise invalid(str(error)) from None
         if manifest is None:
             return
-        try:
+        with discord_errors():
             application = await self._discord.current_application(token)
             application_id = str(application["id"])
             if await self._storage.get_command_snapshot(workflow_id) is None:
@@ -337,72 +355,61 @@ class DeploymentActivities:
                     workflow_id, application_id=application_id, commands=current
                 )
             await self._discord.overwrite_global_commands(token, application_id, manifest)
-        except TokenRejected as error:
-            raise ApplicationError(str(error), type="TokenRejected", non_retryable=True) from None
-        except DiscordApiError as error:
-            raise ApplicationError(str(error), type="DiscordApiError") from None
 
-    async def _stop_previous(self, release: ReleaseRecord, *, status: str) -> None:
-        if release.previous_number is None:
+    async def _stop_previous(self, release: Release, *, status: str) -> None:
+        if release.record.previous_number is None:
             return
-        previous = await self._storage.get_release(release.bot_name, release.previous_number)
+        previous = await self._storage.get_release(
+            release.record.bot_name, release.record.previous_number
+        )
         if previous is None or previous.runtime_handle is None:
             return
-        handle = ReleaseHandle.model_validate_json(previous.runtime_handle)
-        runtime = self._runtimes.get(handle.runtime)
-        if runtime is None:
-            return
-        try:
-            await runtime.stop(handle)
-        except RuntimeError_ as error:
-            raise ApplicationError(str(error), type="RuntimeError") from None
+        await self._stop(Release.of(previous))
         if previous.status == "active" or status == "superseded":
             await self._storage.set_release_status(previous.id, status)
 
-    async def _ensure_running(
-        self, release: ReleaseRecord, target: Target, token: str, *, status: str
-    ) -> ReleaseHandle:
+    async def _ensure_running(self, release: Release, *, status: str) -> ReleaseHandle:
         """Start the release unless the copy we know of (or can find) already runs."""
-        runtime = self._runtimes.get(release.runtime)
-        if runtime is None:
-            raise invalid(f"The {release.runtime} runtime is not available on this worker.")
-        known = (
-            ReleaseHandle.model_validate_json(release.runtime_handle)
-            if release.runtime_handle
-            else None
-        )
-        if known is not None and await self._is_running(runtime, known):
-            if release.status != status:
-                await self._storage.set_release_status(release.id, status)
-            return known
+        record = release.record
+        runtime = self._runtime(record.runtime)
+        known = release.handle
+        if known is not None:
+            with runtime_errors():
+                running = await runtime.is_running(known)
+            if running:
+                if record.status != status:
+                    await self._storage.set_release_status(record.id, status)
+                return known
+        target = self._recorded_target(release)
+        token = self._token(target)
         port = known.port if known is not None else free_port()
         spec = ReleaseSpec(
-            bot_name=release.bot_name,
-            release_number=release.number,
-            version=release.version,
-            marker=release_marker(release),
-            command=target.render_command(version=release.version, port=port),
-            image=target.render_image(version=release.version),
+            bot_name=record.bot_name,
+            release_number=record.number,
+            version=record.version,
+            marker=release.marker,
+            command=target.render_command(version=record.version, port=port),
+            image=target.render_image(version=record.version),
             env=self._release_environment(target, token, port),
-            working_directory=self._targets.working_directory,
-            log_path=self._data_dir / "releases" / f"{release.bot_name}-{release.number}.log",
+            working_directory=target.working_directory,
+            log_path=self._data_dir / "releases" / f"{record.bot_name}-{record.number}.log",
             port=port,
         )
         try:
             handle = await runtime.start(spec)
         except RuntimeError_ as error:
             raise ApplicationError(
-                f"Could not start release {release.number} of {release.bot_name}: {error}",
+                f"Could not start release {record.number} of {record.bot_name}: {error}",
                 type="RuntimeError",
                 non_retryable=True,
             ) from None
         await self._storage.set_release_runtime(
-            release.id, runtime_handle=handle.model_dump_json(), status=status
+            record.id, runtime_handle=handle.model_dump_json(), status=status
         )
         log.info(
             "release started",
-            bot=release.bot_name,
-            release=release.number,
+            bot=record.bot_name,
+            release=record.number,
             runtime=handle.runtime,
             pid=handle.pid,
             port=handle.port,

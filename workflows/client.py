@@ -1,13 +1,26 @@
-"""What a front end needs to start and steer deployments on Temporal."""
+"""What a front end needs to start and steer deployments on Temporal.
+
+`DeploymentClient` speaks to Temporal only. `DeploymentService` is the one owner of
+starting a deployment: it makes the workflow id (the only place one is made), reserves the
+bot in SQLite, starts the workflow and, if the start fails, undoes its own reservation and
+nothing else. Ids stay unique even for requests in the same millisecond, and a start that
+Temporal refuses as "already started" is answered as the conflict it is.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from pydantic import ValidationError
+from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from storage import DeploymentConflict, DeploymentRecord, DuplicateWorkflowId, Storage
 from workflows.models import (
     PAUSE_SIGNAL,
     RESUME_SIGNAL,
@@ -26,12 +39,36 @@ CLOSED_STATE_BY_STATUS = {
     WorkflowExecutionStatus.TERMINATED: DeploymentState.FAILED,
     WorkflowExecutionStatus.TIMED_OUT: DeploymentState.FAILED,
 }
+# Ids are deploy-{bot}-{ms}: a taken one moves to the next millisecond, this many times.
+MAX_ID_ATTEMPTS = 1000
+START_TIMEOUT_SECONDS = 10.0
+# After an ambiguous start failure, how long to look whether the workflow exists after all.
+START_CHECK_SECONDS = 3.0
+RPC_TIMEOUT = timedelta(seconds=10)
 
 
 class DeploymentNotFound(LookupError):
     def __init__(self, workflow_id: str) -> None:
         super().__init__(f"There is no deployment {workflow_id}.")
         self.workflow_id = workflow_id
+
+
+def unix_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """True when the error says Temporal could not be reached (as opposed to a refusal)."""
+    if isinstance(error, TimeoutError | OSError):
+        return True
+    # A client that has never reached its server (connected lazily) fails this way.
+    if isinstance(error, RuntimeError) and str(error).startswith("Failed client connect"):
+        return True
+    return isinstance(error, RPCError) and error.status in (
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.UNKNOWN,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +87,12 @@ class DeploymentClient:
         self._client = client
         self._task_queue = task_queue
 
-    async def start(self, request: DeploymentInput, *, unix_ms: int | None = None) -> str:
-        """Start a deployment workflow and return its id."""
-        millis = unix_ms if unix_ms is not None else time.time_ns() // 1_000_000
-        workflow_id = deployment_workflow_id(request.bot_name, millis)
+    @property
+    def task_queue(self) -> str:
+        return self._task_queue
+
+    async def start(self, request: DeploymentInput, *, workflow_id: str) -> None:
+        """Start a deployment workflow under `workflow_id`; the caller made the id."""
         await self._client.start_workflow(
             WORKFLOW_NAME,
             request,
@@ -61,10 +100,18 @@ class DeploymentClient:
             task_queue=self._task_queue,
             result_type=DeploymentResult,
         )
-        return workflow_id
 
     def handle(self, workflow_id: str) -> WorkflowHandle[object, DeploymentResult]:
         return self._client.get_workflow_handle(workflow_id, result_type=DeploymentResult)
+
+    async def exists(self, workflow_id: str) -> bool:
+        try:
+            await self.handle(workflow_id).describe()
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return True
 
     async def status(self, workflow_id: str) -> DeploymentStatus:
         try:
@@ -114,6 +161,32 @@ class DeploymentClient:
             )
         return DeploymentSnapshot(workflow_id, False, None, result, None)
 
+    async def started_since(self, moment: datetime) -> AsyncIterator[WorkflowExecution]:
+        """Deployments on this task queue started since `moment`, by any client (Temporal's
+        visibility)."""
+        stamp = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        query = (
+            f'WorkflowType = "{WORKFLOW_NAME}" AND TaskQueue = "{self._task_queue}"'
+            f' AND StartTime > "{stamp}"'
+        )
+        async for execution in self._client.list_workflows(query, rpc_timeout=RPC_TIMEOUT):
+            yield execution
+
+    async def input_of(self, workflow_id: str) -> DeploymentInput | None:
+        """What the deployment was started with, from its history (no worker needed);
+        None when that was not a valid deployment input."""
+        events = self.handle(workflow_id).fetch_history_events(page_size=1, rpc_timeout=RPC_TIMEOUT)
+        async for event in events:
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            if not payloads:
+                return None
+            [raw] = self._client.data_converter.payload_converter.from_payloads(payloads[:1])
+            try:
+                return DeploymentInput.model_validate(raw)
+            except ValidationError:
+                return None
+        return None
+
     async def _signal(self, workflow_id: str, signal: str) -> None:
         try:
             await self.handle(workflow_id).signal(signal)
@@ -121,7 +194,88 @@ class DeploymentClient:
             raise _translate(error, workflow_id) from error
 
 
+class DeploymentService:
+    """Starts deployments for the front end: id, reservation, start, and undo on failure."""
+
+    def __init__(
+        self,
+        deployments: DeploymentClient,
+        storage: Storage,
+        *,
+        clock: Callable[[], int] = unix_ms,
+        start_timeout: float = START_TIMEOUT_SECONDS,
+    ) -> None:
+        self.deployments = deployments
+        self._storage = storage
+        self._clock = clock
+        self._start_timeout = start_timeout
+
+    async def start(
+        self,
+        request: DeploymentInput,
+        *,
+        on_reserved: Callable[[DeploymentRecord], object] | None = None,
+    ) -> DeploymentRecord:
+        """Reserve the bot and start its deployment; the reserved row is returned.
+
+        `on_reserved` is called with the row before the workflow starts (the front end
+        uses it to claim the progress message for itself). Raises DeploymentConflict
+        when the bot already has a deployment in progress, here or (as Temporal says)
+        started by another client; other failures are raised after the reservation was
+        undone, unless the workflow started after all.
+        """
+        record = await self._reserve(request)
+        if on_reserved is not None:
+            on_reserved(record)
+        workflow_id = record.workflow_id
+        try:
+            async with asyncio.timeout(self._start_timeout):
+                await self.deployments.start(request, workflow_id=workflow_id)
+        except WorkflowAlreadyStartedError:
+            await self._storage.discard_reservation(workflow_id)
+            raise DeploymentConflict(request.bot_name, workflow_id) from None
+        except BaseException as error:
+            if isinstance(error, Exception) and await self._started_after_all(workflow_id):
+                return record
+            await asyncio.shield(self._storage.discard_reservation(workflow_id))
+            raise
+        return record
+
+    async def _reserve(self, request: DeploymentInput) -> DeploymentRecord:
+        millis = self._clock()
+        for offset in range(MAX_ID_ATTEMPTS):
+            try:
+                return await self._storage.reserve_deployment(
+                    workflow_id=deployment_workflow_id(request.bot_name, millis + offset),
+                    bot_name=request.bot_name,
+                    version=request.version,
+                    owner_id=request.owner,
+                    guild_id=request.guild_id,
+                    channel_id=request.channel_id,
+                )
+            except DuplicateWorkflowId:
+                continue
+        raise RuntimeError(f"no free workflow id for {request.bot_name} near {millis}")
+
+    async def _started_after_all(self, workflow_id: str) -> bool:
+        """A timeout or a lost connection says nothing about whether the start happened."""
+        try:
+            async with asyncio.timeout(START_CHECK_SECONDS):
+                return await self.deployments.exists(workflow_id)
+        except Exception:
+            return False
+
+
 def _translate(error: RPCError, workflow_id: str) -> Exception:
     if error.status == RPCStatusCode.NOT_FOUND:
         return DeploymentNotFound(workflow_id)
     return error
+
+
+__all__ = [
+    "DeploymentClient",
+    "DeploymentNotFound",
+    "DeploymentService",
+    "DeploymentSnapshot",
+    "is_unreachable",
+]

@@ -1,33 +1,45 @@
-"""The few Discord REST calls the activities make, with rate-limit and 5xx handling."""
+"""The few Discord REST calls the activities make.
+
+One attempt per call: Temporal's retry policy is the retry layer. What this client adds
+is what Temporal cannot know: how long Discord asked us to wait (429 `retry_after`), and
+which answers no retry can change (401: the token is wrong; other 4xx: the request is).
+"""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
 
-DEFAULT_API_BASE = "https://discord.com/api/v10"
-# Short: what still fails after this is an activity failure, which Temporal retries.
-MAX_ATTEMPTS = 3
-MAX_WAIT_SECONDS = 30.0
-SERVER_ERROR_BACKOFF = 0.25
+from workflows.models import DEFAULT_API_BASE
+
+REQUEST_TIMEOUT_SECONDS = 30.0
 
 
 class DiscordApiError(Exception):
-    """A Discord API call failed in a way that a later retry may fix."""
+    """A Discord API call failed. `permanent` when asking again cannot help."""
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
 
 
-class TokenRejected(Exception):
-    """Discord refused the bot token (401): retrying cannot help."""
+class TokenRejected(DiscordApiError):
+    """Discord refused the bot token (401)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Discord rejected the bot token (401 Unauthorized): check the token configured "
+            "for this bot.",
+            permanent=True,
+        )
 
 
 class DiscordRest:
-    """Calls the Discord API at `api_base` with a bot token given per call.
-
-    A 429 waits for the `retry_after` it names; a 5xx or a connection error is tried
-    again with backoff. What is still failing after that is raised for Temporal to retry.
-    """
+    """Calls the Discord API at `api_base` with a bot token given per call."""
 
     def __init__(self, session: aiohttp.ClientSession, api_base: str = DEFAULT_API_BASE) -> None:
         self._session = session
@@ -60,38 +72,36 @@ class DiscordRest:
         self, method: str, path: str, token: str, *, json: object | None = None
     ) -> Any:
         headers = {"Authorization": f"Bot {token}", "User-Agent": "shipcord (deployments, 0.1)"}
-        last_problem = "no attempt made"
-        for attempt in range(MAX_ATTEMPTS):
-            try:
-                async with self._session.request(
-                    method, self._api_base + path, headers=headers, json=json
-                ) as response:
-                    if response.status == 401:
-                        raise TokenRejected(
-                            "Discord rejected the bot token (401 Unauthorized): check the "
-                            "token configured for this bot."
-                        )
-                    if response.status == 429:
-                        wait = await _retry_after(response)
-                        last_problem = f"rate limited on {method} {path}"
-                        await asyncio.sleep(min(wait, MAX_WAIT_SECONDS))
-                        continue
-                    if response.status >= 500:
-                        last_problem = f"Discord answered {response.status} to {method} {path}"
-                        await asyncio.sleep(SERVER_ERROR_BACKOFF * 2**attempt)
-                        continue
-                    if response.status >= 400:
-                        detail = await _error_message(response)
-                        raise DiscordApiError(
-                            f"Discord answered {response.status} to {method} {path}: {detail}"
-                        )
-                    if response.status == 204:
-                        return None
-                    return await response.json(content_type=None)
-            except aiohttp.ClientError as error:
-                last_problem = f"cannot reach the Discord API ({type(error).__name__})"
-                await asyncio.sleep(SERVER_ERROR_BACKOFF * 2**attempt)
-        raise DiscordApiError(last_problem)
+        try:
+            async with self._session.request(
+                method,
+                self._api_base + path,
+                headers=headers,
+                json=json,
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+            ) as response:
+                if response.status == 401:
+                    raise TokenRejected()
+                if response.status == 429:
+                    raise DiscordApiError(
+                        f"Discord rate-limited {method} {path}",
+                        retry_after=await _retry_after(response),
+                    )
+                if response.status >= 500:
+                    raise DiscordApiError(f"Discord answered {response.status} to {method} {path}")
+                if response.status >= 400:
+                    detail = await _error_message(response)
+                    raise DiscordApiError(
+                        f"Discord answered {response.status} to {method} {path}: {detail}",
+                        permanent=True,
+                    )
+                if response.status == 204:
+                    return None
+                return await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise DiscordApiError(
+                f"cannot reach the Discord API at {self._api_base} ({type(error).__name__})"
+            ) from None
 
 
 async def _retry_after(response: aiohttp.ClientResponse) -> float:

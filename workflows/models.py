@@ -3,15 +3,17 @@
 Any Temporal client (the TypeScript guide's, with its plain JSON converter) can send
 `{"botName": ..., "botType": ..., "config": {...}, "owner": ...}` and read these back as
 plain JSON; shipcord's own clients use these models with `pydantic_data_converter`.
+Input is validated strictly here, once: whatever passes is safe to show, store and use.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 WORKFLOW_NAME = "botDeploymentWorkflow"
@@ -19,9 +21,61 @@ STATUS_QUERY = "status"
 PAUSE_SIGNAL = "pause"
 RESUME_SIGNAL = "resume"
 DEFAULT_TASK_QUEUE = "opencell-tasks"
+DEFAULT_API_BASE = "https://discord.com/api/v10"
 DEFAULT_VERSION = "latest"
 # Keys a hand-written client may put in `config` that must never be echoed anywhere.
 SECRET_CONFIG_KEYS = frozenset({"token", "botToken", "bot_token", "secret", "password"})
+
+BOT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+VERSION = re.compile(
+    r"latest|v?[0-9]{1,9}(\.[0-9]{1,9}){0,3}([-+][0-9A-Za-z][0-9A-Za-z.+-]{0,40})?"
+)
+SNOWFLAKE = re.compile(r"[1-9][0-9]{5,19}")
+# The guide's own example owner is "user-123": an owner that is not a Discord user id is a
+# label from another system, shown as text and never mentioned or sent a DM.
+OWNER = re.compile(r"[A-Za-z0-9_.@:+-]{1,64}")
+
+
+def is_snowflake(value: str | None) -> bool:
+    return value is not None and SNOWFLAKE.fullmatch(value) is not None
+
+
+def validate_bot_name(name: str) -> str:
+    if not BOT_NAME.fullmatch(name):
+        raise ValueError(
+            f"Bot name {name[:40]!r} is not valid: use 1-32 lowercase letters, digits and '-', "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+def validate_version(version: str) -> str:
+    """Return the version if well formed, else raise ValueError saying what is expected."""
+    if not VERSION.fullmatch(version):
+        raise ValueError(
+            f"Version {version[:50]!r} is not well formed: use a release number such as "
+            "1.4.0 or v2.0.1-rc.1, or 'latest'."
+        )
+    return version
+
+
+def validate_snowflake(value: str) -> str:
+    if not SNOWFLAKE.fullmatch(value):
+        raise ValueError(f"{value[:30]!r} is not a Discord id (a number of 6 to 20 digits)")
+    return value
+
+
+def validate_owner(owner: str) -> str:
+    if not OWNER.fullmatch(owner):
+        raise ValueError("must be a Discord user id, or a label of 1-64 letters, digits and _.@:+-")
+    return owner
+
+
+# Lengths are bounded before any pattern is tried.
+BotName = Annotated[str, Field(max_length=64), AfterValidator(validate_bot_name)]
+Version = Annotated[str, Field(max_length=64), AfterValidator(validate_version)]
+Snowflake = Annotated[str, Field(max_length=32), AfterValidator(validate_snowflake)]
+Owner = Annotated[str, Field(max_length=64), AfterValidator(validate_owner)]
 
 
 class CamelModel(BaseModel):
@@ -80,13 +134,13 @@ def deployment_workflow_id(bot_name: str, unix_ms: int) -> str:
 class DeploymentInput(CamelModel):
     """What starts a deployment. Only botName and owner are required."""
 
-    bot_name: str
-    bot_type: str = "discord"
+    bot_name: BotName
+    bot_type: str = Field("discord", max_length=32)
     config: dict[str, Any] = Field(default_factory=dict)
-    owner: str
-    version: str = DEFAULT_VERSION
-    guild_id: str | None = None
-    channel_id: str | None = None
+    owner: Owner
+    version: Version = DEFAULT_VERSION
+    guild_id: Snowflake | None = None
+    channel_id: Snowflake | None = None
 
     @field_validator("config")
     @classmethod
@@ -97,7 +151,7 @@ class DeploymentInput(CamelModel):
     @field_validator("owner", "guild_id", "channel_id", mode="before")
     @classmethod
     def ids_as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class CompensationRecord(CamelModel):
@@ -123,56 +177,26 @@ class DeploymentStatus(CamelModel):
     attempt: int | None = None
     last_error: str | None = None
     release_number: int | None = None
+    previous_release_number: int | None = None
     completed_steps: list[str] = Field(default_factory=list)
     compensations: list[CompensationRecord] = Field(default_factory=list)
 
 
 class DeploymentResult(CamelModel):
+    """The workflow's result. `step` and `progress` are where it ended, exactly."""
+
     success: bool
     bot_id: str | None = None
     error: str | None = None
     state: DeploymentState = DeploymentState.SUCCEEDED
     release_number: int | None = None
-
-
-# Activity inputs and outputs --------------------------------------------------------
-
-
-class DeploymentRef(CamelModel):
-    """Identifies the deployment an activity works on; activities read the rest from storage."""
-
-    workflow_id: str
-    bot_name: str
-    version: str = DEFAULT_VERSION
-
-
-class ValidatedDeployment(CamelModel):
-    bot_name: str
-    version: str
-    runtime: str
-    strategy: str
-    bot_user_id: str
-    application_id: str
-
-
-class CreateRecordInput(CamelModel):
-    workflow_id: str
-    bot_name: str
-    bot_type: str
-    version: str
-    runtime: str
-    owner: str
-    guild_id: str | None = None
-    channel_id: str | None = None
-
-
-class ReleaseInfo(CamelModel):
-    bot_id: str
-    release_number: int
     previous_release_number: int | None = None
+    step: str | None = None
+    progress: int | None = None
+    compensations: list[CompensationRecord] = Field(default_factory=list)
 
-
-class OutcomeInput(CamelModel):
-    workflow_id: str
-    state: DeploymentState
-    error: str | None = None
+    @property
+    def final_state(self) -> DeploymentState:
+        if self.state.is_final:
+            return self.state
+        return DeploymentState.SUCCEEDED if self.success else DeploymentState.FAILED

@@ -27,11 +27,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-BOT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-VERSION = re.compile(r"^(latest|v?[0-9]+(\.[0-9]+){0,3}([-+][0-9A-Za-z][0-9A-Za-z.+-]{0,40})?)$")
+from workflows.models import validate_bot_name
+from workflows.validation import validation_problems
+
+# An unknown name is answered with the known ones, up to this many.
+KNOWN_LISTED = 20
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PLACEHOLDERS = frozenset({"version", "port", "python"})
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+# Set by shipcord for every release; a target cannot override them.
+RESERVED_ENV = frozenset({"DISCORD_TOKEN", "PORT", "DISCORD_API_BASE"})
 
 
 class TargetsError(ValueError):
@@ -40,19 +46,12 @@ class TargetsError(ValueError):
 
 class UnknownTarget(LookupError):
     def __init__(self, name: str, known: list[str]) -> None:
-        listed = ", ".join(sorted(known)) or "none"
-        super().__init__(f"Unknown bot {name!r}: the targets file declares {listed}.")
+        shown = sorted(known)[:KNOWN_LISTED]
+        listed = ", ".join(shown) or "none"
+        if len(known) > len(shown):
+            listed += f" and {len(known) - len(shown)} more"
+        super().__init__(f"Unknown bot {name[:40]!r}: the targets file declares {listed}.")
         self.name = name
-
-
-def validate_version(version: str) -> str:
-    """Return the version if well formed, else raise ValueError saying what is expected."""
-    if not VERSION.match(version):
-        raise ValueError(
-            f"Version {version[:50]!r} is not well formed: use a release number such as "
-            "1.4.0 or v2.0.1-rc.1, or 'latest'."
-        )
-    return version
 
 
 def check_placeholders(text: str) -> str:
@@ -67,6 +66,8 @@ class Target(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
+    # The targets file's folder: relative paths start here, and so does a process release.
+    working_directory: Path
     type: Literal["discord"] = "discord"
     runtime: Literal["process", "docker"] = "process"
     command: list[str] = Field(default_factory=list)
@@ -83,12 +84,7 @@ class Target(BaseModel):
     @field_validator("name")
     @classmethod
     def name_is_slug(cls, name: str) -> str:
-        if not BOT_NAME.match(name):
-            raise ValueError(
-                "must be 1-32 characters of lowercase letters, digits and '-', "
-                "starting with a letter or digit"
-            )
-        return name
+        return validate_bot_name(name)
 
     @field_validator("command")
     @classmethod
@@ -109,7 +105,7 @@ class Target(BaseModel):
     @field_validator("token_env")
     @classmethod
     def token_env_is_a_name(cls, name: str | None) -> str | None:
-        if name is not None and not ENV_NAME.match(name):
+        if name is not None and not ENV_NAME.fullmatch(name):
             raise ValueError("must be an environment variable name such as ECHO_BOT_TOKEN")
         return name
 
@@ -126,9 +122,9 @@ class Target(BaseModel):
     @classmethod
     def env_names(cls, env: dict[str, str]) -> dict[str, str]:
         for name in env:
-            if not ENV_NAME.match(name):
+            if not ENV_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not an environment variable name")
-            if name in {"DISCORD_TOKEN", "PORT", "DISCORD_API_BASE"}:
+            if name in RESERVED_ENV:
                 raise ValueError(f"{name} is set by shipcord and cannot be overridden")
         return env
 
@@ -233,17 +229,15 @@ def load_targets(path: Path) -> TargetsFile:
         if not isinstance(table, dict):
             problems.append(f"bots.{name}: must be a table")
             continue
-        data = dict(table, name=name)
+        data = dict(table, name=name, working_directory=base)
         for field in ("commands", "token_file"):
             if isinstance(data.get(field), str):
                 data[field] = base / data[field]
         try:
             targets[name] = Target.model_validate(data)
         except ValidationError as error:
-            for item in error.errors():
-                field = ".".join(str(part) for part in item["loc"])
+            for field, message, _ in validation_problems(error):
                 where = f"bots.{name}.{field}" if field else f"bots.{name}"
-                message = item["msg"].removeprefix("Value error, ")
                 problems.append(f"{where}: {message}")
     if problems:
         raise TargetsError(f"{path}: " + "; ".join(problems))
@@ -271,7 +265,3 @@ class TargetRegistry:
 
     def get(self, name: str) -> Target:
         return self.current().get(name)
-
-    @property
-    def working_directory(self) -> Path:
-        return self.path.resolve().parent

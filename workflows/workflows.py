@@ -19,7 +19,14 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from workflows.activity_names import ActivityName
+    from workflows.activities import DeploymentActivities
+    from workflows.activity_models import (
+        CreateReleaseInput,
+        DeploymentRef,
+        ReleaseInfo,
+        ReleaseRef,
+        StepReport,
+    )
     from workflows.heartbeat import HEARTBEAT_TIMEOUT
     from workflows.models import (
         PAUSE_SIGNAL,
@@ -27,19 +34,17 @@ with workflow.unsafe.imports_passed_through():
         STATUS_QUERY,
         WORKFLOW_NAME,
         CompensationRecord,
-        CreateRecordInput,
         DeploymentInput,
-        DeploymentRef,
         DeploymentResult,
         DeploymentState,
         DeploymentStatus,
-        OutcomeInput,
-        ReleaseInfo,
         Step,
-        ValidatedDeployment,
     )
+    from workflows.validation import validation_problems
 
+ArgT = TypeVar("ArgT")
 ResultT = TypeVar("ResultT")
+Compensation = Callable[[], Awaitable[StepReport]]
 
 RETRY_POLICY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -80,11 +85,10 @@ async def run_to_completion(work: Awaitable[None]) -> None:
 
 
 def describe_invalid_input(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "input"
-        problems.append(f"{field}: {item['msg']}")
-    return "; ".join(problems)
+    return "; ".join(
+        f"{where}: {message}" if where else message
+        for where, message, _ in validation_problems(error)
+    )
 
 
 def describe_failure(error: BaseException) -> str:
@@ -102,12 +106,13 @@ class BotDeploymentWorkflow:
     def __init__(self) -> None:
         self._status = DeploymentStatus()
         self._paused = False
-        self._compensations: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._compensations: list[tuple[str, Compensation]] = []
 
     @workflow.run
-    async def run(self, raw_request: dict[str, Any]) -> DeploymentResult:
+    async def run(self, raw_request: Any) -> DeploymentResult:
         # Validated here, not by the data converter: a malformed input from any client
-        # must end the deployment with a clear error instead of failing workflow tasks.
+        # (even one that is not a JSON object) must end the deployment with a clear error
+        # instead of failing workflow tasks forever.
         info = workflow.info()
         try:
             request = DeploymentInput.model_validate(raw_request)
@@ -115,7 +120,7 @@ class BotDeploymentWorkflow:
             message = "Invalid deployment input: " + describe_invalid_input(error)
             self._status.state = DeploymentState.FAILED
             self._status.last_error = message
-            return DeploymentResult(success=False, error=message, state=DeploymentState.FAILED)
+            return self._result(DeploymentState.FAILED, error=message)
         self._status = DeploymentStatus(
             workflow_id=info.workflow_id,
             bot_name=request.bot_name,
@@ -126,44 +131,43 @@ class BotDeploymentWorkflow:
             started_at=workflow.now(),
             updated_at=workflow.now(),
         )
-        ref = DeploymentRef(
-            workflow_id=info.workflow_id, bot_name=request.bot_name, version=request.version
-        )
-        release: ReleaseInfo | None = None
+        release_ref = ReleaseRef(workflow_id=info.workflow_id, bot_name=request.bot_name)
         try:
             await self._enter(Step.VALIDATING)
-            validated = await self._activity(ActivityName.VALIDATE, ref, ValidatedDeployment)
+            validated = await self._call(
+                DeploymentActivities.validate_deployment,
+                DeploymentRef(
+                    workflow_id=info.workflow_id,
+                    bot_name=request.bot_name,
+                    version=request.version,
+                ),
+            )
 
             await self._enter(Step.CREATING_RECORD)
             # Compensations are registered before their step runs: a step that failed
             # part-way may have done some of its work, and undoing is idempotent.
-            self._on_rollback(ActivityName.MARK_ROLLED_BACK, ref)
-            release = await self._activity(
-                ActivityName.CREATE_RECORD,
-                CreateRecordInput(
+            self._on_rollback(DeploymentActivities.mark_release_rolled_back, release_ref)
+            release = await self._call(
+                DeploymentActivities.create_bot_record,
+                CreateReleaseInput(
                     workflow_id=info.workflow_id,
-                    bot_name=request.bot_name,
-                    bot_type=request.bot_type,
                     version=request.version,
-                    runtime=validated.runtime,
-                    owner=request.owner,
-                    guild_id=request.guild_id,
-                    channel_id=request.channel_id,
+                    target=validated.target,
                 ),
-                ReleaseInfo,
             )
-            self._status.release_number = release.release_number
+            self._note_release(release)
 
             await self._enter(Step.DEPLOYING)
-            self._on_rollback(ActivityName.RESTORE_COMMANDS, ref)
-            self._on_rollback(ActivityName.STOP_RELEASE, ref)
-            await self._activity(ActivityName.DEPLOY, ref, None)
+            self._on_rollback(DeploymentActivities.restore_command_snapshot, release_ref)
+            self._on_rollback(DeploymentActivities.restore_previous_release, release_ref)
+            self._on_rollback(DeploymentActivities.stop_new_release, release_ref)
+            await self._call(DeploymentActivities.deploy_to_platform, release_ref)
 
             await self._enter(Step.HEALTH_CHECK)
-            await self._activity(ActivityName.HEALTH_CHECK, ref, None)
+            await self._call(DeploymentActivities.run_health_check, release_ref)
 
             await self._wait_while_paused()
-            await self._activity(ActivityName.FINISH, ref, None)
+            await self._call(DeploymentActivities.finish_deployment, release_ref)
         except BaseException as error:
             cancelled = is_cancelled_exception(error)
             if not cancelled and not isinstance(error, ActivityError | ApplicationError):
@@ -172,29 +176,15 @@ class BotDeploymentWorkflow:
             final = DeploymentState.CANCELLED if cancelled else DeploymentState.FAILED
             message = "Deployment cancelled" if cancelled else describe_failure(error)
             self._status.last_error = None if cancelled else message
+            ended_at = (self._status.step, self._status.progress)
             await run_to_completion(self._roll_back())
             self._status.state = final
-            await run_to_completion(self._record_outcome(info.workflow_id, final, message))
-            return DeploymentResult(
-                success=False,
-                bot_id=release.bot_id if release else None,
-                error=message,
-                state=final,
-                release_number=release.release_number if release else None,
-            )
+            return self._result(final, error=message, ended_at=ended_at)
         # Deployed: a cancellation that arrives from here on is too late to undo anything.
         self._complete_step()
         self._set_step(Step.DEPLOYED)
         self._status.state = DeploymentState.SUCCEEDED
-        await run_to_completion(
-            self._record_outcome(info.workflow_id, DeploymentState.SUCCEEDED, None)
-        )
-        return DeploymentResult(
-            success=True,
-            bot_id=release.bot_id,
-            state=DeploymentState.SUCCEEDED,
-            release_number=release.release_number,
-        )
+        return self._result(DeploymentState.SUCCEEDED)
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> DeploymentStatus:
@@ -215,6 +205,32 @@ class BotDeploymentWorkflow:
                 self._status.state = DeploymentState.RUNNING
             self._status.updated_at = workflow.now()
 
+    def _result(
+        self,
+        state: DeploymentState,
+        *,
+        error: str | None = None,
+        ended_at: tuple[str, int] | None = None,
+    ) -> DeploymentResult:
+        """The outcome, with the step where it ended and every compensation's outcome."""
+        status = self._status
+        step, progress = ended_at or (status.step, status.progress)
+        return DeploymentResult(
+            success=state is DeploymentState.SUCCEEDED,
+            bot_id=status.bot_name if status.release_number is not None else None,
+            error=error,
+            state=state,
+            release_number=status.release_number,
+            previous_release_number=status.previous_release_number,
+            step=step,
+            progress=progress,
+            compensations=list(status.compensations),
+        )
+
+    def _note_release(self, release: ReleaseInfo) -> None:
+        self._status.release_number = release.release_number
+        self._status.previous_release_number = release.previous_release_number
+
     async def _enter(self, step: Step) -> None:
         await self._wait_while_paused()
         self._complete_step()
@@ -233,11 +249,15 @@ class BotDeploymentWorkflow:
         self._status.progress = step.progress
         self._status.updated_at = workflow.now()
 
-    def _on_rollback(self, name: ActivityName, ref: DeploymentRef) -> None:
-        async def compensate() -> None:
-            await self._activity(name, ref, None)
+    def _on_rollback(
+        self,
+        compensation: Callable[[DeploymentActivities, ReleaseRef], Awaitable[StepReport]],
+        release_ref: ReleaseRef,
+    ) -> None:
+        async def compensate() -> StepReport:
+            return await self._call(compensation, release_ref)
 
-        self._compensations.append((name.value, compensate))
+        self._compensations.append((compensation.__name__, compensate))
 
     async def _roll_back(self) -> None:
         self._paused = False
@@ -246,8 +266,10 @@ class BotDeploymentWorkflow:
         self._status.updated_at = workflow.now()
         for name, compensate in reversed(self._compensations):
             try:
-                await compensate()
-                self._status.compensations.append(CompensationRecord(name=name, ok=True))
+                report = await compensate()
+                self._status.compensations.append(
+                    CompensationRecord(name=name, ok=True, detail=report.summary)
+                )
             except ActivityError as error:
                 # One failed compensation must not stop the others from running.
                 detail = describe_failure(error)
@@ -258,25 +280,14 @@ class BotDeploymentWorkflow:
             self._status.updated_at = workflow.now()
         self._status.step = Step.ROLLED_BACK.value
 
-    async def _record_outcome(
-        self, workflow_id: str, state: DeploymentState, error: str | None
-    ) -> None:
-        try:
-            await self._activity(
-                ActivityName.RECORD_OUTCOME,
-                OutcomeInput(workflow_id=workflow_id, state=state, error=error),
-                None,
-            )
-        except ActivityError as failure:
-            workflow.logger.warning("Could not record the outcome: %s", describe_failure(failure))
-
-    async def _activity(
-        self, name: ActivityName, argument: object, result_type: type[ResultT] | None
+    async def _call(
+        self,
+        activity: Callable[[DeploymentActivities, ArgT], Awaitable[ResultT]],
+        argument: ArgT,
     ) -> ResultT:
-        result: Any = await workflow.execute_activity(
-            name.value,
+        result = await workflow.execute_activity_method(
+            activity,
             argument,
-            result_type=result_type,
             start_to_close_timeout=START_TO_CLOSE,
             schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
             schedule_to_start_timeout=SCHEDULE_TO_START,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 from datetime import UTC, datetime
 
 import discord
@@ -11,28 +11,16 @@ import structlog
 from discord import app_commands
 from discord.ext import commands
 
-from bot.actions import (
-    TEMPORAL_TIMEOUT,
-    TEMPORAL_UNREACHABLE,
-    UserError,
-    find_visible_deployment,
-    is_unreachable,
-    reply,
-    run_control_interaction,
-    snapshot_or_explain,
-)
 from bot.client import ShipcordBot
-from bot.permissions import Actor, can_control
+from bot.control import TEMPORAL_UNREACHABLE
+from bot.permissions import Actor
 from bot.render import render_status_detail, render_status_line, render_status_list
-from storage import DeploymentConflict
-from storage.records import DeploymentRecord
-from workflows.models import DeploymentInput, DeploymentStatus, deployment_workflow_id
-from workflows.targets import TargetsError, UnknownTarget, validate_version
-
-try:
-    from shipcord import metrics
-except ImportError:  # pragma: no cover
-    metrics = None  # type: ignore[assignment]
+from bot.replies import UserError, reply
+from bot.rows import closed_result
+from storage import DeploymentConflict, DeploymentRecord
+from workflows.client import is_unreachable
+from workflows.models import DeploymentInput, DeploymentStatus, validate_version
+from workflows.targets import TargetsError, UnknownTarget
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +54,7 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         if actor.guild_id is None:
             return []
         records = await self.bot.storage.list_open_deployments(actor.guild_id)
-        mine = [r for r in records if can_control(actor, r, self.bot.settings.admin_role)]
+        mine = [r for r in records if self.bot.controller.may_control(actor, r)]
         return _deployment_choices(mine, current)
 
     async def visible_autocomplete(
@@ -111,30 +99,40 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
             version = validate_version(version)
         except ValueError as error:
             raise UserError(str(error)) from None
-
-        unix_ms = time.time_ns() // 1_000_000
-        workflow_id = deployment_workflow_id(target.name, unix_ms)
-        structlog.contextvars.bind_contextvars(workflow_id=workflow_id)
         channel_id = str(interaction.channel_id) if interaction.channel_id else None
-        with self.bot.board.hold(workflow_id):
+        request = DeploymentInput(
+            bot_name=target.name,
+            bot_type=target.type,
+            owner=actor.user_id,
+            version=version,
+            guild_id=actor.guild_id,
+            channel_id=channel_id,
+        )
+        board = self.bot.board
+        with contextlib.ExitStack() as held:
             try:
-                record = await self.bot.storage.reserve_deployment(
-                    workflow_id=workflow_id,
-                    bot_name=target.name,
-                    version=version,
-                    owner_id=actor.user_id,
-                    guild_id=actor.guild_id,
-                    channel_id=channel_id,
+                record = await self.bot.service.start(
+                    request,
+                    # Until the message is posted and recorded, the board keeps off it.
+                    on_reserved=lambda reserved: held.enter_context(
+                        board.hold(reserved.workflow_id)
+                    ),
                 )
             except DeploymentConflict as conflict:
-                raise UserError(str(conflict)) from None
-            await self._start_workflow(record, target.type, unix_ms)
-            message = None
-            if channel_id is not None:
-                message = await self.bot.board.post_progress_message(record)
+                raise UserError(await self._conflict_answer(actor, conflict)) from None
+            except Exception as error:
+                if is_unreachable(error):
+                    log.warning("temporal_unreachable", error=str(error))
+                    raise UserError(
+                        "Temporal is unreachable right now, so nothing was deployed. "
+                        "Try again in a minute."
+                    ) from error
+                raise
+            workflow_id = record.workflow_id
+            structlog.contextvars.bind_contextvars(workflow_id=workflow_id)
+            message = await board.post_progress_message(record) if channel_id else None
         log.info("deployment_started", version=version)
-        if metrics is not None:
-            metrics.deployments_started_total.inc()
+        self.bot.meter.deployment_started()
         where = (
             f" Progress: {message.jump_url}"
             if message
@@ -145,28 +143,15 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
             f"Deploying **{target.name}** `{version}` as `{workflow_id}`.{where}",
         )
 
-    async def _start_workflow(self, record: DeploymentRecord, bot_type: str, unix_ms: int) -> None:
-        request = DeploymentInput(
-            bot_name=record.bot_name,
-            bot_type=bot_type,
-            owner=record.owner_id,
-            version=record.version,
-            guild_id=record.guild_id,
-            channel_id=record.channel_id,
+    async def _conflict_answer(self, actor: Actor, conflict: DeploymentConflict) -> str:
+        """The deployment in the way is named only to people of the server it belongs to."""
+        running = await self.bot.storage.get_deployment(conflict.running_workflow_id)
+        if running is not None and running.guild_id == actor.guild_id:
+            return str(conflict)
+        return (
+            f"{conflict.bot_name} already has a deployment in progress; wait for it to finish "
+            "or ask an admin of the server that started it."
         )
-        try:
-            async with asyncio.timeout(TEMPORAL_TIMEOUT):
-                await self.bot.deployments.start(request, unix_ms=unix_ms)
-        except BaseException as error:
-            # The bot must not stay locked by a deployment that never started.
-            await self.bot.release_unstarted(record.workflow_id, error)
-            if isinstance(error, Exception) and is_unreachable(error):
-                log.warning("temporal_unreachable", error=str(error))
-                raise UserError(
-                    "Temporal is unreachable right now, so nothing was deployed. "
-                    "Try again in a minute."
-                ) from error
-            raise
 
     @app_commands.command(name="status")
     @app_commands.guild_only()
@@ -184,19 +169,14 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
             await reply(interaction, await self._status_list(actor))
 
     async def _status_of(self, actor: Actor, workflow_id: str) -> str:
-        record = await find_visible_deployment(self.bot, actor, workflow_id)
+        record = await self.bot.controller.find_visible(actor, workflow_id)
         now = datetime.now(UTC)
-        url = self.bot.settings.workflow_url(record.workflow_id)
+        url = self.bot.config.workflow_url(record.workflow_id)
         if not record.is_open:
-            from bot.progress import _closed_state  # the row holds the outcome
-            from workflows.models import DeploymentResult
-
-            state = _closed_state(record.state)
-            result = DeploymentResult(
-                success=state.value == "succeeded", state=state, error=record.error
+            return render_status_detail(
+                record, None, closed_result(record), now=now, workflow_url=url
             )
-            return render_status_detail(record, None, result, now=now, workflow_url=url)
-        snapshot = await snapshot_or_explain(self.bot, record.workflow_id)
+        snapshot = await self.bot.controller.snapshot(record.workflow_id)
         return render_status_detail(
             record, snapshot.status, snapshot.result, now=now, workflow_url=url
         )
@@ -210,7 +190,7 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
             status: DeploymentStatus | None = self.bot.board.last_status(record.workflow_id)
             if status is None:
                 try:
-                    snapshot = await snapshot_or_explain(self.bot, record.workflow_id)
+                    snapshot = await self.bot.controller.snapshot(record.workflow_id)
                     status = snapshot.status
                 except UserError:
                     status = None
@@ -229,21 +209,21 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
     @app_commands.describe(deployment="The deployment to pause (its id)")
     async def pause(self, interaction: discord.Interaction, deployment: str) -> None:
         """Pause a deployment before its next step."""
-        await run_control_interaction(self.bot, interaction, "pause", deployment)
+        await self.bot.controller.run_interaction(interaction, "pause", deployment)
 
     @app_commands.command(name="resume")
     @app_commands.guild_only()
     @app_commands.describe(deployment="The paused deployment to resume (its id)")
     async def resume(self, interaction: discord.Interaction, deployment: str) -> None:
         """Resume a paused deployment."""
-        await run_control_interaction(self.bot, interaction, "resume", deployment)
+        await self.bot.controller.run_interaction(interaction, "resume", deployment)
 
     @app_commands.command(name="cancel")
     @app_commands.guild_only()
     @app_commands.describe(deployment="The deployment to cancel (its id); it is rolled back")
     async def cancel(self, interaction: discord.Interaction, deployment: str) -> None:
         """Cancel a deployment and roll back what it did."""
-        await run_control_interaction(self.bot, interaction, "cancel", deployment)
+        await self.bot.controller.run_interaction(interaction, "cancel", deployment)
 
     deploy.autocomplete("bot")(bot_name_autocomplete)
     status.autocomplete("deployment")(visible_autocomplete)

@@ -23,8 +23,8 @@ from temporalio.worker import (
 from storage import Storage
 from tests.discord_double import DiscordDouble
 from workflows.activities import DeploymentActivities
-from workflows.client import DeploymentClient
-from workflows.models import DeploymentInput, DeploymentStatus
+from workflows.client import DeploymentClient, unix_ms
+from workflows.models import DeploymentInput, DeploymentStatus, deployment_workflow_id
 from workflows.runtimes.process import MARKER_VARIABLE
 from workflows.worker import create_worker, deployment_activities
 
@@ -122,8 +122,10 @@ class Engine:
     workflow_ids: list[str] = field(default_factory=list)
 
     async def deploy(self, bot: str = "echo", version: str = "1.0.0", owner: str = "42") -> str:
-        workflow_id = await self.deployments.start(
-            DeploymentInput(bot_name=bot, version=version, owner=owner)
+        """Start a deployment as another Temporal client would: straight on Temporal."""
+        workflow_id = deployment_workflow_id(bot, unix_ms() + len(self.workflow_ids))
+        await self.deployments.start(
+            DeploymentInput(bot_name=bot, version=version, owner=owner), workflow_id=workflow_id
         )
         self.workflow_ids.append(workflow_id)
         return workflow_id
@@ -201,7 +203,8 @@ async def running_engine(
     replace: Mapping[str, Callable[[DeploymentActivities], Callable[..., Any]]] | None = None,
     extra_targets: str = "",
 ) -> AsyncIterator[Engine]:
-    """A worker on a fresh task queue, with some activities optionally wrapped by the test."""
+    """A worker on a fresh task queue; `replace` swaps activities, by name, for the test's own
+    (registered under the same name, as Temporal's samples do)."""
     data_dir = tmp_path / "data"
     targets_file = tmp_path / "targets.toml"
     targets_file.write_text(TARGETS + extra_targets, encoding="utf-8")
@@ -217,10 +220,7 @@ async def running_engine(
     ):
         functions = activities.functions()
         for name, wrap in (replace or {}).items():
-            functions = [
-                wrap(activities) if getattr(f, "__temporal_activity_definition").name == name else f
-                for f in functions
-            ]
+            functions = [wrap(activities) if f.__name__ == name else f for f in functions]
         worker = create_worker(
             client, task_queue=task_queue, activities=functions, interceptors=[gate]
         )

@@ -15,15 +15,31 @@ from temporalio.exceptions import ApplicationError
 from tests.engine.conftest import ECHO_TOKEN
 from tests.engine.harness import Engine, wait_until
 from workflows.activities import DeploymentActivities
-from workflows.activity_names import ActivityName
-from workflows.models import CreateRecordInput, DeploymentRef, DeploymentState
+from workflows.activity_models import CreateReleaseInput, DeploymentRef, ReleaseRef
+from workflows.models import DeploymentState
 
 StartEngine = Callable[..., AbstractAsyncContextManager[Engine]]
-ROLLBACK_ALL = [
-    ActivityName.STOP_RELEASE.value,
-    ActivityName.RESTORE_COMMANDS.value,
-    ActivityName.MARK_ROLLED_BACK.value,
-]
+# Activity names, taken from the methods themselves.
+VALIDATE = DeploymentActivities.validate_deployment.__name__
+CREATE_RECORD = DeploymentActivities.create_bot_record.__name__
+DEPLOY = DeploymentActivities.deploy_to_platform.__name__
+HEALTH_CHECK = DeploymentActivities.run_health_check.__name__
+FINISH = DeploymentActivities.finish_deployment.__name__
+STOP_RELEASE = DeploymentActivities.stop_new_release.__name__
+RESTORE_PREVIOUS = DeploymentActivities.restore_previous_release.__name__
+RESTORE_COMMANDS = DeploymentActivities.restore_command_snapshot.__name__
+MARK_ROLLED_BACK = DeploymentActivities.mark_release_rolled_back.__name__
+ROLLBACK_ALL = [STOP_RELEASE, RESTORE_PREVIOUS, RESTORE_COMMANDS, MARK_ROLLED_BACK]
+INPUTS: dict[str, type] = {VALIDATE: DeploymentRef, CREATE_RECORD: CreateReleaseInput}
+# Where a deployment that failed in each activity says it ended (finishing is part of the
+# health-check step).
+ENDED_AT = {
+    VALIDATE: ("Validating configuration", 10),
+    CREATE_RECORD: ("Creating bot record", 25),
+    DEPLOY: ("Deploying to platform", 60),
+    HEALTH_CHECK: ("Running health check", 85),
+    FINISH: ("Running health check", 85),
+}
 
 
 async def global_commands(engine: Engine, replace_with: list[str] | None = None) -> list[str]:
@@ -41,15 +57,8 @@ async def global_commands(engine: Engine, replace_with: list[str] | None = None)
             return sorted(command["name"] for command in await response.json(content_type=None))
 
 
-def activity_named(activities: DeploymentActivities, name: ActivityName) -> Callable[..., Any]:
-    for function in activities.functions():
-        if function.__temporal_activity_definition.name == name.value:  # type: ignore[attr-defined]
-            return function
-    raise KeyError(name)
-
-
 def failing_after_work(
-    name: ActivityName,
+    name: str,
     *,
     retryable: bool = False,
     failing_attempts: int = 99,
@@ -58,54 +67,48 @@ def failing_after_work(
     """Replace an activity by one that does the real work, then fails (a Temporal failure)."""
 
     def wrap(activities: DeploymentActivities) -> Callable[..., Any]:
-        real = activity_named(activities, name)
+        real = getattr(activities, name)
 
         async def run_then_fail(argument: Any) -> Any:
             result = await real(argument)
-            targeted = only_version is None or argument.version == only_version
+            version = getattr(argument, "version", None)
+            if version is None and isinstance(argument, ReleaseRef):
+                release = await activities._storage.get_release_of_workflow(argument.workflow_id)
+                version = release.version if release else None
+            targeted = only_version is None or version == only_version
             if targeted and activity.info().attempt <= failing_attempts:
-                raise ApplicationError(
-                    f"injected failure in {name.value}", non_retryable=not retryable
-                )
+                raise ApplicationError(f"injected failure in {name}", non_retryable=not retryable)
             return result
 
-        if name is ActivityName.CREATE_RECORD:
-
-            @activity.defn(name=name.value)
-            async def create(argument: CreateRecordInput) -> Any:
-                return await run_then_fail(argument)
-
-            return create
-
-        @activity.defn(name=name.value)
-        async def step(argument: DeploymentRef) -> Any:
+        async def step(argument: Any) -> Any:
             return await run_then_fail(argument)
 
-        return step
+        # The replacement takes the same input model as the activity it stands in for.
+        step.__annotations__ = {"argument": INPUTS.get(name, ReleaseRef), "return": Any}
+        return activity.defn(name=name)(step)
 
     return wrap
 
 
 async def test_success_reports_each_step_in_order(start_engine: StartEngine) -> None:
     async with start_engine() as engine:
-        for name in ActivityName:
-            engine.gate.hold(name.value)
+        for name in [VALIDATE, CREATE_RECORD, DEPLOY, HEALTH_CHECK, FINISH]:
+            engine.gate.hold(name)
         workflow_id = await engine.deploy(version="1.0.0")
         observed = []
         for step_activity in [
-            ActivityName.VALIDATE,
-            ActivityName.CREATE_RECORD,
-            ActivityName.DEPLOY,
-            ActivityName.HEALTH_CHECK,
+            VALIDATE,
+            CREATE_RECORD,
+            DEPLOY,
+            HEALTH_CHECK,
         ]:
             await wait_until(
                 lambda n=step_activity: _started(engine, n), what=f"{step_activity} to start"
             )
             status = await engine.deployments.status(workflow_id)
             observed.append((status.step, status.progress, status.state))
-            engine.gate.release(step_activity.value)
-        engine.gate.release(ActivityName.FINISH.value)
-        engine.gate.release(ActivityName.RECORD_OUTCOME.value)
+            engine.gate.release(step_activity)
+        engine.gate.release(FINISH)
         result = await engine.deployments.result(workflow_id)
         final = await engine.deployments.status(workflow_id)
 
@@ -123,11 +126,8 @@ async def test_success_reports_each_step_in_order(start_engine: StartEngine) -> 
         assert result.success and result.bot_id == "echo" and result.release_number == 1
         release = await engine.storage.get_release_of_workflow(workflow_id)
         assert release is not None and release.status == "active"
-        deployment = await engine.storage.get_deployment(workflow_id)
-        assert deployment is not None and (deployment.state, deployment.is_open) == (
-            "succeeded",
-            False,
-        )
+        # Deployment rows belong to the front end: the engine never writes one.
+        assert await engine.storage.get_deployment(workflow_id) is None
         assert await global_commands(engine) == ["echo"]
         [process] = engine.processes()
         environment = process.environ()
@@ -144,8 +144,8 @@ async def test_success_reports_each_step_in_order(start_engine: StartEngine) -> 
         assert "SHIPCORD_TEST_BAD_TOKEN" not in environment
 
 
-async def _started(engine: Engine, name: ActivityName, times: int = 1) -> bool:
-    return len(engine.attempts(name.value)) >= times
+async def _started(engine: Engine, name: str, times: int = 1) -> bool:
+    return len(engine.attempts(name)) >= times
 
 
 async def test_second_release_replaces_the_first(start_engine: StartEngine) -> None:
@@ -166,17 +166,17 @@ async def test_second_release_replaces_the_first(start_engine: StartEngine) -> N
 @pytest.mark.parametrize(
     ("failing", "expected_rollback"),
     [
-        (ActivityName.VALIDATE, []),
-        (ActivityName.CREATE_RECORD, [ActivityName.MARK_ROLLED_BACK.value]),
-        (ActivityName.DEPLOY, ROLLBACK_ALL),
-        (ActivityName.HEALTH_CHECK, ROLLBACK_ALL),
-        (ActivityName.FINISH, ROLLBACK_ALL),
+        (VALIDATE, []),
+        (CREATE_RECORD, [MARK_ROLLED_BACK]),
+        (DEPLOY, ROLLBACK_ALL),
+        (HEALTH_CHECK, ROLLBACK_ALL),
+        (FINISH, ROLLBACK_ALL),
     ],
 )
 async def test_failure_at_each_step_rolls_back_what_was_done(
-    start_engine: StartEngine, failing: ActivityName, expected_rollback: list[str]
+    start_engine: StartEngine, failing: str, expected_rollback: list[str]
 ) -> None:
-    async with start_engine(replace={failing.value: failing_after_work(failing)}) as engine:
+    async with start_engine(replace={failing: failing_after_work(failing)}) as engine:
         await global_commands(engine, replace_with=["before"])
         workflow_id = await engine.deploy(version="2.0.0")
         result = await engine.deployments.result(workflow_id)
@@ -184,16 +184,18 @@ async def test_failure_at_each_step_rolls_back_what_was_done(
         scheduled = await engine.scheduled_activities(workflow_id)
 
         assert not result.success and result.state is DeploymentState.FAILED
-        assert result.error == f"injected failure in {failing.value}"
+        assert result.error == f"injected failure in {failing}"
         assert status.state is DeploymentState.FAILED
         assert status.last_error == result.error
-        forward = scheduled[: scheduled.index(failing.value) + 1]
-        assert scheduled == [*forward, *expected_rollback, ActivityName.RECORD_OUTCOME.value]
+        forward = scheduled[: scheduled.index(failing) + 1]
+        assert scheduled == [*forward, *expected_rollback]
         assert [c.name for c in status.compensations] == expected_rollback
         assert all(c.ok for c in status.compensations)
+        assert result.compensations == status.compensations
+        assert (result.step, result.progress) == ENDED_AT[failing]
         assert engine.processes() == []
         release = await engine.storage.get_release_of_workflow(workflow_id)
-        if failing is ActivityName.VALIDATE:
+        if failing == VALIDATE:
             assert release is None
         else:
             assert release is not None and release.status == "rolled_back"
@@ -201,8 +203,8 @@ async def test_failure_at_each_step_rolls_back_what_was_done(
 
 
 async def test_rollback_leaves_the_previous_release_running(start_engine: StartEngine) -> None:
-    failing = failing_after_work(ActivityName.HEALTH_CHECK, only_version="2.0.0")
-    async with start_engine(replace={ActivityName.HEALTH_CHECK.value: failing}) as engine:
+    failing = failing_after_work(HEALTH_CHECK, only_version="2.0.0")
+    async with start_engine(replace={HEALTH_CHECK: failing}) as engine:
         await global_commands(engine, replace_with=["before"])
         first = await engine.deploy(version="1.0.0")
         assert (await engine.deployments.result(first)).success
@@ -225,14 +227,14 @@ async def test_overlap_starts_the_new_release_before_stopping_the_old(
     async with start_engine() as engine:
         first = await engine.deploy(bot="overlap", version="1.0.0")
         assert (await engine.deployments.result(first)).success
-        engine.gate.hold(ActivityName.FINISH.value)
+        engine.gate.hold(FINISH)
         second = await engine.deploy(bot="overlap", version="1.1.0")
         await wait_until(
-            lambda: _started(engine, ActivityName.FINISH, times=2),
+            lambda: _started(engine, FINISH, times=2),
             what="the second finish step to start",
         )
         assert len(engine.processes()) == 2
-        engine.gate.release(ActivityName.FINISH.value)
+        engine.gate.release(FINISH)
         assert (await engine.deployments.result(second)).success
         [running] = engine.processes()
         assert "1.1.0" in running.cmdline()
@@ -240,12 +242,12 @@ async def test_overlap_starts_the_new_release_before_stopping_the_old(
 
 async def test_cancel_during_health_check_rolls_back(start_engine: StartEngine) -> None:
     async with start_engine() as engine:
-        engine.gate.hold(ActivityName.HEALTH_CHECK.value)
+        engine.gate.hold(HEALTH_CHECK)
         workflow_id = await engine.deploy(version="3.0.0")
         await engine.status_when(
             workflow_id, lambda s: s.step == "Running health check", what="the health check"
         )
-        await wait_until(lambda: _started(engine, ActivityName.HEALTH_CHECK), what="health check")
+        await wait_until(lambda: _started(engine, HEALTH_CHECK), what="health check")
         assert len(engine.processes()) == 1
         await engine.deployments.cancel(workflow_id)
         result = await engine.deployments.result(workflow_id)
@@ -255,29 +257,26 @@ async def test_cancel_during_health_check_rolls_back(start_engine: StartEngine) 
         assert status.state is DeploymentState.CANCELLED
         assert [c.name for c in status.compensations] == ROLLBACK_ALL
         assert engine.processes() == []
-        deployment = await engine.storage.get_deployment(workflow_id)
-        assert deployment is not None and deployment.state == "cancelled"
-        assert not deployment.is_open
 
 
 async def test_pause_holds_the_next_step_and_cancel_while_paused_rolls_back(
     start_engine: StartEngine,
 ) -> None:
     async with start_engine() as engine:
-        engine.gate.hold(ActivityName.DEPLOY.value)
+        engine.gate.hold(DEPLOY)
         workflow_id = await engine.deploy(version="4.0.0")
-        await wait_until(lambda: _started(engine, ActivityName.DEPLOY), what="deploy to start")
+        await wait_until(lambda: _started(engine, DEPLOY), what="deploy to start")
         await engine.deployments.pause(workflow_id)
         paused = await engine.status_when(
             workflow_id, lambda s: s.state is DeploymentState.PAUSED, what="paused"
         )
         assert paused.step == "Deploying to platform"
-        engine.gate.release(ActivityName.DEPLOY.value)
+        engine.gate.release(DEPLOY)
         await wait_until(
-            lambda: _completed_then_decided(engine, workflow_id, ActivityName.DEPLOY),
+            lambda: _completed_then_decided(engine, workflow_id, DEPLOY),
             what="the workflow to decide after the deploy completed",
         )
-        assert ActivityName.HEALTH_CHECK.value not in await engine.scheduled_activities(workflow_id)
+        assert HEALTH_CHECK not in await engine.scheduled_activities(workflow_id)
         assert (await engine.deployments.status(workflow_id)).state is DeploymentState.PAUSED
 
         await engine.deployments.cancel(workflow_id)
@@ -290,17 +289,17 @@ async def test_pause_holds_the_next_step_and_cancel_while_paused_rolls_back(
 
 async def test_pause_then_resume_finishes(start_engine: StartEngine) -> None:
     async with start_engine() as engine:
-        engine.gate.hold(ActivityName.CREATE_RECORD.value)
+        engine.gate.hold(CREATE_RECORD)
         workflow_id = await engine.deploy(version="5.0.0")
-        await wait_until(lambda: _started(engine, ActivityName.CREATE_RECORD), what="record")
+        await wait_until(lambda: _started(engine, CREATE_RECORD), what="record")
         await engine.deployments.pause(workflow_id)
         await engine.status_when(workflow_id, lambda s: s.state is DeploymentState.PAUSED)
-        engine.gate.release(ActivityName.CREATE_RECORD.value)
+        engine.gate.release(CREATE_RECORD)
         await wait_until(
-            lambda: _completed_then_decided(engine, workflow_id, ActivityName.CREATE_RECORD),
+            lambda: _completed_then_decided(engine, workflow_id, CREATE_RECORD),
             what="the workflow to decide after the record was created",
         )
-        assert ActivityName.DEPLOY.value not in await engine.scheduled_activities(workflow_id)
+        assert DEPLOY not in await engine.scheduled_activities(workflow_id)
         status = await engine.deployments.status(workflow_id)
         assert (status.state, status.step) == (DeploymentState.PAUSED, "Creating bot record")
 
@@ -309,7 +308,7 @@ async def test_pause_then_resume_finishes(start_engine: StartEngine) -> None:
         assert result.success
 
 
-async def _completed_then_decided(engine: Engine, workflow_id: str, name: ActivityName) -> bool:
+async def _completed_then_decided(engine: Engine, workflow_id: str, name: str) -> bool:
     """True once the activity completed and a later workflow task has been completed."""
     from temporalio.api.enums.v1 import EventType
 
@@ -318,7 +317,7 @@ async def _completed_then_decided(engine: Engine, workflow_id: str, name: Activi
         event.event_id
         for event in history.events
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        and event.activity_task_scheduled_event_attributes.activity_type.name == name.value
+        and event.activity_task_scheduled_event_attributes.activity_type.name == name
     }
     completed_at = [
         event.event_id
@@ -335,12 +334,12 @@ async def _completed_then_decided(engine: Engine, workflow_id: str, name: Activi
 
 async def test_transient_discord_error_succeeds_on_retry(start_engine: StartEngine) -> None:
     async with start_engine() as engine:
-        # Three 500s exhaust the REST client's own tries: the activity fails once.
-        engine.double.inject_fault("GET", r"/users/@me$", status=500, times=3)
+        # One attempt per call: Temporal's retry policy is the only retry layer.
+        engine.double.inject_fault("GET", r"/users/@me$", status=500, times=1)
         workflow_id = await engine.deploy(version="6.0.0")
         result = await engine.deployments.result(workflow_id)
         assert result.success
-        assert engine.attempts(ActivityName.VALIDATE.value) == [1, 2]
+        assert engine.attempts(VALIDATE) == [1, 2]
 
 
 async def test_rejected_token_fails_at_once_without_retry(start_engine: StartEngine) -> None:
@@ -349,11 +348,8 @@ async def test_rejected_token_fails_at_once_without_retry(start_engine: StartEng
         result = await engine.deployments.result(workflow_id)
         assert not result.success
         assert result.error is not None and "rejected the bot token" in result.error
-        assert engine.attempts(ActivityName.VALIDATE.value) == [1]
-        assert await engine.scheduled_activities(workflow_id) == [
-            ActivityName.VALIDATE.value,
-            ActivityName.RECORD_OUTCOME.value,
-        ]
+        assert engine.attempts(VALIDATE) == [1]
+        assert await engine.scheduled_activities(workflow_id) == [VALIDATE]
 
 
 async def test_crashing_release_fails_the_health_check_with_its_output(
@@ -365,19 +361,19 @@ async def test_crashing_release_fails_the_health_check_with_its_output(
         assert not result.success
         assert result.error is not None and "not running" in result.error
         assert "boom" in result.error
-        assert engine.attempts(ActivityName.HEALTH_CHECK.value) == [1]
+        assert engine.attempts(HEALTH_CHECK) == [1]
 
 
-@pytest.mark.parametrize("failing", [ActivityName.CREATE_RECORD, ActivityName.DEPLOY])
+@pytest.mark.parametrize("failing", [CREATE_RECORD, DEPLOY])
 async def test_activity_retried_after_doing_its_work_does_it_once(
-    start_engine: StartEngine, failing: ActivityName
+    start_engine: StartEngine, failing: str
 ) -> None:
     wrapped = failing_after_work(failing, retryable=True, failing_attempts=1)
-    async with start_engine(replace={failing.value: wrapped}) as engine:
+    async with start_engine(replace={failing: wrapped}) as engine:
         workflow_id = await engine.deploy(version="7.0.0")
         result = await engine.deployments.result(workflow_id)
         assert result.success
-        assert engine.attempts(failing.value) == [1, 2]
+        assert engine.attempts(failing) == [1, 2]
         assert len(await engine.storage.list_releases("echo")) == 1
         assert len(engine.processes()) == 1
 
@@ -388,10 +384,17 @@ async def test_activity_retried_after_doing_its_work_does_it_once(
         ({"botType": "discord", "owner": "u"}, "botName"),
         ({"botName": "ghost", "owner": "u"}, "Unknown bot 'ghost'"),
         ({"botName": "echo", "owner": "u", "version": "1.0; rm -rf /"}, "not well formed"),
+        ({"botName": "echo", "owner": "u", "version": "1.0.0\n"}, "not well formed"),
+        ({"botName": "echo\n", "owner": "u"}, "botName: Bot name 'echo\\n' is not valid"),
+        ({"botName": "e" * 2100, "owner": "u"}, "botName: String should have at most 64"),
+        ({"botName": "echo", "owner": "u", "guildId": "abc"}, "guildId: 'abc' is not a Discord"),
+        ({"botName": "echo", "owner": "<@&everyone> hi"}, "owner: must be a Discord user id"),
+        ("echo", "Input should be a valid dictionary"),
+        (["echo"], "Input should be a valid dictionary"),
     ],
 )
 async def test_bad_inputs_end_with_a_clear_error(
-    start_engine: StartEngine, request_body: dict[str, Any], expected: str
+    start_engine: StartEngine, request_body: Any, expected: str
 ) -> None:
     async with start_engine() as engine:
         plain = await plain_json_client(engine)
@@ -442,8 +445,7 @@ async def test_a_client_without_shipcord_types_uses_the_guide_contract(
         final = await handle.query("status")
         assert (final["step"], final["progress"], final["state"]) == ("Deployed", 100, "succeeded")
         assert "xxx-secret-from-chat" not in repr(final) + repr(result)
-        deployment = await engine.storage.get_deployment(workflow_id)
-        assert deployment is not None and deployment.owner_id == "user-123"
+        assert final["owner"] == "user-123"
 
 
 async def test_activity_log_lines_carry_the_deployment(start_engine: StartEngine) -> None:
@@ -457,39 +459,21 @@ async def test_activity_log_lines_carry_the_deployment(start_engine: StartEngine
             assert (await engine.deployments.result(workflow_id)).success
     [started] = [entry for entry in captured if entry["event"] == "release started"]
     assert started["workflow_id"] == workflow_id
-    assert started["activity"] == ActivityName.DEPLOY.value
+    assert started["activity"] == DEPLOY
     assert started["bot_name"] == "echo" and started["attempt"] == 1
     assert ECHO_TOKEN not in repr(captured)
 
 
-async def test_cancel_after_the_last_step_changes_nothing(start_engine: StartEngine) -> None:
-    async with start_engine() as engine:
-        engine.gate.hold(ActivityName.RECORD_OUTCOME.value)
-        workflow_id = await engine.deploy(version="9.0.0")
-        await wait_until(
-            lambda: _started(engine, ActivityName.RECORD_OUTCOME), what="the outcome record"
-        )
-        await engine.deployments.cancel(workflow_id)
-        engine.gate.release(ActivityName.RECORD_OUTCOME.value)
-        result = await engine.deployments.result(workflow_id)
-        status = await engine.deployments.status(workflow_id)
-        assert result.success and status.state is DeploymentState.SUCCEEDED
-        assert status.compensations == []
-        assert len(engine.processes()) == 1
-
-
 async def test_cancel_during_a_rollback_lets_it_finish(start_engine: StartEngine) -> None:
-    failing = failing_after_work(ActivityName.HEALTH_CHECK)
-    async with start_engine(replace={ActivityName.HEALTH_CHECK.value: failing}) as engine:
-        engine.gate.hold(ActivityName.RESTORE_COMMANDS.value)
+    failing = failing_after_work(HEALTH_CHECK)
+    async with start_engine(replace={HEALTH_CHECK: failing}) as engine:
+        engine.gate.hold(RESTORE_COMMANDS)
         workflow_id = await engine.deploy(version="9.1.0")
-        await wait_until(
-            lambda: _started(engine, ActivityName.RESTORE_COMMANDS), what="the rollback"
-        )
+        await wait_until(lambda: _started(engine, RESTORE_COMMANDS), what="the rollback")
         rolling = await engine.deployments.status(workflow_id)
         assert rolling.state is DeploymentState.ROLLING_BACK
         await engine.deployments.cancel(workflow_id)
-        engine.gate.release(ActivityName.RESTORE_COMMANDS.value)
+        engine.gate.release(RESTORE_COMMANDS)
         result = await engine.deployments.result(workflow_id)
         status = await engine.deployments.status(workflow_id)
         assert result.state is DeploymentState.FAILED
@@ -497,26 +481,46 @@ async def test_cancel_during_a_rollback_lets_it_finish(start_engine: StartEngine
         assert engine.processes() == []
 
 
-async def test_target_removed_mid_deployment_still_stops_the_release(
+async def test_a_broken_targets_file_changes_nothing_for_a_deployment_in_flight(
     start_engine: StartEngine, tmp_path: Path
 ) -> None:
-    async with start_engine() as engine:
-        engine.gate.hold(ActivityName.HEALTH_CHECK.value)
-        workflow_id = await engine.deploy(version="10.0.0")
-        await wait_until(lambda: _started(engine, ActivityName.HEALTH_CHECK), what="health")
-        assert len(engine.processes()) == 1
+    """The target travels with the deployment: an editor's half-saved targets file neither
+    fails the deployment nor its rollback, and the previous release is really restored."""
+    failing = failing_after_work(HEALTH_CHECK, only_version="2.0.0")
+    async with start_engine(replace={HEALTH_CHECK: failing}) as engine:
+        first = await engine.deploy(version="1.0.0")
+        assert (await engine.deployments.result(first)).success
+        engine.gate.hold(HEALTH_CHECK)
+        engine.gate.hold(STOP_RELEASE)
+        workflow_id = await engine.deploy(version="2.0.0")
+        await wait_until(lambda: _started(engine, HEALTH_CHECK, times=2), what="health check")
         targets = tmp_path / "targets.toml"
-        targets.write_text(targets.read_text().replace("[bots.echo]", "[bots.renamed]"))
-        engine.gate.release(ActivityName.HEALTH_CHECK.value)
+        saved = targets.read_text()
+        targets.write_text("[bots.echo\ncommand = [")  # half written
+        engine.gate.release(HEALTH_CHECK)
+        await wait_until(lambda: _started(engine, STOP_RELEASE), what="the rollback")
+        targets.unlink()
+        engine.gate.release(STOP_RELEASE)
         result = await engine.deployments.result(workflow_id)
-        status = await engine.deployments.status(workflow_id)
+        targets.write_text(saved)
 
-        assert not result.success and result.error is not None
-        assert "Unknown bot 'echo'" in result.error
-        outcome = {c.name: c.ok for c in status.compensations}
-        assert outcome == {
-            ActivityName.STOP_RELEASE.value: True,
-            ActivityName.RESTORE_COMMANDS.value: False,
-            ActivityName.MARK_ROLLED_BACK.value: True,
-        }
-        assert engine.processes() == []
+        assert result.error == f"injected failure in {HEALTH_CHECK}"
+        assert [(c.name, c.ok) for c in result.compensations] == [
+            (name, True) for name in ROLLBACK_ALL
+        ]
+        details = [c.detail for c in result.compensations]
+        assert "Release #2 stopped." in details
+        assert "Previous release #1 restored." in details
+        [running] = engine.processes()
+        assert "1.0.0" in running.cmdline()
+
+
+async def test_a_first_deployment_that_fails_says_there_was_no_previous_release(
+    start_engine: StartEngine,
+) -> None:
+    async with start_engine(replace={HEALTH_CHECK: failing_after_work(HEALTH_CHECK)}) as engine:
+        workflow_id = await engine.deploy(version="1.0.0")
+        result = await engine.deployments.result(workflow_id)
+        restore = next(c for c in result.compensations if c.name == RESTORE_PREVIOUS)
+        assert restore.ok and restore.detail == "There was no previous release."
+        assert (result.step, result.progress) == ("Running health check", 85)

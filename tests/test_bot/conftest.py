@@ -21,12 +21,12 @@ from aiohttp import web
 from temporalio.client import Client
 
 from bot.client import ShipcordBot
-from shipcord.settings import Settings, load_settings
+from bot.config import FrontEndConfig
 from storage import Storage
 from tests.discord_double import DiscordDouble, MessageRecord, UserRecord
 from tests.discord_double.state import BotRecord, GuildRecord
 from tests.engine.harness import kill_release_processes
-from workflows.client import DeploymentClient
+from workflows.client import DeploymentClient, DeploymentService
 from workflows.worker import engine_worker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -233,27 +233,25 @@ def notices_for(double: DiscordDouble, channel_id: int, workflow_id: str) -> lis
     ]
 
 
-def make_settings(world: World, engine: Engine, **overrides: Any) -> Settings:
+def make_config(world: World, engine: Engine, **overrides: Any) -> FrontEndConfig:
     values: dict[str, Any] = {
-        "_env_file": None,
-        "discord_api_base": world.double.api_base,
-        "discord_dev_guild_id": world.guild.id,
-        "admin_role": ADMIN_ROLE,
-        "data_dir": engine.data_dir,
         "targets_file": engine.targets_file,
-        "temporal_task_queue": engine.task_queue,
-        "temporal_ui_url": "http://temporal-ui.test",
+        "api_base": world.double.api_base,
+        "dev_guild_id": world.guild.id,
+        "admin_role": ADMIN_ROLE,
+        "web_ui_base": "http://temporal-ui.test",
         "progress_interval": 0.25,
     }
     values.update(overrides)
-    return load_settings(**values)
+    return FrontEndConfig(**values)
 
 
-async def start_shipcord(world: World, engine: Engine, **options: Any) -> ShipcordBot:
-    settings = make_settings(world, engine)
+async def start_shipcord(
+    world: World, engine: Engine, *, service: DeploymentService | None = None, **options: Any
+) -> ShipcordBot:
     bot = ShipcordBot(
-        settings=settings,
-        deployments=engine.deployments,
+        config=make_config(world, engine),
+        service=service or DeploymentService(engine.deployments, engine.storage),
         storage=engine.storage,
         guild_ready_timeout=0.2,
         **options,

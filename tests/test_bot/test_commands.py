@@ -187,7 +187,7 @@ async def test_failure_is_notified_once_in_channel_and_by_dm(front: Front) -> No
         WAIT,
         "the DM",
     )
-    assert "Error:" in dms[0].content and "Rollback" in dms[0].content
+    assert "Error:" in dms[0].content and "There was no previous release." in dms[0].content
     await front.more_board_passes(3)
     assert len(notices_for(front.double, world.channel_id, workflow_id)) == 1
     assert len([m for m in front.double.dm_messages(world.owner) if workflow_id in m.content]) == 1
@@ -220,26 +220,18 @@ async def test_autocomplete(front: Front) -> None:
 async def test_deployments_started_elsewhere_get_a_message_in_its_final_form(
     front: Front,
 ) -> None:
-    """Rows without a message (another client started them) that finish at once."""
-    import time
-
+    """Another Temporal client starts deployments that finish at once: shipcord finds them
+    through Temporal's visibility and posts each message in its final form."""
     from tests.test_bot.conftest import QUICK_BOTS
+    from workflows.client import unix_ms
     from workflows.models import DeploymentInput, deployment_workflow_id
 
     world = front.world
-    base_ms = time.time_ns() // 1_000_000
+    base_ms = unix_ms()
     workflow_ids = []
     for name in QUICK_BOTS:
         workflow_id = deployment_workflow_id(name, base_ms)
         workflow_ids.append(workflow_id)
-        await front.engine.storage.reserve_deployment(
-            workflow_id=workflow_id,
-            bot_name=name,
-            version="1.0.0",
-            owner_id=str(world.owner.id),
-            guild_id=str(world.guild.id),
-            channel_id=str(world.channel_id),
-        )
         await front.engine.deployments.start(
             DeploymentInput(
                 bot_name=name,
@@ -247,7 +239,7 @@ async def test_deployments_started_elsewhere_get_a_message_in_its_final_form(
                 guild_id=str(world.guild.id),
                 channel_id=str(world.channel_id),
             ),
-            unix_ms=base_ms,
+            workflow_id=workflow_id,
         )
 
     def final_messages() -> list[str]:
@@ -265,3 +257,6 @@ async def test_deployments_started_elsewhere_get_a_message_in_its_final_form(
         lambda: sorted(final_messages()) == sorted(workflow_ids), 90, "every message final"
     )
     assert front.double.rate_limited_count == 0
+    for workflow_id in workflow_ids:
+        record = await front.engine.storage.get_deployment(workflow_id)
+        assert record is not None and record.state == "succeeded" and not record.is_open

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.test_bot.conftest import LOAD_BOTS, Front
+from workflows.client import DeploymentService
 from workflows.models import DeploymentInput, deployment_workflow_id
 
 LIMIT, WINDOW = 20, 1.0
@@ -38,18 +39,12 @@ def shipcord_options() -> dict[str, Any]:
 async def test_hundred_deployments_in_one_channel_without_a_429(front: Front) -> None:
     world, storage, deployments = front.world, front.engine.storage, front.engine.deployments
     base_ms = time.time_ns() // 1_000_000
+    # Every start in the same millisecond, as /deploy does it minus the message: the board
+    # posts the missing ones itself.
+    service = DeploymentService(deployments, storage, clock=lambda: base_ms)
     workflow_ids = [deployment_workflow_id(name, base_ms) for name in LOAD_BOTS]
 
     async def start(name: str, workflow_id: str) -> None:
-        # As /deploy does, minus the message: the board posts the missing ones itself.
-        await storage.reserve_deployment(
-            workflow_id=workflow_id,
-            bot_name=name,
-            version="1.0.0",
-            owner_id=str(world.owner.id),
-            guild_id=str(world.guild.id),
-            channel_id=str(world.channel_id),
-        )
         request = DeploymentInput(
             bot_name=name,
             owner=str(world.owner.id),
@@ -57,7 +52,8 @@ async def test_hundred_deployments_in_one_channel_without_a_429(front: Front) ->
             guild_id=str(world.guild.id),
             channel_id=str(world.channel_id),
         )
-        await deployments.start(request, unix_ms=base_ms)
+        record = await service.start(request)
+        assert record.workflow_id == workflow_id
         await deployments.pause(workflow_id)
 
     await asyncio.gather(*(start(n, w) for n, w in zip(LOAD_BOTS, workflow_ids, strict=True)))

@@ -23,7 +23,7 @@ def actor(
 
 
 def test_owner_may_control() -> None:
-    assert can_control(actor(user_id="1234"), make_record(), None)
+    assert can_control(actor(user_id="123456789012345678"), make_record(), None)
 
 
 def test_stranger_may_not() -> None:
@@ -43,7 +43,7 @@ def test_manage_server_may_control() -> None:
 
 
 def test_other_server_sees_nothing_even_as_owner_or_admin() -> None:
-    elsewhere = actor(user_id="1234", guild_id="2", manage_guild=True)
+    elsewhere = actor(user_id="123456789012345678", guild_id="2", manage_guild=True)
     assert not is_visible(elsewhere, make_record())
     assert not can_control(elsewhere, make_record(), None)
     assert not is_visible(actor(guild_id=None), make_record())

@@ -31,7 +31,7 @@ def make_record(**changes: object) -> DeploymentRecord:
         "workflow_id": "deploy-echo-1735787045000",
         "bot_name": "echo",
         "version": "1.4.0",
-        "owner_id": "1234",
+        "owner_id": "123456789012345678",
         "guild_id": "1",
         "channel_id": "2",
         "message_id": "3",
@@ -77,7 +77,7 @@ def test_running_message_shows_step_bar_state_owner_and_live_elapsed() -> None:
     assert "**Deploying to platform** — 60%" in text
     assert "██████░░░░ 60%" in text
     assert "State: running" in text
-    assert "<@1234>" in text
+    assert "<@123456789012345678>" in text
     assert "`1.4.0`" in text
     # Elapsed time is a Discord timestamp: the text does not change while time passes.
     assert f"<t:{int(STARTED.timestamp())}:R>" in text
@@ -141,25 +141,58 @@ def test_long_errors_are_cut() -> None:
     assert text.count("x") < 700
 
 
-def test_rollback_description() -> None:
-    done = make_status(
-        compensations=[
-            CompensationRecord(name="stop_release", ok=True),
-            CompensationRecord(name="mark_rolled_back", ok=True),
-        ]
+def test_rollback_description_is_the_workflows_own_account() -> None:
+    restored = [
+        CompensationRecord(name="stop_new_release", ok=True, detail="Release #2 stopped."),
+        CompensationRecord(
+            name="restore_previous_release", ok=True, detail="Previous release #1 restored."
+        ),
+        CompensationRecord(name="mark_release_rolled_back", ok=True, detail=None),
+    ]
+    assert describe_rollback(restored) == "Release #2 stopped. Previous release #1 restored."
+    first = [
+        CompensationRecord(
+            name="restore_previous_release", ok=True, detail="There was no previous release."
+        )
+    ]
+    assert describe_rollback(first) == "There was no previous release."
+    down = [
+        CompensationRecord(name="restore_previous_release", ok=False, detail="exec failed"),
+        CompensationRecord(name="restore_command_snapshot", ok=False, detail="403"),
+    ]
+    text = describe_rollback(down)
+    assert "the bot is DOWN — exec failed" in text
+    assert "restore_command_snapshot failed: 403" in text
+    assert "nothing to roll back" in describe_rollback([])
+
+
+def test_a_final_form_shows_where_it_ended_from_the_result_alone() -> None:
+    failed = render_final(
+        make_record(),
+        DeploymentResult(
+            success=False,
+            error="boom",
+            state=DeploymentState.FAILED,
+            step="Running health check",
+            progress=85,
+        ),
+        finished_at=STARTED + timedelta(seconds=3),
+        last_status=None,
     )
-    assert describe_rollback(done, None).startswith("Rollback completed (stop_release")
-    broken = make_status(
-        compensations=[CompensationRecord(name="stop_release", ok=False, detail="gone")]
-    )
-    assert "incomplete" in describe_rollback(broken, None)
-    assert "nothing to roll back" in describe_rollback(None, None)
-    assert "previous release" in describe_rollback(None, "rolled_back")
+    assert "**Failed** at running health check — 85%" in failed
+
+
+def test_an_owner_from_another_client_is_text_not_a_mention() -> None:
+    text = render_running(make_record(owner_id="user-123"), None)
+    assert "Owner: user\\-123" in text or "Owner: user-123" in text
+    assert "<@" not in text
+    hostile = render_running(make_record(owner_id="@everyone"), None)
+    assert "@everyone" not in hostile
 
 
 def test_failure_notice_and_dm() -> None:
     notice = render_failure_notice(make_record(), "boom", "Rollback completed.", workflow_url=None)
-    assert notice.startswith("<@1234>")
+    assert notice.startswith("<@123456789012345678>")
     assert "failed: boom" in notice
     dm = render_failure_dm(
         make_record(), "boom", "Rollback completed.", guild_name="Ops", workflow_url="http://u"

@@ -6,22 +6,26 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tests.test_bot.conftest import Front
-from workflows.client import DeploymentClient
+from workflows.client import DeploymentClient, DeploymentService
 
 
 async def test_temporal_unreachable_is_a_short_answer_and_locks_nothing(front: Front) -> None:
     world = front.world
-    working = front.bot.deployments
+    working = front.bot.service
     # A real client, pointed at a port where no Temporal server listens.
     nowhere = await Client.connect("127.0.0.1:1", lazy=True, data_converter=pydantic_data_converter)
-    front.bot.deployments = DeploymentClient(nowhere, front.engine.task_queue)
+    front.bot.service = DeploymentService(
+        DeploymentClient(nowhere, front.engine.task_queue), front.engine.storage
+    )
     try:
         answer = await front.command(
             "deploy", {"bot": "sleeper-11", "version": "1.0.0"}, user=world.owner
         )
         assert "Temporal is unreachable" in answer and "Traceback" not in answer
     finally:
-        front.bot.deployments = working
+        front.bot.service = working
+    rows = await front.engine.storage.list_deployments(limit=100)
+    assert [row for row in rows if row.bot_name == "sleeper-11"] == []
     # The failed start did not leave the bot locked: a deploy now goes through.
     workflow_id = await front.deploy("sleeper-11", user=world.owner)
     front.let_finish("sleeper-11")

@@ -1,0 +1,144 @@
+"""What /pause, /resume, /cancel and the buttons do, in one place.
+
+A deployment exists, for a person, only in the server it belongs to; controlling it takes
+its owner, a member with the admin role, or a member with Manage Server. The controller
+gets narrow dependencies (storage, the deployment client, a callback for "something
+changed") so that it depends on nothing else of the bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import discord
+import structlog
+
+from bot.permissions import Actor, can_control, is_visible
+from bot.render import STATE_WORDS, mention
+from bot.replies import UserError, reply, report_unexpected
+from bot.rows import closed_result
+from storage import DeploymentRecord, Storage
+from workflows.client import (
+    DeploymentClient,
+    DeploymentNotFound,
+    DeploymentSnapshot,
+    is_unreachable,
+)
+from workflows.models import DeploymentState
+
+log = structlog.get_logger(__name__)
+
+TEMPORAL_TIMEOUT = 10.0
+TEMPORAL_UNREACHABLE = (
+    "Temporal is unreachable right now, so nothing was changed. Try again in a minute."
+)
+ACTIONS = ("pause", "resume", "cancel")
+
+
+def unknown_deployment(workflow_id: str) -> UserError:
+    return UserError(f"Unknown deployment `{workflow_id[:100]}` in this server.")
+
+
+class Controller:
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        deployments: DeploymentClient,
+        admin_role: str | None,
+        on_change: Callable[[], None],
+    ) -> None:
+        self._storage = storage
+        self._deployments = deployments
+        self._admin_role = admin_role
+        self._on_change = on_change
+
+    async def find_visible(self, actor: Actor, workflow_id: str) -> DeploymentRecord:
+        """The deployment if it belongs to the actor's server; other servers' do not exist."""
+        record = await self._storage.get_deployment(workflow_id.strip()[:200])
+        if record is None or not is_visible(actor, record):
+            raise unknown_deployment(workflow_id)
+        return record
+
+    def may_control(self, actor: Actor, record: DeploymentRecord) -> bool:
+        return can_control(actor, record, self._admin_role)
+
+    async def snapshot(self, workflow_id: str) -> DeploymentSnapshot:
+        try:
+            async with asyncio.timeout(TEMPORAL_TIMEOUT):
+                return await self._deployments.snapshot(workflow_id)
+        except DeploymentNotFound:
+            raise unknown_deployment(workflow_id) from None
+        except Exception as error:
+            if is_unreachable(error):
+                log.warning("temporal_unreachable", error=str(error))
+                raise UserError(TEMPORAL_UNREACHABLE) from error
+            raise
+
+    async def control(self, actor: Actor, action: str, workflow_id: str) -> str:
+        """Pause, resume or cancel a deployment for `actor`; returns the confirmation."""
+        record = await self.find_visible(actor, workflow_id)
+        workflow_id = record.workflow_id
+        if not self.may_control(actor, record):
+            raise UserError(
+                f"Only the owner ({mention(record.owner_id)}), a member with the admin role or "
+                f"a member with Manage Server can {action} `{workflow_id}`."
+            )
+        if not record.is_open:
+            state = closed_result(record).final_state
+            raise UserError(f"`{workflow_id}` already finished: {state.value}.")
+        snapshot = await self.snapshot(workflow_id)
+        if not snapshot.is_open or snapshot.status is None:
+            self._on_change()
+            state_word = snapshot.result.final_state.value if snapshot.result else "closed"
+            raise UserError(f"`{workflow_id}` already finished: {state_word}.")
+        state = snapshot.status.state
+        if state.is_final or state is DeploymentState.ROLLING_BACK:
+            raise UserError(
+                f"`{workflow_id}` is {STATE_WORDS[state]} and can no longer be {action}d"
+                if action != "cancel"
+                else f"`{workflow_id}` is already {STATE_WORDS[state]}."
+            )
+        if action == "pause" and state is DeploymentState.PAUSED:
+            raise UserError(f"`{workflow_id}` is already paused.")
+        if action == "resume" and state is not DeploymentState.PAUSED:
+            raise UserError(f"`{workflow_id}` is not paused (it is {STATE_WORDS[state]}).")
+        operation = {
+            "pause": self._deployments.pause,
+            "resume": self._deployments.resume,
+            "cancel": self._deployments.cancel,
+        }[action]
+        try:
+            async with asyncio.timeout(TEMPORAL_TIMEOUT):
+                await operation(workflow_id)
+        except DeploymentNotFound:
+            raise unknown_deployment(workflow_id) from None
+        except Exception as error:
+            if is_unreachable(error):
+                raise UserError(TEMPORAL_UNREACHABLE) from error
+            raise
+        log.info("deployment_controlled", action=action)
+        self._on_change()
+        return {
+            "pause": f"Paused `{workflow_id}`: it stops before its next step.",
+            "resume": f"Resumed `{workflow_id}`.",
+            "cancel": f"Cancelling `{workflow_id}`: completed steps are being rolled back.",
+        }[action]
+
+    async def run_interaction(
+        self, interaction: discord.Interaction[Any], action: str, workflow_id: str
+    ) -> None:
+        """The whole handling of a control button or command, errors included."""
+        actor = Actor.from_interaction(interaction)
+        with structlog.contextvars.bound_contextvars(
+            workflow_id=workflow_id, guild_id=actor.guild_id, user_id=actor.user_id, action=action
+        ):
+            try:
+                await interaction.response.defer(ephemeral=True, thinking=True)
+                await reply(interaction, await self.control(actor, action, workflow_id))
+            except UserError as refusal:
+                await reply(interaction, str(refusal))
+            except Exception as error:
+                await report_unexpected(interaction, error)

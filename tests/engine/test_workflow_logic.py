@@ -1,0 +1,177 @@
+"""The workflow's own logic, fast: its activities replaced by stand-ins registered under the
+same names (as Temporal's samples do), on the session's real Temporal server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from workflows.activities import DeploymentActivities
+from workflows.activity_models import (
+    CreateReleaseInput,
+    DeploymentRef,
+    ReleaseInfo,
+    ReleaseRef,
+    StepReport,
+    ValidatedDeployment,
+)
+from workflows.client import DeploymentClient
+from workflows.models import DeploymentInput, DeploymentResult, DeploymentState
+from workflows.targets import Target
+from workflows.worker import create_worker
+
+A = DeploymentActivities
+TARGET = Target(name="echo", working_directory=Path("/srv"), command=["run"], token_env="T")
+
+
+class StandIns:
+    """Every activity, doing nothing but noting its call; `failing` ones raise."""
+
+    def __init__(self, failing: set[str] | None = None) -> None:
+        self.failing = failing or set()
+        self.calls: list[str] = []
+
+    def _note(self, name: str) -> None:
+        self.calls.append(name)
+        if name in self.failing:
+            raise ApplicationError(f"{name} broke", non_retryable=True)
+
+    @activity.defn(name=A.validate_deployment.__name__)
+    async def validate(self, ref: DeploymentRef) -> ValidatedDeployment:
+        self._note(A.validate_deployment.__name__)
+        return ValidatedDeployment(target=TARGET, bot_user_id="1", application_id="2")
+
+    @activity.defn(name=A.create_bot_record.__name__)
+    async def create(self, request: CreateReleaseInput) -> ReleaseInfo:
+        self._note(A.create_bot_record.__name__)
+        return ReleaseInfo(bot_id=request.target.name, release_number=4, previous_release_number=3)
+
+    def _step(name: str) -> Any:
+        @activity.defn(name=name)
+        async def step(self: Any, ref: ReleaseRef) -> None:
+            self._note(name)
+
+        return step
+
+    def _compensation(name: str) -> Any:
+        @activity.defn(name=name)
+        async def compensate(self: Any, ref: ReleaseRef) -> StepReport:
+            self._note(name)
+            return StepReport(summary=f"{name} done")
+
+        return compensate
+
+    deploy = _step(A.deploy_to_platform.__name__)
+    health = _step(A.run_health_check.__name__)
+    finish = _step(A.finish_deployment.__name__)
+    stop_new = _compensation(A.stop_new_release.__name__)
+    restore_previous = _compensation(A.restore_previous_release.__name__)
+    restore_commands = _compensation(A.restore_command_snapshot.__name__)
+    mark = _compensation(A.mark_release_rolled_back.__name__)
+
+    def functions(self) -> list[Any]:
+        return [
+            self.validate,
+            self.create,
+            self.deploy,
+            self.health,
+            self.finish,
+            self.stop_new,
+            self.restore_previous,
+            self.restore_commands,
+            self.mark,
+        ]
+
+
+@pytest.fixture
+async def run(temporal_client: Client) -> AsyncIterator[Any]:
+    async def deploy(stand_ins: StandIns, request: Any = None) -> DeploymentResult:
+        queue = f"logic-{uuid.uuid4().hex[:10]}"
+        worker = create_worker(temporal_client, task_queue=queue, activities=stand_ins.functions())
+        async with worker:
+            client = DeploymentClient(temporal_client, queue)
+            workflow_id = f"deploy-echo-{uuid.uuid4().int % 10**13}"
+            if request is None:
+                await client.start(
+                    DeploymentInput(bot_name="echo", owner="42", version="1.0.0"),
+                    workflow_id=workflow_id,
+                )
+            else:
+                await temporal_client.start_workflow(
+                    "botDeploymentWorkflow", request, id=workflow_id, task_queue=queue
+                )
+            return await client.result(workflow_id)
+
+    yield deploy
+
+
+FORWARD = [
+    A.validate_deployment.__name__,
+    A.create_bot_record.__name__,
+    A.deploy_to_platform.__name__,
+    A.run_health_check.__name__,
+    A.finish_deployment.__name__,
+]
+COMPENSATIONS = [
+    A.stop_new_release.__name__,
+    A.restore_previous_release.__name__,
+    A.restore_command_snapshot.__name__,
+    A.mark_release_rolled_back.__name__,
+]
+
+
+async def test_success_runs_each_step_once_and_reports_the_release(run: Any) -> None:
+    stand_ins = StandIns()
+    result = await run(stand_ins)
+    assert stand_ins.calls == FORWARD
+    assert result.success and result.state is DeploymentState.SUCCEEDED
+    assert (result.release_number, result.previous_release_number) == (4, 3)
+    assert (result.step, result.progress, result.compensations) == ("Deployed", 100, [])
+
+
+@pytest.mark.parametrize(
+    ("failing", "undone"),
+    [
+        (A.validate_deployment.__name__, []),
+        (A.create_bot_record.__name__, COMPENSATIONS[-1:]),
+        (A.deploy_to_platform.__name__, COMPENSATIONS),
+        (A.finish_deployment.__name__, COMPENSATIONS),
+    ],
+)
+async def test_compensations_registered_before_their_step_run_in_reverse(
+    run: Any, failing: str, undone: list[str]
+) -> None:
+    stand_ins = StandIns(failing={failing})
+    result = await run(stand_ins)
+    assert stand_ins.calls == [*FORWARD[: FORWARD.index(failing) + 1], *undone]
+    assert result.state is DeploymentState.FAILED and result.error == f"{failing} broke"
+    assert [(c.name, c.ok, c.detail) for c in result.compensations] == [
+        (name, True, f"{name} done") for name in undone
+    ]
+
+
+async def test_a_failing_compensation_is_reported_and_the_others_still_run(run: Any) -> None:
+    broken = A.restore_previous_release.__name__
+    stand_ins = StandIns(failing={A.run_health_check.__name__, broken})
+    result = await run(stand_ins)
+    assert stand_ins.calls[-4:] == COMPENSATIONS
+    outcome = {c.name: (c.ok, c.detail) for c in result.compensations}
+    assert outcome[broken] == (False, f"{broken} broke")
+    assert all(ok for name, (ok, _) in outcome.items() if name != broken)
+    assert (result.step, result.progress) == ("Running health check", 85)
+
+
+@pytest.mark.parametrize("request_body", ["not an object", 42, {"botName": "echo"}])
+async def test_input_that_is_not_a_deployment_ends_at_once(run: Any, request_body: Any) -> None:
+    stand_ins = StandIns()
+    result = await run(stand_ins, request=request_body)
+    assert stand_ins.calls == []
+    assert result.state is DeploymentState.FAILED
+    assert result.error is not None and result.error.startswith("Invalid deployment input")

@@ -1,0 +1,51 @@
+"""What the workflow hands each activity and gets back: one model in, one model out.
+
+The target travels with the deployment: `validate_deployment` reads it from the targets
+file once, and from then on it is the copy recorded with the release that starts,
+checks, stops and restarts that release, whatever the targets file says later.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from workflows.targets import Target
+
+
+class DeploymentRef(BaseModel):
+    """The deployment asked for: what `validate_deployment` checks."""
+
+    workflow_id: str
+    bot_name: str
+    version: str
+
+
+class ValidatedDeployment(BaseModel):
+    target: Target
+    bot_user_id: str
+    application_id: str
+
+
+class CreateReleaseInput(BaseModel):
+    workflow_id: str
+    version: str
+    target: Target
+
+
+class ReleaseInfo(BaseModel):
+    bot_id: str
+    release_number: int
+    previous_release_number: int | None = None
+
+
+class ReleaseRef(BaseModel):
+    """The release a deployment created; activities read the rest from its record."""
+
+    workflow_id: str
+    bot_name: str
+
+
+class StepReport(BaseModel):
+    """What a compensation did, in a sentence a person reads in the failure notice."""
+
+    summary: str
