@@ -4,9 +4,11 @@ Needs a Docker engine on /var/run/docker.sock and the local image shipcord-base:
 (docker/make-base-image.sh makes it without a registry); the tests that need them skip
 otherwise, saying why. The release image they run is built here FROM that base image
 (tests/engine/docker_release/), tagged by the hash of its sources and of the base, so it is
-built once and rebuilt only when either changes. Nothing here pulls from a registry. Every
-container carries the label shipcord.bot=<this run's bot name> and is removed after each
-test. The engine is checked through aiodocker directly, independently of the runtime.
+built once and rebuilt only when either changes. The one pull that succeeds comes from a
+registry on 127.0.0.1 that a test starts (Debian's docker-registry; skipped without it):
+nothing here reaches another registry. Every container carries the label
+shipcord.bot=<this run's bot name> and is removed after each test. The engine is checked
+through aiodocker directly, independently of the runtime.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import hashlib
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -56,6 +59,16 @@ TEST_BOT = f"dockertest-{uuid.uuid4().hex[:8]}"
 # A registry on a closed local port: the pull fails at once, with no DNS or network.
 UNPULLABLE_IMAGE = "127.0.0.1:1/shipcord-missing:never"
 NOBODY = 65534
+REGISTRY_CONFIG = """\
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: {root}
+http:
+  addr: 127.0.0.1:{port}
+"""
 
 
 async def engine_problem(docker: aiodocker.Docker) -> str | None:
@@ -131,6 +144,43 @@ async def runtime(
         await container.delete(force=True)
 
 
+@pytest.fixture(scope="module")
+async def local_registry(
+    docker: aiodocker.Docker, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A real registry (Debian's docker-registry) on a free loopback port: its address."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.skip("no local registry to pull from: apt-get install docker-registry")
+    directory = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    config = directory / "config.yml"
+    config.write_text(REGISTRY_CONFIG.format(root=directory / "storage", port=port))
+    # Logs at level error only: a pipe nobody reads while it runs stays far from full.
+    registry = await asyncio.create_subprocess_exec(
+        binary, "serve", str(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while not await answers(f"http://127.0.0.1:{port}/v2/"):
+            if registry.returncode is not None or time.monotonic() > deadline:
+                if registry.returncode is None:
+                    registry.kill()
+                _, errors = await registry.communicate()
+                raise AssertionError(f"the local registry did not start: {errors[-500:]!r}")
+            await asyncio.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        if registry.returncode is None:
+            registry.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await registry.communicate()
+            except TimeoutError:
+                registry.kill()
+                await registry.communicate()
+
+
 async def labelled(docker: aiodocker.Docker, **extra: str) -> list[aiodocker.DockerContainer]:
     labels = [f"{BOT_LABEL}={TEST_BOT}", *(f"{key}={value}" for key, value in extra.items())]
     return await docker.containers.list(all=True, filters={"label": labels})
@@ -178,7 +228,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 async def answers_healthy(port: int) -> bool:
-    url = f"http://127.0.0.1:{port}/healthz"
+    return await answers(f"http://127.0.0.1:{port}/healthz")
+
+
+async def answers(url: str) -> bool:
     try:
         async with (
             aiohttp.ClientSession() as http,
@@ -395,6 +448,33 @@ async def test_missing_image_that_cannot_be_pulled_is_a_clear_error(
     assert "\n" not in message
 
 
+async def test_a_missing_image_is_pulled_then_run(
+    runtime: DockerRuntime,
+    docker: aiodocker.Docker,
+    image: str,
+    local_registry: str,
+    tmp_path: Path,
+) -> None:
+    remote = f"{local_registry}/shipcord-pull-test"
+    await docker.images.tag(image, repo=remote, tag="latest")
+    await docker.images.push(remote, tag="latest")
+    await docker.images.delete(f"{remote}:latest")
+    # No tag: the runtime must pull :latest, as `docker run` would, not every tag.
+    spec = release_spec(tmp_path, image=remote)
+    try:
+        handle = await runtime.start(spec)
+
+        assert await runtime.is_running(handle)
+        await eventually(lambda: answers_healthy(spec.port), "the health URL answering 200")
+        assert (await docker.images.inspect(f"{remote}:latest"))["Id"] == (
+            await docker.images.inspect(image)
+        )["Id"]
+    finally:
+        for container in await labelled(docker):
+            await container.delete(force=True)
+        await docker.images.delete(f"{remote}:latest", force=True)
+
+
 async def test_command_missing_from_the_image_is_described(
     runtime: DockerRuntime, image: str, tmp_path: Path
 ) -> None:
@@ -437,6 +517,13 @@ healthy_after = 0.5
 
 
 # Without a Docker engine ------------------------------------------------------------------
+
+
+def test_the_runtime_touches_nothing_until_used(tmp_path: Path) -> None:
+    # Built outside any event loop, as the worker builds it; closing it unused does nothing.
+    runtime = DockerRuntime(str(tmp_path / "no-docker.sock"))
+
+    asyncio.run(runtime.close())
 
 
 async def test_unreachable_engine_is_a_clear_error(tmp_path: Path) -> None:
