@@ -31,8 +31,9 @@
 # machine-specific by design and lives only in this local base image, never in the
 # Dockerfile. Images built FROM it trust that CA too; pass --no-host-ca when not wanted.
 #
-# Needs root (debootstrap, chroot), debootstrap and a running Docker engine. Idempotent:
-# re-running with the image present is a no-op unless --force.
+# Needs a running Docker engine; to build, also root (debootstrap, chroot) and debootstrap.
+# Idempotent: re-running with the image present is a no-op unless --force (and then needs
+# neither root nor debootstrap).
 set -euo pipefail
 
 force=0
@@ -56,24 +57,29 @@ done
 tag="${tag:-shipcord-base:bookworm}"
 suite="${SUITE:-bookworm}"
 
-if [[ $EUID -ne 0 ]]; then
-    echo "make-base-image.sh: needs root (debootstrap and chroot)" >&2
+if ! command -v docker >/dev/null; then
+    echo "make-base-image.sh: docker not found (apt-get install docker.io)" >&2
     exit 1
 fi
-for tool in debootstrap docker; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "make-base-image.sh: $tool not found (apt-get install debootstrap docker.io)" >&2
-        exit 1
-    fi
-done
 if ! docker info >/dev/null 2>&1; then
     echo "make-base-image.sh: no Docker engine answers (start dockerd)" >&2
     exit 1
 fi
 
+# Checked before the build's own needs, so that an existing image needs neither root nor
+# debootstrap.
 if [[ $force -eq 0 ]] && docker image inspect "$tag" >/dev/null 2>&1; then
     echo "$tag already exists (use --force to rebuild)"
     exit 0
+fi
+
+if [[ $EUID -ne 0 ]]; then
+    echo "make-base-image.sh: needs root (debootstrap and chroot)" >&2
+    exit 1
+fi
+if ! command -v debootstrap >/dev/null; then
+    echo "make-base-image.sh: debootstrap not found (apt-get install debootstrap)" >&2
+    exit 1
 fi
 
 # The mirror apt already uses here: the only Debian source reachable on a locked-down machine.

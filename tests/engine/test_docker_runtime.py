@@ -2,20 +2,34 @@
 
 Needs a Docker engine on /var/run/docker.sock and the local image shipcord-base:bookworm
 (docker/make-base-image.sh makes it without a registry); the tests that need them skip
-otherwise. Nothing here pulls from a registry. Every container carries the label
-shipcord.bot=<this run's bot name> and is removed after each test.
+otherwise, saying why. The release image they run is built here FROM that base image
+(tests/engine/docker_release/), tagged by the hash of its sources and of the base, so it is
+built once and rebuilt only when either changes. The one pull that succeeds comes from a
+registry on 127.0.0.1 that a test starts (Debian's docker-registry; skipped without it):
+nothing here reaches another registry. Every container carries the label
+shipcord.bot=<this run's bot name> and is removed after each test. The engine is checked
+through aiodocker directly, independently of the runtime.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import hashlib
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiodocker
 import aiohttp
 import pytest
 
@@ -23,102 +37,167 @@ from workflows.activities import free_port
 from workflows.runtimes import DockerRuntime, ReleaseHandle, ReleaseSpec, RuntimeError_
 from workflows.runtimes.docker import (
     BOT_LABEL,
+    PORT_LABEL,
+    RELEASE_LABEL,
+    RELEASE_NUMBER_LABEL,
+    VERSION_LABEL,
+    EngineAccessDenied,
+    ImageUnavailable,
     container_config,
     container_name,
-    demultiplex,
-    split_image_reference,
 )
 
 SOCKET = "/var/run/docker.sock"
 BASE_IMAGE = "shipcord-base:bookworm"
+RELEASE_IMAGE_SOURCES = Path(__file__).parent / "docker_release"
+RELEASE_IMAGE_REPOSITORY = "shipcord-release-test"
 PROBE_TIMEOUT = 5.0
+BUILD_TIMEOUT = 120.0
 DEADLINE_SECONDS = 15.0
+STOP_GRACE = 2
 TEST_BOT = f"dockertest-{uuid.uuid4().hex[:8]}"
 # A registry on a closed local port: the pull fails at once, with no DNS or network.
 UNPULLABLE_IMAGE = "127.0.0.1:1/shipcord-missing:never"
-
-HEALTH_SERVER = """
-import http.server, os
-class Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200 if self.path == "/healthz" else 404)
-        self.end_headers()
-        self.wfile.write(b"ok")
-    def log_message(self, *args):
-        pass
-print("serving on", os.environ["PORT"], flush=True)
-http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Health).serve_forever()
+NOBODY = 65534
+REGISTRY_CONFIG = """\
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: {root}
+http:
+  addr: 127.0.0.1:{port}
 """
-EXIT_3 = "import sys; print('bad config: no token', flush=True); sys.exit(3)"
 
 
-class DockerApi:
-    """Direct calls to the engine, independent of the runtime under test."""
-
-    def __init__(self, http: aiohttp.ClientSession) -> None:
-        self._http = http
-
-    async def call(self, method: str, path: str, **params: str) -> tuple[int, Any]:
-        async with self._http.request(method, path, params=params) as response:
-            body = await response.read()
-            return response.status, json.loads(body) if body.strip() else None
-
-    async def exists(self, container_id: str) -> bool:
-        status, _ = await self.call("GET", f"/containers/{container_id}/json")
-        return status == 200
-
-    async def remove_labelled(self, label: str) -> None:
-        filters = json.dumps({"label": [label]})
-        _, containers = await self.call("GET", "/containers/json", all="1", filters=filters)
-        for container in containers or []:
-            await self.call("DELETE", f"/containers/{container['Id']}", force="1")
-
-
-async def engine_problem(http: aiohttp.ClientSession) -> str | None:
+async def engine_problem(docker: aiodocker.Docker) -> str | None:
     """Why these tests cannot run here, or None."""
     try:
-        async with http.get("/_ping") as ping:
-            if ping.status != 200:
-                return f"the Docker engine at {SOCKET} answered /_ping with {ping.status}"
-        async with http.get(f"/images/{BASE_IMAGE}/json") as image:
-            if image.status != 200:
-                return f"image {BASE_IMAGE} is absent (docker/make-base-image.sh makes it)"
-    except (aiohttp.ClientError, TimeoutError) as error:
-        return f"no Docker engine answers at {SOCKET} within {PROBE_TIMEOUT:g}s ({error})"
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            await docker.version()
+            await docker.images.inspect(BASE_IMAGE)
+    except aiodocker.DockerError as error:
+        if error.status == 404:
+            return f"image {BASE_IMAGE} is absent (docker/make-base-image.sh makes it)"
+        return f"no Docker engine answers at {SOCKET} ({error.message})"
+    except TimeoutError:
+        return f"no Docker engine answers at {SOCKET} within {PROBE_TIMEOUT:g}s"
     return None
 
 
+async def release_image(docker: aiodocker.Docker) -> str:
+    """The test release image, built FROM the local base image unless already there."""
+    base_id = (await docker.images.inspect(BASE_IMAGE))["Id"]
+    digest = hashlib.sha256(base_id.encode())
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for path in sorted(RELEASE_IMAGE_SOURCES.iterdir()):
+            if path.is_file():
+                digest.update(path.name.encode() + b"\0" + path.read_bytes())
+                tar.add(path, arcname=path.name)
+    tag = f"{RELEASE_IMAGE_REPOSITORY}:{digest.hexdigest()[:12]}"
+    try:
+        await docker.images.inspect(tag)
+        return tag
+    except aiodocker.DockerError as error:
+        if error.status != 404:
+            raise
+    archive.seek(0)
+    async with asyncio.timeout(BUILD_TIMEOUT):
+        await docker.images.build(
+            fileobj=archive, encoding="gzip", tag=tag, buildargs={"BASE_IMAGE": BASE_IMAGE}
+        )
+    return tag
+
+
 @pytest.fixture(scope="module")
-async def docker_api() -> AsyncIterator[DockerApi]:
-    http = aiohttp.ClientSession(
-        base_url="http://docker",
-        connector=aiohttp.UnixConnector(path=SOCKET),
-        timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT),
-    )
-    async with http:
-        problem = await engine_problem(http)
+async def docker() -> AsyncIterator[aiodocker.Docker]:
+    client = aiodocker.Docker(url=f"unix://{SOCKET}")
+    try:
+        problem = await engine_problem(client)
         if problem:
             pytest.skip(problem)
-        yield DockerApi(http)
+        yield client
+    finally:
+        await client.close()
 
 
 @pytest.fixture(scope="module")
-async def module_runtime(docker_api: DockerApi) -> AsyncIterator[DockerRuntime]:
-    runtime = DockerRuntime(SOCKET, stop_grace_seconds=2, pull_timeout_seconds=20)
+async def image(docker: aiodocker.Docker) -> str:
+    return await release_image(docker)
+
+
+@pytest.fixture(scope="module")
+async def module_runtime(docker: aiodocker.Docker) -> AsyncIterator[DockerRuntime]:
+    runtime = DockerRuntime(SOCKET, stop_grace_seconds=STOP_GRACE, pull_timeout_seconds=20)
     yield runtime
     await runtime.close()
 
 
 @pytest.fixture
 async def runtime(
-    module_runtime: DockerRuntime, docker_api: DockerApi
+    module_runtime: DockerRuntime, docker: aiodocker.Docker
 ) -> AsyncIterator[DockerRuntime]:
     yield module_runtime
-    await docker_api.remove_labelled(f"{BOT_LABEL}={TEST_BOT}")
+    for container in await labelled(docker):
+        await container.delete(force=True)
+
+
+@pytest.fixture(scope="module")
+async def local_registry(
+    docker: aiodocker.Docker, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A real registry (Debian's docker-registry) on a free loopback port: its address."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.skip("no local registry to pull from: apt-get install docker-registry")
+    directory = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    config = directory / "config.yml"
+    config.write_text(REGISTRY_CONFIG.format(root=directory / "storage", port=port))
+    # Logs at level error only: a pipe nobody reads while it runs stays far from full.
+    registry = await asyncio.create_subprocess_exec(
+        binary, "serve", str(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while not await answers(f"http://127.0.0.1:{port}/v2/"):
+            if registry.returncode is not None or time.monotonic() > deadline:
+                if registry.returncode is None:
+                    registry.kill()
+                _, errors = await registry.communicate()
+                raise AssertionError(f"the local registry did not start: {errors[-500:]!r}")
+            await asyncio.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        if registry.returncode is None:
+            registry.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await registry.communicate()
+            except TimeoutError:
+                registry.kill()
+                await registry.communicate()
+
+
+async def labelled(docker: aiodocker.Docker, **extra: str) -> list[aiodocker.DockerContainer]:
+    labels = [f"{BOT_LABEL}={TEST_BOT}", *(f"{key}={value}" for key, value in extra.items())]
+    return await docker.containers.list(all=True, filters={"label": labels})
+
+
+async def exists(docker: aiodocker.Docker, container_id: str) -> bool:
+    try:
+        await docker.containers.get(container_id)
+    except aiodocker.DockerError as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
 
 
 def release_spec(
-    tmp_path: Path, *, command: list[str], image: str = BASE_IMAGE, number: int = 1
+    tmp_path: Path, *, image: str, command: list[str] | None = None, number: int = 1
 ) -> ReleaseSpec:
     port = free_port()
     return ReleaseSpec(
@@ -126,7 +205,7 @@ def release_spec(
         release_number=number,
         version="1.0.0",
         marker=f"{TEST_BOT}#{number}@{uuid.uuid4().hex}",
-        command=command,
+        command=command or [],
         image=image,
         # The host's PATH, as the activities pass it: the runtime must keep the image's.
         env={"PATH": "/nonexistent/host/bin", "PORT": str(port), "DISCORD_TOKEN": "t"},
@@ -134,6 +213,10 @@ def release_spec(
         log_path=tmp_path / "releases" / f"{TEST_BOT}-{number}.log",
         port=port,
     )
+
+
+def mode(name: str) -> list[str]:
+    return ["python3", "/release/release.py", name]
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -145,7 +228,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 async def answers_healthy(port: int) -> bool:
-    url = f"http://127.0.0.1:{port}/healthz"
+    return await answers(f"http://127.0.0.1:{port}/healthz")
+
+
+async def answers(url: str) -> bool:
     try:
         async with (
             aiohttp.ClientSession() as http,
@@ -156,13 +242,21 @@ async def answers_healthy(port: int) -> bool:
         return False
 
 
+async def wait_until_exited(runtime: DockerRuntime, handle: ReleaseHandle) -> None:
+    async def has_exited() -> bool:
+        return not await runtime.is_running(handle)
+
+    await eventually(has_exited, "the release exiting")
+
+
 # With a Docker engine ---------------------------------------------------------------------
 
 
-async def test_started_release_runs_and_answers_its_health_url(
-    runtime: DockerRuntime, docker_api: DockerApi, tmp_path: Path
+async def test_started_release_runs_the_image_command_and_answers_its_health_url(
+    runtime: DockerRuntime, docker: aiodocker.Docker, image: str, tmp_path: Path
 ) -> None:
-    spec = release_spec(tmp_path, command=["python3", "-c", HEALTH_SERVER])
+    # No command: the image's own CMD runs (the health server).
+    spec = release_spec(tmp_path, image=image)
 
     handle = await runtime.start(spec)
 
@@ -171,16 +265,26 @@ async def test_started_release_runs_and_answers_its_health_url(
     assert handle.container_id
     assert await runtime.is_running(handle)
     await eventually(lambda: answers_healthy(spec.port), "the health URL answering 200")
-    _, details = await docker_api.call("GET", f"/containers/{handle.container_id}/json")
+    details = await docker.containers.container(handle.container_id).show()
     assert details["Name"] == f"/{container_name(spec)}"
     assert details["HostConfig"]["NetworkMode"] == "host"
     assert details["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    assert (
+        details["Config"]["Labels"].items()
+        >= {
+            RELEASE_LABEL: spec.marker,
+            BOT_LABEL: TEST_BOT,
+            RELEASE_NUMBER_LABEL: "1",
+            VERSION_LABEL: "1.0.0",
+            PORT_LABEL: str(spec.port),
+        }.items()
+    )
 
 
 async def test_starting_again_adopts_the_running_container(
-    runtime: DockerRuntime, tmp_path: Path
+    runtime: DockerRuntime, image: str, tmp_path: Path
 ) -> None:
-    spec = release_spec(tmp_path, command=["python3", "-c", HEALTH_SERVER])
+    spec = release_spec(tmp_path, image=image)
 
     first = await runtime.start(spec)
     second = await runtime.start(spec)
@@ -188,10 +292,69 @@ async def test_starting_again_adopts_the_running_container(
     assert second.container_id == first.container_id
 
 
-async def test_stop_removes_the_container_and_is_idempotent(
-    runtime: DockerRuntime, docker_api: DockerApi, tmp_path: Path
+async def test_adopted_release_keeps_the_port_it_was_started_with(
+    runtime: DockerRuntime, image: str, tmp_path: Path
 ) -> None:
-    spec = release_spec(tmp_path, command=["python3", "-c", HEALTH_SERVER])
+    spec = release_spec(tmp_path, image=image)
+    first = await runtime.start(spec)
+    # A retry whose handle was never saved picks a new port; the container has the old one.
+    retry = spec.model_copy(update={"port": free_port()})
+
+    adopted = await runtime.start(retry)
+
+    assert adopted.container_id == first.container_id
+    assert adopted.port == spec.port
+    await eventually(lambda: answers_healthy(adopted.port), "the health URL answering 200")
+
+
+async def test_a_created_but_never_started_container_is_adopted_and_started(
+    runtime: DockerRuntime, docker: aiodocker.Docker, image: str, tmp_path: Path
+) -> None:
+    spec = release_spec(tmp_path, image=image)
+    # What an attempt interrupted between creating the container and starting it leaves.
+    created = await docker.containers.create(container_config(spec), name=container_name(spec))
+
+    handle = await runtime.start(spec)
+
+    assert handle.container_id == created.id
+    assert await runtime.is_running(handle)
+    assert len(await labelled(docker, **{RELEASE_LABEL: spec.marker})) == 1
+
+
+async def test_concurrent_starts_of_one_release_share_one_container(
+    runtime: DockerRuntime, docker: aiodocker.Docker, image: str, tmp_path: Path
+) -> None:
+    spec = release_spec(tmp_path, image=image)
+
+    handles = await asyncio.gather(*(runtime.start(spec) for _ in range(3)))
+
+    assert len({handle.container_id for handle in handles}) == 1
+    containers = await labelled(docker, **{RELEASE_LABEL: spec.marker})
+    assert [container.id for container in containers] == [handles[0].container_id]
+    assert await runtime.is_running(handles[0])
+
+
+async def test_a_stranger_holding_the_release_name_is_a_clear_error(
+    runtime: DockerRuntime, docker: aiodocker.Docker, image: str, tmp_path: Path
+) -> None:
+    spec = release_spec(tmp_path, image=image)
+    stranger = container_config(spec)
+    stranger["Labels"] = {BOT_LABEL: TEST_BOT}
+    await docker.containers.create(stranger, name=container_name(spec))
+
+    with pytest.raises(RuntimeError_) as raised:
+        await runtime.start(spec)
+
+    assert str(raised.value) == (
+        f"a container named {container_name(spec)} exists but is not release 1 of "
+        f"{TEST_BOT}; remove it first"
+    )
+
+
+async def test_stop_removes_the_container_and_is_idempotent(
+    runtime: DockerRuntime, docker: aiodocker.Docker, image: str, tmp_path: Path
+) -> None:
+    spec = release_spec(tmp_path, image=image)
     handle = await runtime.start(spec)
     assert handle.container_id is not None
     await eventually(lambda: answers_healthy(spec.port), "the health URL answering 200")
@@ -200,17 +363,36 @@ async def test_stop_removes_the_container_and_is_idempotent(
     await runtime.stop(handle)
 
     # The init process passes SIGTERM on, so no waiting out the grace period for SIGKILL.
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < STOP_GRACE
     assert not await runtime.is_running(handle)
-    assert not await docker_api.exists(handle.container_id)
-    assert "serving on" in spec.log_path.read_text()
+    assert not await exists(docker, handle.container_id)
+    log = spec.log_path.read_text()
+    assert "serving on" in log and "exited with status" in log
     await runtime.stop(handle)
 
 
-async def test_stop_finds_the_container_by_its_marker_alone(
-    runtime: DockerRuntime, docker_api: DockerApi, tmp_path: Path
+async def test_stop_kills_a_release_that_ignores_sigterm_after_the_grace(
+    runtime: DockerRuntime, docker: aiodocker.Docker, image: str, tmp_path: Path
 ) -> None:
-    spec = release_spec(tmp_path, command=["python3", "-c", HEALTH_SERVER])
+    spec = release_spec(tmp_path, image=image, command=mode("stubborn"))
+    handle = await runtime.start(spec)
+    assert handle.container_id is not None
+    await eventually(lambda: answers_healthy(spec.port), "the health URL answering 200")
+
+    started = time.monotonic()
+    await runtime.stop(handle)
+    took = time.monotonic() - started
+
+    assert STOP_GRACE - 0.5 <= took < STOP_GRACE + 10
+    assert not await exists(docker, handle.container_id)
+    log = spec.log_path.read_text()
+    assert "ignoring SIGTERM" in log and "exited with status 137" in log
+
+
+async def test_stop_finds_the_container_by_its_marker_alone(
+    runtime: DockerRuntime, docker: aiodocker.Docker, image: str, tmp_path: Path
+) -> None:
+    spec = release_spec(tmp_path, image=image)
     started = await runtime.start(spec)
     assert started.container_id is not None
     # What the activities know when a start crashed before its handle was saved.
@@ -219,41 +401,33 @@ async def test_stop_finds_the_container_by_its_marker_alone(
     assert await runtime.is_running(unsaved)
     await runtime.stop(unsaved)
 
-    assert not await docker_api.exists(started.container_id)
+    assert not await exists(docker, started.container_id)
 
 
 async def test_exited_release_is_described_with_its_status_and_output(
-    runtime: DockerRuntime, tmp_path: Path
+    runtime: DockerRuntime, image: str, tmp_path: Path
 ) -> None:
-    spec = release_spec(tmp_path, command=["python3", "-c", EXIT_3])
+    spec = release_spec(tmp_path, image=image, command=mode("fail"))
     handle = await runtime.start(spec)
 
-    async def has_exited() -> bool:
-        return not await runtime.is_running(handle)
-
-    await eventually(has_exited, "the release exiting")
+    await wait_until_exited(runtime, handle)
     description = await runtime.exit_description(handle)
 
-    assert "exited with status 3" in description
-    assert "bad config: no token" in description
+    assert description == ("the container exited with status 3; last output: bad config: no token")
 
 
 async def test_start_replaces_a_stopped_container_of_the_same_release(
-    runtime: DockerRuntime, docker_api: DockerApi, tmp_path: Path
+    runtime: DockerRuntime, docker: aiodocker.Docker, image: str, tmp_path: Path
 ) -> None:
-    spec = release_spec(tmp_path, command=["python3", "-c", EXIT_3])
+    spec = release_spec(tmp_path, image=image, command=mode("fail"))
     first = await runtime.start(spec)
     assert first.container_id is not None
-
-    async def has_exited() -> bool:
-        return not await runtime.is_running(first)
-
-    await eventually(has_exited, "the release exiting")
+    await wait_until_exited(runtime, first)
 
     second = await runtime.start(spec)
 
     assert second.container_id != first.container_id
-    assert not await docker_api.exists(first.container_id)
+    assert not await exists(docker, first.container_id)
     log = spec.log_path.read_text()
     assert "bad config: no token" in log and "exited with status 3" in log
 
@@ -261,42 +435,101 @@ async def test_start_replaces_a_stopped_container_of_the_same_release(
 async def test_missing_image_that_cannot_be_pulled_is_a_clear_error(
     runtime: DockerRuntime, tmp_path: Path
 ) -> None:
-    spec = release_spec(tmp_path, command=["true"], image=UNPULLABLE_IMAGE)
+    spec = release_spec(tmp_path, image=UNPULLABLE_IMAGE, command=["true"])
 
-    with pytest.raises(RuntimeError_) as raised:
+    with pytest.raises(ImageUnavailable) as raised:
         await runtime.start(spec)
 
     message = str(raised.value)
     assert message.startswith(
         f"image {UNPULLABLE_IMAGE} is not available locally and could not be pulled: "
     )
+    assert "connection refused" in message
     assert "\n" not in message
 
 
-async def test_command_missing_from_the_image_is_described(
-    runtime: DockerRuntime, tmp_path: Path
+async def test_a_missing_image_is_pulled_then_run(
+    runtime: DockerRuntime,
+    docker: aiodocker.Docker,
+    image: str,
+    local_registry: str,
+    tmp_path: Path,
 ) -> None:
-    spec = release_spec(tmp_path, command=["no-such-program-in-the-image"])
+    remote = f"{local_registry}/shipcord-pull-test"
+    await docker.images.tag(image, repo=remote, tag="latest")
+    await docker.images.push(remote, tag="latest")
+    await docker.images.delete(f"{remote}:latest")
+    # No tag: the runtime must pull :latest, as `docker run` would, not every tag.
+    spec = release_spec(tmp_path, image=remote)
+    try:
+        handle = await runtime.start(spec)
+
+        assert await runtime.is_running(handle)
+        await eventually(lambda: answers_healthy(spec.port), "the health URL answering 200")
+        assert (await docker.images.inspect(f"{remote}:latest"))["Id"] == (
+            await docker.images.inspect(image)
+        )["Id"]
+    finally:
+        for container in await labelled(docker):
+            await container.delete(force=True)
+        await docker.images.delete(f"{remote}:latest", force=True)
+
+
+async def test_command_missing_from_the_image_is_described(
+    runtime: DockerRuntime, image: str, tmp_path: Path
+) -> None:
+    spec = release_spec(tmp_path, image=image, command=["no-such-program-in-the-image"])
     # The container's init starts, then fails to run the command: the release exits 127.
     handle = await runtime.start(spec)
 
-    async def has_exited() -> bool:
-        return not await runtime.is_running(handle)
-
-    await eventually(has_exited, "the release exiting")
+    await wait_until_exited(runtime, handle)
     description = await runtime.exit_description(handle)
 
     assert "exited with status 127" in description
     assert "no-such-program-in-the-image" in description
 
 
+async def test_a_docker_target_deploys_through_the_workflow(
+    start_engine: Any, runtime: DockerRuntime, docker: aiodocker.Docker, image: str
+) -> None:
+    from tests.engine.harness import ECHO_TOKEN_ENV
+
+    target = f"""
+[bots.{TEST_BOT}]
+runtime = "docker"
+image = "{image}"
+token_env = "{ECHO_TOKEN_ENV}"
+health_url = "http://127.0.0.1:{{port}}/healthz"
+healthy_after = 0.5
+"""
+    async with start_engine(extra_targets=target) as engine:
+        first = await engine.deploy(bot=TEST_BOT, version="1.0.0")
+        assert (await engine.deployments.result(first)).success
+        second = await engine.deploy(bot=TEST_BOT, version="1.1.0")
+        assert (await engine.deployments.result(second)).success
+        running = await docker.containers.list(filters={"label": [f"{BOT_LABEL}={TEST_BOT}"]})
+        assert len(running) == 1, "the first release's container was replaced"
+        assert running[0]["Labels"][VERSION_LABEL] == "1.1.0"
+        release = await engine.storage.get_release_of_workflow(second)
+        assert release is not None and release.status == "active"
+        handle = ReleaseHandle.model_validate_json(release.runtime_handle or "")
+        assert handle.container_id == running[0].id
+
+
 # Without a Docker engine ------------------------------------------------------------------
+
+
+def test_the_runtime_touches_nothing_until_used(tmp_path: Path) -> None:
+    # Built outside any event loop, as the worker builds it; closing it unused does nothing.
+    runtime = DockerRuntime(str(tmp_path / "no-docker.sock"))
+
+    asyncio.run(runtime.close())
 
 
 async def test_unreachable_engine_is_a_clear_error(tmp_path: Path) -> None:
     missing_socket = tmp_path / "no-docker.sock"
     runtime = DockerRuntime(str(missing_socket))
-    spec = release_spec(tmp_path, command=["true"])
+    spec = release_spec(tmp_path, image=BASE_IMAGE, command=["true"])
     handle = ReleaseHandle(runtime="docker", marker=spec.marker, port=0, log_path="")
     try:
         attempts: list[Callable[[], Awaitable[object]]] = [
@@ -307,6 +540,7 @@ async def test_unreachable_engine_is_a_clear_error(tmp_path: Path) -> None:
         for attempt in attempts:
             with pytest.raises(RuntimeError_) as raised:
                 await attempt()
+            assert type(raised.value) is RuntimeError_
             assert str(raised.value) == (
                 f"cannot reach the Docker engine at {missing_socket}: No such file or directory"
             )
@@ -314,8 +548,70 @@ async def test_unreachable_engine_is_a_clear_error(tmp_path: Path) -> None:
         await runtime.close()
 
 
+@pytest.fixture
+def forbidden_socket() -> Iterator[Path]:
+    """A listening unix socket that only its owner may use, in a directory anyone may enter."""
+    directory = Path(tempfile.mkdtemp(prefix="shipcord-socket-"))
+    directory.chmod(0o755)
+    path = directory / "docker.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(path))
+        listener.listen()
+        path.chmod(0o600 if os.geteuid() == 0 else 0o000)
+        yield path
+    finally:
+        listener.close()
+        path.unlink(missing_ok=True)
+        directory.rmdir()
+
+
+PROBE_PERMISSION = """
+import asyncio, os, sys
+from workflows.runtimes import DockerRuntime, ReleaseHandle
+
+# Root passes any file mode: drop to nobody, as a worker outside the socket's group runs.
+# Only now, once everything is imported, since the interpreter may live under /root.
+if os.geteuid() == 0:
+    os.setgroups([])
+    os.setgid(int(sys.argv[2]))
+    os.setuid(int(sys.argv[2]))
+
+async def main():
+    runtime = DockerRuntime(sys.argv[1])
+    handle = ReleaseHandle(runtime="docker", marker="m", port=0, log_path="")
+    try:
+        await runtime.is_running(handle)
+    except Exception as error:
+        print(type(error).__name__, error, sep="\\n")
+    finally:
+        await runtime.close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_socket_that_refuses_this_user_says_permission_denied(forbidden_socket: Path) -> None:
+    probe = subprocess.run(
+        [sys.executable, "-c", PROBE_PERMISSION, str(forbidden_socket), str(NOBODY)],
+        cwd=forbidden_socket.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    kind, message = probe.stdout.strip().split("\n")
+    assert kind == EngineAccessDenied.__name__, probe.stderr
+    uid = NOBODY if os.geteuid() == 0 else os.getuid()
+    assert message.startswith(
+        f"permission denied on the Docker socket {forbidden_socket}: uid {uid} may not use it "
+        "(give the worker the socket's group, gid "
+    )
+    assert issubclass(EngineAccessDenied, RuntimeError_)
+
+
 def test_container_names_follow_docker_rules_and_differ_per_release(tmp_path: Path) -> None:
-    spec = release_spec(tmp_path, command=[]).model_copy(
+    spec = release_spec(tmp_path, image=BASE_IMAGE).model_copy(
         update={"bot_name": "my bot/ä", "release_number": 3}
     )
     other = spec.model_copy(update={"marker": spec.marker + "-retry"})
@@ -328,52 +624,8 @@ def test_container_names_follow_docker_rules_and_differ_per_release(tmp_path: Pa
 
 
 def test_container_config_keeps_the_image_path_and_default_command(tmp_path: Path) -> None:
-    config = container_config(release_spec(tmp_path, command=[]))
+    config = container_config(release_spec(tmp_path, image=BASE_IMAGE))
 
     assert "Cmd" not in config
     assert not any(variable.startswith("PATH=") for variable in config["Env"])
     assert "DISCORD_TOKEN=t" in config["Env"]
-
-
-def test_image_references_split_for_the_pull_api() -> None:
-    assert split_image_reference("python") == ("python", "latest")
-    assert split_image_reference("python:3.11-slim") == ("python", "3.11-slim")
-    assert split_image_reference("localhost:5000/bot") == ("localhost:5000/bot", "latest")
-    assert split_image_reference("localhost:5000/bot:2") == ("localhost:5000/bot", "2")
-    assert split_image_reference("bot@sha256:abc") == ("bot", "sha256:abc")
-
-
-def test_log_stream_frames_are_joined() -> None:
-    def frame(stream: int, payload: bytes) -> bytes:
-        return bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
-
-    assert demultiplex(frame(1, b"out\n") + frame(2, b"err\n")) == b"out\nerr\n"
-    assert demultiplex(b"plain tty output\n") == b"plain tty output\n"
-
-
-async def test_a_docker_target_deploys_through_the_workflow(
-    start_engine: Any, runtime: DockerRuntime, docker_api: DockerApi
-) -> None:
-    from tests.engine.harness import ECHO_TOKEN_ENV
-
-    target = f"""
-[bots.{TEST_BOT}]
-runtime = "docker"
-image = "{BASE_IMAGE}"
-command = ["python3", "-c", {json.dumps(HEALTH_SERVER)}]
-token_env = "{ECHO_TOKEN_ENV}"
-health_url = "http://127.0.0.1:{{port}}/healthz"
-healthy_after = 0.5
-"""
-    async with start_engine(extra_targets=target) as engine:
-        first = await engine.deploy(bot=TEST_BOT, version="1.0.0")
-        assert (await engine.deployments.result(first)).success
-        second = await engine.deploy(bot=TEST_BOT, version="1.1.0")
-        assert (await engine.deployments.result(second)).success
-        filters = json.dumps({"label": [f"{BOT_LABEL}={TEST_BOT}"]})
-        _, running = await docker_api.call("GET", "/containers/json", filters=filters)
-        assert len(running) == 1, "the first release's container was replaced"
-        release = await engine.storage.get_release_of_workflow(second)
-        assert release is not None and release.status == "active"
-        handle = ReleaseHandle.model_validate_json(release.runtime_handle or "")
-        assert handle.container_id == running[0]["Id"]

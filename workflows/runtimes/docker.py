@@ -1,25 +1,40 @@
-"""The `docker` runtime: each release is a container, driven through the Docker Engine API.
+"""The `docker` runtime: each release is a container, driven through the Engine API (aiodocker).
 
-shipcord talks to the engine over its unix socket with aiohttp (no Docker SDK). A release
-is found again by the label `shipcord.release=<marker>`, so a retried start adopts the
-container that an interrupted attempt already created, and a stop finds it even when the
-handle never got saved. Containers share the host's network, so the target's `PORT` and
-`health_url` on 127.0.0.1 work as they do for processes. shipcord supervises releases
-itself: the restart policy is "no".
+Invariants:
+
+- A release's container carries the label `shipcord.release=<marker>` (plus the bot, release
+  number, version and port labels) and a name derived from the marker. A retried start
+  therefore adopts the container that an interrupted attempt created (found by label, or by
+  name when the create answers 409; started if it never was), and a stop finds it even when
+  the handle never got saved. An adopted release's handle carries the port the container was
+  given, which a retry that picked a new port cannot know.
+- shipcord supervises releases itself: the restart policy is "no". Containers share the
+  host's network, so the target's `PORT` and `health_url` on 127.0.0.1 work as they do for
+  processes.
+- A container's output is appended to the release log before the container is removed: the
+  log outlives the container.
+- Every failure is a `RuntimeError_` whose message is one line naming what failed. Two of
+  them never heal by retrying and have their own subclasses: the socket refuses this user
+  (`EngineAccessDenied`) and the image is absent and cannot be pulled (`ImageUnavailable`).
+- The aiodocker client is created on first use, inside the running event loop: the worker
+  builds this runtime always, and touches the socket only when a docker target is used.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import errno
 import hashlib
-import json
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import aiodocker
 import aiohttp
+from aiodocker.containers import DockerContainer
+from aiodocker.exceptions import DockerError
 
 from workflows.runtimes.base import ReleaseHandle, ReleaseSpec, RuntimeError_
 from workflows.runtimes.process import log_tail
@@ -34,12 +49,42 @@ RELEASE_LABEL = "shipcord.release"
 BOT_LABEL = "shipcord.bot"
 RELEASE_NUMBER_LABEL = "shipcord.release-number"
 VERSION_LABEL = "shipcord.version"
+PORT_LABEL = "shipcord.port"
+# How long a 409 on create may take to show the container that holds the name: the engine
+# reserves a name before the container it names can be inspected.
+ADOPT_WAIT_SECONDS = 5.0
 
 OUTPUT_TAIL_LINES = 20
 OUTPUT_TAIL_CHARS = 300
 # The host's PATH means nothing inside an image, which sets its own.
 HOST_ONLY_VARIABLES = frozenset({"PATH"})
 NAME_FORBIDDEN = re.compile(r"[^a-zA-Z0-9_.-]+")
+# aiodocker reports "could not connect" as this pseudo status, with the socket error as context.
+CONNECTION_FAILED = 900
+
+T = TypeVar("T")
+Request = Callable[[aiodocker.Docker], Awaitable[T]]
+
+
+class EngineAccessDenied(RuntimeError_):
+    """The Docker socket exists but refuses this worker's user: retrying cannot help."""
+
+
+class ImageUnavailable(RuntimeError_):
+    """The image is not on the engine and the registry will not give it: retrying cannot help."""
+
+
+class EngineRefused(RuntimeError_):
+    """The engine answered a request with an error status (0: an error in a progress stream)."""
+
+    def __init__(self, what: str, status: int, detail: str) -> None:
+        super().__init__(f"{what}: the Docker engine answered {status}: {one_line(detail)}")
+        self.status = status
+        self.detail = detail
+
+
+class EngineSilent(RuntimeError_):
+    """The engine accepted the connection but gave no answer in time."""
 
 
 class DockerRuntime:
@@ -52,25 +97,31 @@ class DockerRuntime:
         *,
         pull_timeout_seconds: float = PULL_TIMEOUT_SECONDS,
     ) -> None:
-        self._engine = DockerEngine(socket_path)
+        self.socket_path = socket_path
         self._stop_grace = stop_grace_seconds
         self._pull_timeout = pull_timeout_seconds
+        self._client: aiodocker.Docker | None = None
 
     async def close(self) -> None:
-        await self._engine.close()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
 
     # Runtime protocol -------------------------------------------------------------------
 
     async def start(self, spec: ReleaseSpec) -> ReleaseHandle:
         existing = await self._find_by_marker(spec.marker)
-        if existing is not None and existing.get("State") == "running":
-            return self._handle(spec, existing["Id"])
-        if existing is not None:
-            # A stopped copy from an earlier attempt: start afresh rather than resume it.
+        if existing is not None and existing["State"] == "running":
+            return self._handle(spec, existing)
+        if existing is not None and existing["State"] != "created":
+            # A copy that ran and stopped: start afresh rather than resume it.
             await self._remove(existing["Id"], log_path=str(spec.log_path))
-        container_id = await self._create(spec)
-        await self._start_container(container_id, spec.image or "")
-        return self._handle(spec, container_id)
+            existing = None
+        # A created container was never started (its attempt was interrupted, or another
+        # attempt is about to start it): starting it twice is harmless.
+        container = existing or await self._create(spec)
+        await self._start_container(container["Id"], spec.image or "")
+        return self._handle(spec, container)
 
     async def is_running(self, handle: ReleaseHandle) -> bool:
         details = await self._inspect_release(handle)
@@ -88,8 +139,55 @@ class DockerRuntime:
             gone = "the container no longer exists"
             return f"{gone}; last output: {tail}" if tail else gone
         what = describe_state(details["State"])
-        output = one_line(await self._output_tail(details["Id"]))
+        output = one_line(await self._output(details["Id"], tail=OUTPUT_TAIL_LINES))
         return f"{what}; last output: {output}" if output else what
+
+    # Talking to the engine --------------------------------------------------------------
+
+    def _docker(self) -> aiodocker.Docker:
+        if self._client is None:
+            # No total timeout on the session: each call below sets its own bound.
+            self._client = aiodocker.Docker(
+                url=f"unix://{self.socket_path}",
+                timeout=aiohttp.ClientTimeout(sock_connect=CONNECT_TIMEOUT_SECONDS),
+            )
+        return self._client
+
+    async def _call(
+        self, what: str, request: Request[T], *, seconds: float = API_TIMEOUT_SECONDS
+    ) -> T:
+        """One request, bounded in time, with every failure turned into a one-line error."""
+        try:
+            async with asyncio.timeout(seconds):
+                return await request(self._docker())
+        except DockerError as error:
+            if error.status == CONNECTION_FAILED:
+                raise self._unreachable(error) from None
+            raise EngineRefused(what, error.status, error.message) from None
+        except aiohttp.ConnectionTimeoutError:
+            raise RuntimeError_(
+                f"cannot reach the Docker engine at {self.socket_path}: "
+                f"no connection within {CONNECT_TIMEOUT_SECONDS:g}s"
+            ) from None
+        except TimeoutError:
+            raise EngineSilent(
+                f"{what}: the Docker engine at {self.socket_path} did not answer "
+                f"within {seconds:g}s"
+            ) from None
+
+    def _unreachable(self, error: DockerError) -> RuntimeError_:
+        cause = socket_error(error)
+        if cause is not None and cause.errno in (errno.EACCES, errno.EPERM):
+            group = socket_group(self.socket_path)
+            return EngineAccessDenied(
+                f"permission denied on the Docker socket {self.socket_path}: uid {os.getuid()} "
+                f"may not use it (give the worker the socket's group{group}, or run it as root)"
+            )
+        reason = (cause.strerror or str(cause)) if cause is not None else error.message
+        return RuntimeError_(f"cannot reach the Docker engine at {self.socket_path}: {reason}")
+
+    def _container(self, container_id: str) -> Callable[[aiodocker.Docker], DockerContainer]:
+        return lambda docker: docker.containers.container(container_id)
 
     # Finding containers -----------------------------------------------------------------
 
@@ -100,21 +198,28 @@ class DockerRuntime:
         return containers[0] if containers else None
 
     async def _list_by_marker(self, marker: str) -> list[dict[str, Any]]:
-        filters = json.dumps({"label": [f"{RELEASE_LABEL}={marker}"]})
-        status, answer = await self._engine.call(
-            "GET", "/containers/json", params={"all": "1", "filters": filters}
+        found = await self._call(
+            "cannot list containers",
+            lambda docker: docker.containers.list(
+                all=True, filters={"label": [f"{RELEASE_LABEL}={marker}"]}
+            ),
         )
-        if status != 200:
-            raise engine_refused("cannot list containers", status, answer)
-        return list(answer)
+        return [
+            {"Id": container.id, "State": container["State"], "Labels": container["Labels"]}
+            for container in found
+        ]
 
     async def _inspect(self, container_id: str) -> dict[str, Any] | None:
-        status, answer = await self._engine.call("GET", f"/containers/{container_id}/json")
-        if status == 404:
-            return None
-        if status != 200:
-            raise engine_refused(f"cannot inspect container {container_id[:12]}", status, answer)
-        return dict(answer)
+        container = self._container(container_id)
+        try:
+            return await self._call(
+                f"cannot inspect container {container_id[:12]}",
+                lambda docker: container(docker).show(),
+            )
+        except EngineRefused as refused:
+            if refused.status == 404:
+                return None
+            raise
 
     async def _inspect_release(self, handle: ReleaseHandle) -> dict[str, Any] | None:
         """The release's container by id, else by its label (the id was never saved)."""
@@ -132,93 +237,130 @@ class DockerRuntime:
 
     # Creating and starting --------------------------------------------------------------
 
-    async def _create(self, spec: ReleaseSpec) -> str:
+    async def _create(self, spec: ReleaseSpec) -> dict[str, Any]:
+        """The new container's Id and Labels; the existing one's if another attempt won."""
         image = spec.image or ""
         if not image:
             raise RuntimeError_(f"the {spec.bot_name} target names no image to run")
-        status, answer = await self._create_request(spec)
-        if status == 404:
-            await self._pull(image)
-            status, answer = await self._create_request(spec)
-        if status == 409:
-            # Another attempt created it between our look-up and now: adopt that one.
-            adopted = await self._find_by_marker(spec.marker)
-            if adopted is not None:
-                return str(adopted["Id"])
+        try:
+            return await self._create_request(spec)
+        except EngineRefused as refused:
+            if refused.status == 409:
+                return await self._adopt(spec)
+            if refused.status != 404:
+                raise
+        await self._pull(image)
+        try:
+            return await self._create_request(spec)
+        except EngineRefused as refused:
+            if refused.status == 409:
+                return await self._adopt(spec)
+            raise
+
+    async def _create_request(self, spec: ReleaseSpec) -> dict[str, Any]:
+        config = container_config(spec)
+        created = await self._call(
+            f"cannot create a container from {spec.image}",
+            lambda docker: docker.containers.create(config, name=container_name(spec)),
+        )
+        return {"Id": created.id, "Labels": config["Labels"]}
+
+    async def _adopt(self, spec: ReleaseSpec) -> dict[str, Any]:
+        """The name is taken: by another attempt at this release (adopt it), or by a stranger."""
+        name = container_name(spec)
+        deadline = asyncio.get_running_loop().time() + ADOPT_WAIT_SECONDS
+        while (details := await self._inspect(name)) is None:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError_(
+                    f"the Docker engine says the name {name} is taken, yet no container "
+                    f"by that name appeared within {ADOPT_WAIT_SECONDS:g}s"
+                )
+            await asyncio.sleep(0.1)
+        labels = details["Config"].get("Labels") or {}
+        if labels.get(RELEASE_LABEL) != spec.marker:
             raise RuntimeError_(
-                f"a container named {container_name(spec)} exists but is not release "
+                f"a container named {name} exists but is not release "
                 f"{spec.release_number} of {spec.bot_name}; remove it first"
             )
-        if status != 201:
-            raise engine_refused(f"cannot create a container from {image}", status, answer)
-        return str(answer["Id"])
-
-    async def _create_request(self, spec: ReleaseSpec) -> tuple[int, Any]:
-        return await self._engine.call(
-            "POST",
-            "/containers/create",
-            params={"name": container_name(spec)},
-            body=container_config(spec),
-        )
+        return {"Id": details["Id"], "Labels": labels}
 
     async def _pull(self, image: str) -> None:
-        repository, tag = split_image_reference(image)
-        problem = await self._engine.pull(repository, tag, timeout=self._pull_timeout)
-        if problem:
-            raise RuntimeError_(
-                f"image {image} is not available locally and could not be pulled: {problem}"
+        problem = f"image {image} is not available locally and could not be pulled"
+        try:
+            await self._call(
+                problem, lambda docker: docker.images.pull(image), seconds=self._pull_timeout
             )
+        except EngineRefused as refused:
+            # Refused as an error answer or inside the progress stream: either way the
+            # registry will not give this image.
+            raise ImageUnavailable(f"{problem}: {one_line(refused.detail)}") from None
+        except EngineSilent:
+            raise RuntimeError_(f"{problem}: no result within {self._pull_timeout:g}s") from None
 
     async def _start_container(self, container_id: str, image: str) -> None:
-        status, answer = await self._engine.call("POST", f"/containers/{container_id}/start")
-        if status in (204, 304):  # 304: already started by a concurrent attempt
-            return
-        # A container that cannot start (say, its command is not in the image) is useless;
-        # failing to remove it must not hide why it did not start.
-        with contextlib.suppress(RuntimeError_):
-            await self._remove(container_id, log_path="")
-        raise engine_refused(f"cannot start the container from {image}", status, answer)
+        container = self._container(container_id)
+        try:
+            # 304 (already started by a concurrent attempt) is not an error for aiodocker.
+            await self._call(
+                f"cannot start the container from {image}",
+                lambda docker: container(docker).start(),
+            )
+        except EngineRefused:
+            # A container that cannot start is useless; failing to remove it must not hide
+            # why it did not start.
+            try:
+                await self._remove(container_id, log_path="")
+            except RuntimeError_:
+                pass
+            raise
 
     # Stopping ---------------------------------------------------------------------------
 
     async def _stop_container(self, container_id: str) -> None:
-        status, answer = await self._engine.call(
-            "POST",
-            f"/containers/{container_id}/stop",
-            params={"t": str(max(0, round(self._stop_grace)))},
-            timeout=self._stop_grace + API_TIMEOUT_SECONDS,
-        )
-        if status not in (204, 304, 404):  # 304: already stopped; 404: already gone
-            raise engine_refused(f"cannot stop container {container_id[:12]}", status, answer)
+        container = self._container(container_id)
+        grace = max(0, round(self._stop_grace))
+        try:
+            # 304 (already stopped) is not an error for aiodocker.
+            await self._call(
+                f"cannot stop container {container_id[:12]}",
+                lambda docker: container(docker).stop(t=grace),
+                seconds=grace + API_TIMEOUT_SECONDS,
+            )
+        except EngineRefused as refused:
+            if refused.status != 404:  # already gone
+                raise
 
     async def _remove(self, container_id: str, *, log_path: str) -> None:
         """Remove the container, first keeping its output in the release log."""
         if log_path:
             await self._archive_output(container_id, Path(log_path))
-        status, answer = await self._engine.call(
-            "DELETE", f"/containers/{container_id}", params={"force": "1"}
-        )
-        if status not in (204, 404, 409):  # 409: a removal is already in progress
-            raise engine_refused(f"cannot remove container {container_id[:12]}", status, answer)
+        container = self._container(container_id)
+        try:
+            await self._call(
+                f"cannot remove container {container_id[:12]}",
+                lambda docker: container(docker).delete(force=True),
+            )
+        except EngineRefused as refused:
+            if refused.status not in (404, 409):  # 409: a removal is already in progress
+                raise
 
     # Output -----------------------------------------------------------------------------
 
-    async def _output(self, container_id: str, tail: str) -> str:
-        status, raw = await self._engine.call_raw(
-            "GET",
-            f"/containers/{container_id}/logs",
-            params={"stdout": "1", "stderr": "1", "tail": tail},
-        )
-        if status != 200:
+    async def _output(self, container_id: str, *, tail: int | str) -> str:
+        """The container's output (frames already joined by aiodocker); '' when it is gone."""
+        container = self._container(container_id)
+        try:
+            pieces = await self._call(
+                f"cannot read the output of container {container_id[:12]}",
+                lambda docker: container(docker).log(stdout=True, stderr=True, tail=tail),
+            )
+        except EngineRefused:
             return ""
-        return demultiplex(raw).decode("utf-8", "replace")
-
-    async def _output_tail(self, container_id: str) -> str:
-        return await self._output(container_id, str(OUTPUT_TAIL_LINES))
+        return "".join(pieces)
 
     async def _archive_output(self, container_id: str, log_path: Path) -> None:
         """The container's output goes to the release log: it outlives the container."""
-        output = await self._output(container_id, "all")
+        output = await self._output(container_id, tail="all")
         details = await self._inspect(container_id)
         ending = describe_state(details["State"]) if details is not None else "container gone"
         if output and not output.endswith("\n"):
@@ -229,106 +371,15 @@ class DockerRuntime:
         )
         await asyncio.to_thread(append_text, log_path, text)
 
-    def _handle(self, spec: ReleaseSpec, container_id: str) -> ReleaseHandle:
+    def _handle(self, spec: ReleaseSpec, container: dict[str, Any]) -> ReleaseHandle:
+        port = (container.get("Labels") or {}).get(PORT_LABEL, "")
         return ReleaseHandle(
             runtime=self.name,
             marker=spec.marker,
-            port=spec.port,
+            port=int(port) if port.isdigit() else spec.port,
             log_path=str(spec.log_path),
-            container_id=container_id,
+            container_id=container["Id"],
         )
-
-
-class DockerEngine:
-    """A thin client for the Docker Engine API on a unix socket, with one-line errors."""
-
-    def __init__(self, socket_path: str) -> None:
-        self.socket_path = socket_path
-        self._http: aiohttp.ClientSession | None = None
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
-
-    def _session(self) -> aiohttp.ClientSession:
-        # Created on first use, so inside the event loop that will use it.
-        if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(
-                base_url="http://docker",
-                connector=aiohttp.UnixConnector(path=self.socket_path),
-            )
-        return self._http
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, str] | None = None,
-        body: dict[str, Any] | None = None,
-        timeout: float = API_TIMEOUT_SECONDS,
-    ) -> tuple[int, Any]:
-        """The status and the decoded JSON answer (None when there is no body)."""
-        status, raw = await self.call_raw(method, path, params=params, body=body, timeout=timeout)
-        try:
-            return status, json.loads(raw) if raw.strip() else None
-        except ValueError:
-            return status, {"message": raw.decode("utf-8", "replace").strip()}
-
-    async def call_raw(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, str] | None = None,
-        body: dict[str, Any] | None = None,
-        timeout: float = API_TIMEOUT_SECONDS,
-    ) -> tuple[int, bytes]:
-        try:
-            async with self._session().request(
-                method, path, params=params, json=body, timeout=self._timeout(timeout)
-            ) as response:
-                return response.status, await response.read()
-        except aiohttp.ConnectionTimeoutError:
-            raise self._unreachable(f"no connection within {CONNECT_TIMEOUT_SECONDS:g}s") from None
-        except TimeoutError:
-            raise RuntimeError_(
-                f"the Docker engine at {self.socket_path} did not answer {method} {path} "
-                f"within {timeout:g}s"
-            ) from None
-        except aiohttp.ClientError as error:
-            raise self._unreachable(connection_problem(error)) from None
-
-    async def pull(self, repository: str, tag: str, *, timeout: float) -> str:
-        """Pull an image; '' on success, else what went wrong."""
-        try:
-            async with self._session().post(
-                "/images/create",
-                params={"fromImage": repository, "tag": tag},
-                timeout=self._timeout(timeout),
-            ) as response:
-                if response.status != 200:
-                    return error_message(await response.read())
-                # The engine answers 200 at once and reports failures in the progress stream.
-                async for line in response.content:
-                    problem = progress_error(line)
-                    if problem:
-                        return problem
-                return ""
-        except aiohttp.ConnectionTimeoutError:
-            raise self._unreachable(f"no connection within {CONNECT_TIMEOUT_SECONDS:g}s") from None
-        except TimeoutError:
-            return f"no result within {timeout:g}s"
-        except aiohttp.ClientError as error:
-            raise self._unreachable(connection_problem(error)) from None
-
-    @staticmethod
-    def _timeout(total: float) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=total, sock_connect=CONNECT_TIMEOUT_SECONDS)
-
-    def _unreachable(self, reason: str) -> RuntimeError_:
-        return RuntimeError_(f"cannot reach the Docker engine at {self.socket_path}: {reason}")
 
 
 # Pure helpers ---------------------------------------------------------------------------
@@ -350,6 +401,7 @@ def container_config(spec: ReleaseSpec) -> dict[str, Any]:
             BOT_LABEL: spec.bot_name,
             RELEASE_NUMBER_LABEL: str(spec.release_number),
             VERSION_LABEL: spec.version,
+            PORT_LABEL: str(spec.port),
         },
         "Tty": False,
         "OpenStdin": False,
@@ -370,16 +422,21 @@ def environment(env: dict[str, str]) -> Iterable[tuple[str, str]]:
     return ((key, value) for key, value in env.items() if key not in HOST_ONLY_VARIABLES)
 
 
-def split_image_reference(image: str) -> tuple[str, str]:
-    """`repository[:tag][@digest]` as the pull API wants it (no tag would pull every tag)."""
-    if "@" in image:
-        repository, digest = image.split("@", 1)
-        return repository, digest
-    last_part = image.rsplit("/", 1)[-1]
-    if ":" in last_part:
-        repository, tag = image.rsplit(":", 1)
-        return repository, tag
-    return image, "latest"
+def socket_error(error: DockerError) -> OSError | None:
+    """The operating system's reason behind aiodocker's "cannot connect", if it kept one."""
+    cause: BaseException | None = error.__cause__ or error.__context__
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno is not None:
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def socket_group(socket_path: str) -> str:
+    try:
+        return f", gid {os.stat(socket_path).st_gid}"
+    except OSError:
+        return ""
 
 
 def is_running_state(state: dict[str, Any]) -> bool:
@@ -405,19 +462,6 @@ def describe_state(state: dict[str, Any]) -> str:
     return f"the container exited with status {state.get('ExitCode')}"
 
 
-def demultiplex(raw: bytes) -> bytes:
-    """The output in a log stream without a TTY: frames of an 8-byte header + payload."""
-    output = bytearray()
-    offset = 0
-    while offset + 8 <= len(raw):
-        stream, size = raw[offset], int.from_bytes(raw[offset + 4 : offset + 8], "big")
-        if stream not in (0, 1, 2) or raw[offset + 1 : offset + 4] != b"\0\0\0":
-            return raw  # not multiplexed after all (a container with a TTY)
-        output += raw[offset + 8 : offset + 8 + size]
-        offset += 8 + size
-    return bytes(output)
-
-
 def one_line(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:
     return text.strip().replace("\r", "").replace("\n", " | ")[-limit:]
 
@@ -426,31 +470,3 @@ def append_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as log:
         log.write(text)
-
-
-def error_message(raw: bytes) -> str:
-    try:
-        return str(json.loads(raw).get("message") or raw.decode("utf-8", "replace")).strip()
-    except (ValueError, AttributeError):
-        return raw.decode("utf-8", "replace").strip()
-
-
-def progress_error(line: bytes) -> str:
-    try:
-        progress = json.loads(line)
-    except ValueError:
-        return ""
-    if not isinstance(progress, dict):
-        return ""
-    return str(progress.get("error") or "")
-
-
-def engine_refused(what: str, status: int, answer: Any) -> RuntimeError_:
-    message = answer.get("message") if isinstance(answer, dict) else None
-    return RuntimeError_(f"{what}: the Docker engine answered {status}: {message or answer}")
-
-
-def connection_problem(error: aiohttp.ClientError) -> str:
-    if isinstance(error, aiohttp.ClientConnectorError):
-        return error.os_error.strerror or str(error.os_error)
-    return str(error) or type(error).__name__
