@@ -42,7 +42,13 @@ from workflows.activity_models import (
 from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
 from workflows.models import validate_version
 from workflows.releases import Release
-from workflows.runtimes import ReleaseHandle, ReleaseSpec, Runtime, RuntimeError_
+from workflows.runtimes import (
+    PermanentRuntimeError,
+    ReleaseHandle,
+    ReleaseSpec,
+    Runtime,
+    RuntimeError_,
+)
 from workflows.targets import Target, TargetRegistry, TargetsError, UnknownTarget
 
 log = structlog.get_logger(__name__)
@@ -83,11 +89,16 @@ def discord_errors() -> Iterator[None]:
 
 @contextmanager
 def runtime_errors() -> Iterator[None]:
-    """A runtime that failed (the engine unreachable, a stop that hung): Temporal retries."""
+    """A runtime that failed (the engine unreachable, a stop that hung): Temporal retries,
+    unless the runtime says no retry can heal it."""
     try:
         yield
     except RuntimeError_ as error:
-        raise ApplicationError(str(error), type="RuntimeError") from None
+        raise ApplicationError(
+            str(error),
+            type="RuntimeError",
+            non_retryable=isinstance(error, PermanentRuntimeError),
+        ) from None
 
 
 class DeploymentActivities:

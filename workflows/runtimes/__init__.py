@@ -1,11 +1,18 @@
 """Where releases run: local processes (the default) or Docker containers."""
 
-from workflows.runtimes.base import ReleaseHandle, ReleaseSpec, Runtime, RuntimeError_
+from workflows.runtimes.base import (
+    PermanentRuntimeError,
+    ReleaseHandle,
+    ReleaseSpec,
+    Runtime,
+    RuntimeError_,
+)
 from workflows.runtimes.docker import DockerRuntime
 from workflows.runtimes.process import ProcessRuntime
 
 __all__ = [
     "DockerRuntime",
+    "PermanentRuntimeError",
     "ProcessRuntime",
     "ReleaseHandle",
     "ReleaseSpec",

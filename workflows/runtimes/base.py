@@ -39,6 +39,10 @@ class RuntimeError_(Exception):
     """A release could not be started or stopped."""
 
 
+class PermanentRuntimeError(RuntimeError_):
+    """A runtime failure that no retry can heal (access denied, an image that cannot be had)."""
+
+
 class Runtime(Protocol):
     name: str
 

@@ -36,7 +36,7 @@ import aiohttp
 from aiodocker.containers import DockerContainer
 from aiodocker.exceptions import DockerError
 
-from workflows.runtimes.base import ReleaseHandle, ReleaseSpec, RuntimeError_
+from workflows.runtimes.base import PermanentRuntimeError, ReleaseHandle, ReleaseSpec, RuntimeError_
 from workflows.runtimes.process import log_tail
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -66,11 +66,11 @@ T = TypeVar("T")
 Request = Callable[[aiodocker.Docker], Awaitable[T]]
 
 
-class EngineAccessDenied(RuntimeError_):
+class EngineAccessDenied(PermanentRuntimeError):
     """The Docker socket exists but refuses this worker's user: retrying cannot help."""
 
 
-class ImageUnavailable(RuntimeError_):
+class ImageUnavailable(PermanentRuntimeError):
     """The image is not on the engine and the registry will not give it: retrying cannot help."""
 
 
