@@ -547,3 +547,90 @@ async def test_privileged_intents_and_expired_interactions(make_double: Any) -> 
             await double.dispatch_command(world.bot, "late", user=world.alice)
             await double.wait_for(lambda: errors, 5, "the late callback to be refused")
         assert errors == [10062]
+
+
+async def test_interaction_webhooks_have_a_bucket_per_token_apart_from_the_channel(
+    make_double: Any,
+) -> None:
+    """Two interactions in one channel: each token has its own 5-per-2 s bucket, and
+    neither takes from the channel's message buckets."""
+    async with make_double(webhook_limit=2, webhook_window=0.5, advertise_ratelimits=False) as d:
+        world = World(d)
+        bot = new_bot()
+        replies: dict[int, discord.InteractionMessage] = {}
+
+        @bot.tree.command(name="show", description="Answers with a message it edits later")
+        async def show(interaction: discord.Interaction) -> None:
+            response = await interaction.response.send_message("v0")
+            assert isinstance(response.resource, discord.InteractionMessage)
+            replies[interaction.id] = response.resource
+
+        async with running(bot):
+            records = [
+                await d.dispatch_command(world.bot, "show", user=world.alice, channel=world.deploys)
+                for _ in range(2)
+            ]
+            await d.wait_for(lambda: len(replies) == 2, 5, "both answers")
+            # Two edits each at once: within each token's bucket, so no 429 at all.
+            await asyncio.gather(
+                *(replies[r.id].edit(content=f"v{n}") for r in records for n in (1, 2))
+            )
+            assert d.rate_limited_count == 0
+            # The channel's own buckets are untouched: a full burst of posts still passes.
+            channel = bot.get_channel(world.deploys.id)
+            assert isinstance(channel, discord.TextChannel)
+            await asyncio.gather(*(channel.send(f"post {n}") for n in range(5)))
+            assert d.rate_limited_count == 0
+            # A third edit within one token's window is refused (and retried by discord.py).
+            first = replies[records[0].id]
+            await asyncio.gather(*(first.edit(content=f"w{n}") for n in range(3)))
+        limited = [r for r in d.requests if r.status == 429]
+        assert limited and all(r.path.startswith("/webhooks/") for r in limited)
+        assert d.rate_limited_by_channel == {world.deploys.id: len(limited)}
+        assert d.message(first.id).content in {"w0", "w1", "w2"}
+        assert d.message(first.id).edit_count == 5
+
+
+async def test_channel_posts_have_discords_bucket_per_channel(make_double: Any) -> None:
+    async with make_double(advertise_ratelimits=False, send_window=0.5) as double:
+        world = World(double)
+        bot = new_bot()
+        async with running(bot):
+            deploys = bot.get_channel(world.deploys.id)
+            general = bot.get_channel(world.general.id)
+            assert isinstance(deploys, discord.TextChannel)
+            assert isinstance(general, discord.TextChannel)
+            await asyncio.gather(*(c.send("x") for c in (deploys, general) for _ in range(5)))
+            assert double.rate_limited_count == 0  # five each: two buckets, both full
+            await asyncio.gather(*(deploys.send("y") for _ in range(2)))
+        assert double.rate_limited_by_channel == {world.deploys.id: double.rate_limited_count}
+        assert double.rate_limited_count >= 1
+
+
+async def test_an_interaction_token_expires(make_double: Any) -> None:
+    async with make_double(interaction_token_lifetime=0.3) as double:
+        world = World(double)
+        bot = new_bot()
+        errors: list[tuple[int, int]] = []
+
+        @bot.tree.command(name="answer", description="Answers in public")
+        async def answer(interaction: discord.Interaction) -> None:
+            await interaction.response.send_message("first")
+
+        async with running(bot):
+            record = await double.dispatch_command(world.bot, "answer", user=world.alice)
+            await double.wait_for_interaction_reply(record.id)
+            original = double.message(record.reply_message_id)
+            # Time passing is the subject here: the token outlives its lifetime.
+            await asyncio.sleep(0.4)
+            webhook = discord.Webhook.partial(world.bot.application_id, record.token, client=bot)
+            try:
+                await webhook.edit_message(original.id, content="too late")
+            except discord.HTTPException as error:
+                errors.append((error.status, error.code))
+            # The bot may still edit its public answer as a channel message.
+            channel = bot.get_channel(original.channel_id)
+            assert isinstance(channel, discord.TextChannel)
+            await channel.get_partial_message(original.id).edit(content="edited by the bot")
+        assert errors == [(401, 50027)]
+        assert original.content == "edited by the bot"

@@ -47,18 +47,26 @@ Records are mutable dataclasses (``user.dms_closed = True``, ``channel.deny_bots
 The first followup after a "thinking" defer (type 5) fills the deferred message, as on
 Discord.
 
-Construction knobs: ``DiscordDouble(edit_limit=5, edit_window=5.0, send_limit=50,
-send_window=1.0, advertise_ratelimits=True, heartbeat_interval_ms=41250,
-interaction_deadline=None, latency=0.0)``. Message edits (PATCH
-/channels/{c}/messages/{m}) share a fixed-window bucket per (bot, channel); sends have
-their own. Over the limit: 429 with ``Via: 1.1 google`` and ``{"message", "retry_after",
-"global": false}``. With ``advertise_ratelimits`` discord.py reads X-RateLimit-* and paces
-itself (few or no 429s); with False it cannot, so bursts really hit 429s and are retried.
+Construction knobs: ``DiscordDouble(edit_limit=5, edit_window=5.0, send_limit=5,
+send_window=5.0, webhook_limit=5, webhook_window=2.0, advertise_ratelimits=True,
+heartbeat_interval_ms=41250, interaction_deadline=None, interaction_token_lifetime=900.0,
+latency=0.0)``. Buckets are modelled as Discord applies them: channel message routes per
+channel (creates, POST /channels/{c}/messages, and edits, PATCH
+/channels/{c}/messages/{m}, each their own fixed-window bucket per (bot, channel)), and
+an interaction's webhook routes (followups, edits and deletes of its messages) per
+interaction token, so that one interaction's edits never take from the channel's bucket
+or from another interaction's. Over a limit: 429 with ``Via: 1.1 google`` and
+``{"message", "retry_after", "global": false}``. With ``advertise_ratelimits`` discord.py
+reads X-RateLimit-* and paces itself (few or no 429s); with False it cannot, so bursts
+really hit 429s and are retried. An interaction's webhook answers 401 50027 once its
+token is older than ``interaction_token_lifetime`` (15 minutes on Discord).
 
 Standalone process::
 
     python -m tests.discord_double --port 0 --seed seed.json [--edit-limit N]
-        [--edit-window S] [--no-ratelimit-headers] [--latency S] [--interaction-deadline S]
+        [--edit-window S] [--send-limit N] [--send-window S] [--webhook-limit N]
+        [--webhook-window S] [--no-ratelimit-headers] [--latency S]
+        [--interaction-deadline S] [--interaction-token-lifetime S]
 
 prints one JSON line ``{"api_base", "gateway_url", "control_url", "base_url", "port",
 "pid", "ids"}`` and serves until SIGTERM. The seed format and ``ids`` are documented in
@@ -99,7 +107,8 @@ users by id or username)::
 
 Errors: unknown token 401 ``{"message": "401: Unauthorized", "code": 0}``; unknown
 channel 10003; unknown message 10008; denied channel 403 50013; closed DMs 403 50007;
-second interaction callback 400 40060; late callback (``interaction_deadline``) 404 10062.
+second interaction callback 400 40060; late callback (``interaction_deadline``) 404 10062;
+expired interaction token on its webhook 401 50027.
 """
 
 from .client import ControlClient, DoubleProcess

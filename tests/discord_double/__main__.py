@@ -25,8 +25,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", help="JSON seed file (users, bots, guilds)")
     parser.add_argument("--edit-limit", type=int, default=5)
     parser.add_argument("--edit-window", type=float, default=5.0)
-    parser.add_argument("--send-limit", type=int, default=50)
-    parser.add_argument("--send-window", type=float, default=1.0)
+    parser.add_argument("--send-limit", type=int, default=5)
+    parser.add_argument("--send-window", type=float, default=5.0)
+    parser.add_argument("--webhook-limit", type=int, default=5)
+    parser.add_argument("--webhook-window", type=float, default=2.0)
+    parser.add_argument("--interaction-token-lifetime", type=float, default=900.0)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--interaction-deadline", type=float, default=None)
     parser.add_argument(
@@ -45,6 +48,9 @@ async def serve(args: argparse.Namespace) -> None:
         edit_window=args.edit_window,
         send_limit=args.send_limit,
         send_window=args.send_window,
+        webhook_limit=args.webhook_limit,
+        webhook_window=args.webhook_window,
+        interaction_token_lifetime=args.interaction_token_lifetime,
         advertise_ratelimits=not args.no_ratelimit_headers,
         interaction_deadline=args.interaction_deadline,
         latency=args.latency,

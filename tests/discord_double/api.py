@@ -250,10 +250,20 @@ class ApiServer:
             return web.Response(status=204, headers=result.headers)
         return json_response(result.body, status=result.status, headers=result.headers)
 
+    def _channel_of(self, path: str) -> int | None:
+        """The channel a request writes to: in its path, or its interaction's channel."""
+        found = _CHANNEL_PATH.match(path) or _WEBHOOK_PATH.match(path)
+        if found is None:
+            return None
+        if found.re is _CHANNEL_PATH:
+            return int(found.group(1))
+        interaction = self.state.interactions_by_token.get(found.group(1))
+        return interaction.channel_id if interaction is not None else None
+
     def _finish(self, api_request: ApiRequest, response: web.Response) -> web.Response:
         if response.status == 429:
             self.state.rate_limited_count += 1
-            channel_id = _channel_of(api_request.path)
+            channel_id = self._channel_of(api_request.path)
             if channel_id is not None:
                 by_channel = self.state.rate_limited_by_channel
                 by_channel[channel_id] = by_channel.get(channel_id, 0) + 1
@@ -276,8 +286,4 @@ class ApiServer:
 
 
 _CHANNEL_PATH = re.compile(r"^/channels/(\d+)")
-
-
-def _channel_of(path: str) -> int | None:
-    found = _CHANNEL_PATH.match(path)
-    return int(found.group(1)) if found else None
+_WEBHOOK_PATH = re.compile(r"^/webhooks/\d+/([^/]+)")

@@ -40,6 +40,10 @@ def unknown_webhook() -> ApiError:
     return ApiError(404, 10015, "Unknown Webhook")
 
 
+def invalid_webhook_token() -> ApiError:
+    return ApiError(401, 50027, "Invalid Webhook Token")
+
+
 class InteractionHandlers:
     def __init__(
         self,
@@ -48,10 +52,12 @@ class InteractionHandlers:
         config: RestConfig,
         *,
         callback_deadline: float | None = None,
+        token_lifetime: float = 900.0,
     ) -> None:
         self.state = state
         self.config = config
         self.callback_deadline = callback_deadline
+        self.token_lifetime = token_lifetime
         r = api.router
         r.add("POST", "/interactions/{interaction_id}/{token}/callback", self.callback, auth=False)
         r.add("POST", "/webhooks/{app_id}/{token}", self.execute, auth=False)
@@ -68,7 +74,13 @@ class InteractionHandlers:
         req.identity = record.bot_user_id
         if not record.acknowledged:
             raise unknown_webhook()
+        if time.monotonic() - record.dispatched_at > self.token_lifetime:
+            raise invalid_webhook_token()  # an interaction's token lives 15 minutes
         return record
+
+    def _limit(self, record: InteractionRecord) -> dict[str, str]:
+        """The interaction's own bucket: its token is the major parameter, not the app id."""
+        return self.config.take("webhook", record.token)
 
     def _target(self, req: ApiRequest, record: InteractionRecord) -> MessageRecord:
         raw = req.params["message_id"]
@@ -203,6 +215,7 @@ class InteractionHandlers:
 
     async def execute(self, req: ApiRequest) -> ApiResult:
         record = self._by_webhook(req)
+        headers = self._limit(record)
         original = (
             self.state.messages.get(record.original_message_id)
             if record.original_message_id
@@ -227,8 +240,8 @@ class InteractionHandlers:
         record.followup_message_ids.append(message.id)
         self._log(record, "followup", None, req.json_object(), message)
         if req.query.get("wait") not in ("1", "true", "True"):
-            return ApiResult(status=204)
-        return ApiResult(message_payload(self.state, message))
+            return ApiResult(status=204, headers=headers)
+        return ApiResult(message_payload(self.state, message), headers=headers)
 
     async def get(self, req: ApiRequest) -> ApiResult:
         record = self._by_webhook(req)
@@ -237,21 +250,23 @@ class InteractionHandlers:
     async def edit(self, req: ApiRequest) -> ApiResult:
         record = self._by_webhook(req)
         message = self._target(req, record)
+        headers = self._limit(record)
         fields = self._fields(req, record, message)
         if message.loading:
             fields["flags"] = fields.get("flags", message.flags) & ~MESSAGE_FLAG_LOADING
         self.state.edit_message(message, fields)
         kind = "edit_original" if req.params["message_id"] == "@original" else "edit_followup"
         self._log(record, kind, None, req.json_object(), message)
-        return ApiResult(message_payload(self.state, message))
+        return ApiResult(message_payload(self.state, message), headers=headers)
 
     async def delete(self, req: ApiRequest) -> ApiResult:
         record = self._by_webhook(req)
         message = self._target(req, record)
+        headers = self._limit(record)
         self.state.delete_message(message)
         kind = "delete_original" if req.params["message_id"] == "@original" else "delete_followup"
         self._log(record, kind, None, None, message)
-        return ApiResult(status=204)
+        return ApiResult(status=204, headers=headers)
 
 
 def _with_body(req: ApiRequest, data: dict[str, Any]) -> ApiRequest:

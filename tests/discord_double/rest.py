@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,14 +25,22 @@ from .state import CHANNEL_DM, BotRecord, ChannelRecord, DoubleState, MessageRec
 
 EDIT_BUCKET = "d0ub1e0ed17"
 SEND_BUCKET = "d0ub1e05e4d"
+WEBHOOK_BUCKET = "d0ub1ew3bh00c"
 
 
 @dataclass
 class RestConfig:
+    """Rate limits as Discord applies them to a bot: message creates and message edits
+    each have a bucket per channel (5 per 5 s); an interaction's webhook (followups,
+    edits and deletes of its messages) has a bucket per interaction token (5 per 2 s),
+    shared by nothing else."""
+
     edit_limit: int = 5
     edit_window: float = 5.0
-    send_limit: int = 50
-    send_window: float = 1.0
+    send_limit: int = 5
+    send_window: float = 5.0
+    webhook_limit: int = 5
+    webhook_window: float = 2.0
     advertise_ratelimits: bool = True
     """Send X-RateLimit-* headers (discord.py then paces itself and rarely sees a 429)."""
     base_url: str = ""
@@ -40,15 +49,43 @@ class RestConfig:
 
     def limiter(self, name: str) -> FixedWindowLimiter:
         if name not in self.limiters:
-            if name == "edit":
-                self.limiters[name] = FixedWindowLimiter(
-                    self.edit_limit, self.edit_window, EDIT_BUCKET
-                )
-            else:
-                self.limiters[name] = FixedWindowLimiter(
-                    self.send_limit, self.send_window, SEND_BUCKET
-                )
+            limit, window, bucket = {
+                "edit": (self.edit_limit, self.edit_window, EDIT_BUCKET),
+                "send": (self.send_limit, self.send_window, SEND_BUCKET),
+                "webhook": (self.webhook_limit, self.webhook_window, WEBHOOK_BUCKET),
+            }[name]
+            self.limiters[name] = FixedWindowLimiter(limit, window, bucket)
         return self.limiters[name]
+
+    def take(self, name: str, key: Hashable) -> dict[str, str]:
+        """Count one request against bucket `name` of `key`: its headers, or a 429."""
+        limiter = self.limiter(name)
+        decision = limiter.hit(key)
+        headers = decision.headers(limiter.bucket_hash) if self.advertise_ratelimits else {}
+        if not decision.allowed:
+            raise rate_limited(decision, headers)
+        return headers
+
+
+def rate_limited(decision: Decision, headers: dict[str, str]) -> ApiError:
+    """Discord's 429 for a per-route bucket (the Via header tells it from a proxy's)."""
+    retry_after = max(decision.reset_after, 0.001)
+    return ApiError(
+        429,
+        0,
+        "You are being rate limited.",
+        headers={
+            **headers,
+            "Via": "1.1 google",
+            "Retry-After": str(max(1, round(retry_after + 0.5))),
+            "X-RateLimit-Scope": "user",
+        },
+        body={
+            "message": "You are being rate limited.",
+            "retry_after": math.ceil(retry_after * 1000) / 1000,
+            "global": False,
+        },
+    )
 
 
 def unknown_channel() -> ApiError:
@@ -265,33 +302,7 @@ class RestHandlers:
         return ApiResult(message_payload(self.state, self.channel_message(req, channel)))
 
     def _limit(self, name: str, bot: BotRecord, channel: ChannelRecord) -> dict[str, str]:
-        limiter = self.config.limiter(name)
-        decision = limiter.hit((bot.user_id, channel.id))
-        headers = self._ratelimit_headers(decision, limiter.bucket_hash)
-        if not decision.allowed:
-            retry_after = max(decision.reset_after, 0.001)
-            raise ApiError(
-                429,
-                0,
-                "You are being rate limited.",
-                headers={
-                    **headers,
-                    "Via": "1.1 google",
-                    "Retry-After": str(max(1, round(retry_after + 0.5))),
-                    "X-RateLimit-Scope": "user",
-                },
-                body={
-                    "message": "You are being rate limited.",
-                    "retry_after": math.ceil(retry_after * 1000) / 1000,
-                    "global": False,
-                },
-            )
-        return headers
-
-    def _ratelimit_headers(self, decision: Decision, bucket_hash: str) -> dict[str, str]:
-        if not self.config.advertise_ratelimits:
-            return {}
-        return decision.headers(bucket_hash)
+        return self.config.take(name, (bot.user_id, channel.id))
 
     async def create_message(self, req: ApiRequest) -> ApiResult:
         bot, channel = self.writable_channel(req)

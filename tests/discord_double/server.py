@@ -57,11 +57,14 @@ class DiscordDouble:
         port: int = 0,
         edit_limit: int = 5,
         edit_window: float = 5.0,
-        send_limit: int = 50,
-        send_window: float = 1.0,
+        send_limit: int = 5,
+        send_window: float = 5.0,
+        webhook_limit: int = 5,
+        webhook_window: float = 2.0,
         advertise_ratelimits: bool = True,
         heartbeat_interval_ms: int = 41250,
         interaction_deadline: float | None = None,
+        interaction_token_lifetime: float = 900.0,
         latency: float = 0.0,
     ) -> None:
         self.host = host
@@ -75,6 +78,8 @@ class DiscordDouble:
             edit_window=edit_window,
             send_limit=send_limit,
             send_window=send_window,
+            webhook_limit=webhook_limit,
+            webhook_window=webhook_window,
             advertise_ratelimits=advertise_ratelimits,
         )
         self.command_store = CommandStore(self.state)
@@ -83,7 +88,11 @@ class DiscordDouble:
         RestHandlers(self.state, self.api, self.config)
         CommandHandlers(self.state, self.api, self.command_store)
         InteractionHandlers(
-            self.state, self.api, self.config, callback_deadline=interaction_deadline
+            self.state,
+            self.api,
+            self.config,
+            callback_deadline=interaction_deadline,
+            token_lifetime=interaction_token_lifetime,
         )
         self._runner: web.AppRunner | None = None
 

@@ -26,6 +26,8 @@ def double_options() -> dict[str, Any]:
     return {
         "edit_limit": LIMIT,
         "edit_window": WINDOW,
+        "send_limit": LIMIT,
+        "send_window": WINDOW,
         "advertise_ratelimits": False,
         "interaction_deadline": 3.0,
     }
