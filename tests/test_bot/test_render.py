@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from bot.card import COLOURS, Card, colour, final_card, running_card
 from bot.render import (
     describe_rollback,
     format_duration,
@@ -218,3 +219,154 @@ def test_status_detail_and_list() -> None:
     listed = render_status_list(["a", "b"], total=3)
     assert listed.startswith("3 open deployments")
     assert "1 more" in listed
+
+
+# -- the progress message's card ------------------------------------------------------------
+
+
+def card_text(card: Card) -> str:
+    """What a person reads: the content, then the embed's text."""
+    embed = card.embed
+    parts = [card.content, embed["title"], embed["description"]]
+    parts += [f"{field['name']}: {field['value']}" for field in embed["fields"]]
+    return "\n".join([*parts, embed["footer"]["text"]])
+
+
+def test_running_card_is_a_checklist_with_the_facts_and_a_one_line_summary() -> None:
+    card = running_card(
+        make_record(),
+        make_status(release_number=3, completed_steps=["Validating configuration"]),
+        workflow_url="http://ui/wf",
+    )
+    text = card_text(card)
+    assert card.embed["color"] == COLOURS["running"]
+    assert "**Deploying to platform** — 60%\n`██████░░░░ 60%`" in text
+    assert (
+        "✅ Validating configuration\n✅ Creating bot record\n🔄 **Deploying to platform**\n"
+        "⬜ Running health check\n⬜ Deployed"
+    ) in text
+    assert "State: running" in text and "Owner: <@123456789012345678>" in text
+    assert "Version: `1.4.0`" in text and "Release: #3" in text
+    assert f"Started: <t:{int(STARTED.timestamp())}:R>" in text
+    assert card.embed["url"] == "http://ui/wf" and "(http://ui/wf)" in text
+    assert card.content == (
+        "Deploying **echo** `1.4.0` as `deploy-echo-1735787045000` — Deploying to platform, 60%"
+    )
+    assert card.buttons_for is DeploymentState.RUNNING
+
+
+def test_the_card_changes_only_when_something_shown_changed() -> None:
+    first = running_card(make_record(), make_status(updated_at=STARTED), workflow_url=None)
+    later = make_status(updated_at=STARTED + timedelta(seconds=30))
+    assert running_card(make_record(), later, workflow_url=None) == first
+    paused = make_status(state=DeploymentState.PAUSED)
+    assert running_card(make_record(), paused, workflow_url=None) != first
+
+
+def test_colour_by_state_including_approval() -> None:
+    colours = {
+        state: colour(state)
+        for state in (*DeploymentState, "awaiting_approval")  # a state not modelled here yet
+    }
+    assert len(set(colours.values())) == len(colours), "each state its own colour"
+    assert colour("awaiting_approval") == COLOURS["awaiting_approval"]
+    assert colour("something-new") == COLOURS["running"]
+    card = running_card(make_record(), make_status(state=DeploymentState.PAUSED), workflow_url=None)
+    assert card.embed["color"] == COLOURS["paused"]
+    assert "⏸️ **Deploying to platform**" in card_text(card)
+    assert card.content.endswith("(paused)")
+
+
+def test_rolling_back_shows_each_compensation_as_it_completes() -> None:
+    status = make_status(
+        state=DeploymentState.ROLLING_BACK,
+        step="Rolling back",
+        progress=85,
+        compensations=[
+            CompensationRecord(name="stop_new_release", ok=True, detail="Release #2 stopped.")
+        ],
+    )
+    text = card_text(running_card(make_record(), status, workflow_url=None))
+    assert "✅ Deploying to platform\n↩️ **Running health check**\n⬜ Deployed" in text
+    assert "Rollback: ✅ Stop the new release: Release #2 stopped.\n🔄 rolling back…" in text
+    assert "State: rolling back" in text
+
+
+def test_final_card_is_exact_from_the_result_alone() -> None:
+    result = DeploymentResult(
+        success=False,
+        error="exec failed",
+        state=DeploymentState.FAILED,
+        step="Running health check",
+        progress=85,
+        release_number=2,
+        compensations=[
+            CompensationRecord(name="stop_new_release", ok=True, detail="Release #2 stopped."),
+            CompensationRecord(name="restore_previous_release", ok=False, detail="exec failed"),
+        ],
+    )
+    card = final_card(
+        make_record(), result, finished_at=STARTED + timedelta(seconds=12), workflow_url=None
+    )
+    text = card_text(card)
+    assert "**Failed** at running health check — 85%" in text
+    assert "❌ **Running health check**\n⬜ Deployed" in text
+    assert "State: failed in 12s" in text and "Error: exec failed" in text
+    assert "✅ Stop the new release: Release #2 stopped." in text
+    assert "❌ Restore the previous release failed, the bot is DOWN: exec failed" in text
+    assert card.embed["color"] == COLOURS["failed"] and card.buttons_for is None
+    assert card.content == (
+        "Failed to deploy **echo** `1.4.0` as `deploy-echo-1735787045000` — at running "
+        "health check, 85%"
+    )
+    # What the board saw last does not change what the result says.
+    seen = make_status(step="Validating configuration", progress=10)
+    assert (
+        final_card(
+            make_record(),
+            result,
+            finished_at=STARTED + timedelta(seconds=12),
+            last_status=seen,
+            workflow_url=None,
+        ).embed
+        == card.embed
+    )
+
+
+def test_final_cards_of_success_and_cancellation() -> None:
+    finished = STARTED + timedelta(seconds=83)
+    succeeded = final_card(
+        make_record(),
+        DeploymentResult(success=True, release_number=7, step="Deployed", progress=100),
+        finished_at=finished,
+        workflow_url=None,
+    )
+    text = card_text(succeeded)
+    assert "**Deployed** — 100%" in text and "Release #7 is live." in text
+    assert "State: succeeded in 1m 23s" in text and "Rollback" not in text
+    assert succeeded.embed["description"].count("✅") == 5  # every step done
+    assert succeeded.content.endswith("release #7 is live")
+    cancelled = final_card(
+        make_record(),
+        DeploymentResult(
+            success=False,
+            state=DeploymentState.CANCELLED,
+            step="Deploying to platform",
+            progress=60,
+        ),
+        finished_at=finished,
+        workflow_url=None,
+    )
+    text = card_text(cancelled)
+    assert "**Cancelled** at deploying to platform — 60%" in text
+    assert "🛑 **Deploying to platform**" in text
+    assert "Rollback: Nothing had been deployed yet" in text
+    assert "Error" not in text and cancelled.embed["color"] == COLOURS["cancelled"]
+
+
+def test_cards_fit_discords_limits_and_never_mention_a_label() -> None:
+    card = running_card(make_record(owner_id="@everyone"), make_status(last_error="x" * 5000),
+                        workflow_url=None)  # fmt: skip
+    assert all(len(field["value"]) <= 1024 for field in card.embed["fields"])
+    assert "@everyone" not in card_text(card) and "\n" not in card.content
+    assert len(card.content) <= 2000 and len(card.embed["description"]) <= 4096
