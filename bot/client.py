@@ -24,8 +24,10 @@ from discord.ext import commands
 from bot.config import FrontEndConfig
 from bot.control import Controller
 from bot.discord_api import configure_api_base, discover_gateway
+from bot.interaction_replies import InteractionReplies
+from bot.log_redaction import hide_interaction_tokens
 from bot.meter import FrontEndMeter, NoMeter
-from bot.pacing import ChannelPacer
+from bot.pacing import Pacer
 from bot.progress import ProgressBoard
 from bot.replies import UserError, reply_quietly, report_unexpected
 from bot.views import DeploymentButton
@@ -75,10 +77,14 @@ class ShipcordBot(commands.Bot):
         meter: FrontEndMeter | None = None,
         edit_limit: int = 5,
         edit_window: float = 5.0,
+        interaction_limit: int = 5,
+        interaction_window: float = 2.0,
+        interaction_replies: InteractionReplies | None = None,
         query_concurrency: int = 8,
         run_board: bool = True,
         **options: Any,
     ) -> None:
+        hide_interaction_tokens()
         intents = discord.Intents.none()
         intents.guilds = True  # channels and roles; members come with each interaction
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
@@ -100,7 +106,10 @@ class ShipcordBot(commands.Bot):
             storage=storage,
             deployments=service.deployments,
             config=config,
-            pacer=ChannelPacer(limit=edit_limit, window=edit_window),
+            # A channel's bucket for its messages, and each interaction's for its webhook.
+            pacer=Pacer(limit=edit_limit, window=edit_window),
+            interaction_pacer=Pacer(limit=interaction_limit, window=interaction_window),
+            replies=InteractionReplies() if interaction_replies is None else interaction_replies,
             meter=self.meter,
             query_concurrency=query_concurrency,
         )

@@ -27,7 +27,7 @@ import structlog
 
 from bot.channels import ForbiddenChannels
 from bot.config import FrontEndConfig
-from bot.pacing import ChannelPacer, Priority
+from bot.pacing import Pacer, Priority
 from bot.render import describe_rollback, render_failure_dm, render_failure_notice
 from storage import DeploymentRecord, Storage
 from workflows.models import DeploymentResult, is_snowflake
@@ -48,7 +48,7 @@ class FailureNotifier:
         *,
         client: discord.Client,
         storage: Storage,
-        pacer: ChannelPacer,
+        pacer: Pacer,
         config: FrontEndConfig,
         forbidden: ForbiddenChannels,
     ) -> None:

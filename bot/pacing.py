@@ -1,10 +1,11 @@
-"""Per-channel pacing of Discord writes: never more than the channel's bucket allows.
+"""Pacing of Discord writes per rate-limit bucket: never more than the bucket allows.
 
-Discord limits message creates and edits per channel (5 per 5 s is a safe model). The
-pacer keeps a sliding window of the last sends of each channel, so no window of that
-length ever holds more than `limit` requests, whatever phase the server counts in. Jobs
-wait in three queues (urgent, final, update); within a queue the order is first come,
-first served, and a job re-submitted under the same key replaces the waiting one in place
+Discord limits writes per bucket: message creates and edits per channel (5 per 5 s is a
+safe model), an interaction's webhook per interaction token (5 per 2 s). The pacer keeps
+a sliding window of the last sends of each bucket, so no window of that length ever
+holds more than `limit` requests, whatever phase the server counts in. Jobs wait in
+three queues (urgent, final, update); within a queue the order is first come, first
+served, and a job re-submitted under the same key replaces the waiting one in place
 (newest render wins), which makes every deployment of a busy channel get its turn.
 """
 
@@ -39,7 +40,7 @@ class _Pending:
 
 
 @dataclass
-class _Channel:
+class _Bucket:
     queues: dict[Priority, OrderedDict[str, _Pending]] = field(
         default_factory=lambda: {priority: OrderedDict() for priority in Priority}
     )
@@ -57,28 +58,29 @@ class _Channel:
         return sum(len(queue) for queue in self.queues.values())
 
 
-class ChannelPacer:
+class Pacer:
     def __init__(self, *, limit: int = 5, window: float = 5.0, margin: float = 0.3) -> None:
         if limit < 1 or window <= 0:
-            raise ValueError("a channel bucket needs limit >= 1 and window > 0")
+            raise ValueError("a bucket needs limit >= 1 and window > 0")
         self.limit = limit
         # The margin absorbs network jitter between our clock and the server's.
         self.window = window + margin
-        self._channels: dict[str, _Channel] = {}
-        self._pending_keys: dict[str, str] = {}  # key -> channel id
+        self._buckets: dict[str, _Bucket] = {}
+        self._pending_keys: dict[str, str] = {}  # key -> bucket
         self._running: set[str] = set()
         self._closed = False
 
     def submit(
-        self, channel_id: str, key: str, job: Job, *, priority: Priority = Priority.UPDATE
+        self, bucket: str, key: str, job: Job, *, priority: Priority = Priority.UPDATE
     ) -> asyncio.Future[Any]:
-        """Queue `job` (one Discord request) for the channel; await the future for its result."""
+        """Queue `job` (one Discord request) in `bucket` (a channel id, or an interaction's
+        bucket); await the future for its result."""
         if self._closed:
             raise RuntimeError("the pacer is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        channel = self._channels.setdefault(channel_id, _Channel())
+        queued = self._buckets.setdefault(bucket, _Bucket())
         earlier: list[asyncio.Future[Any]] = []
-        for queued_priority, queue in channel.queues.items():
+        for queued_priority, queue in queued.queues.items():
             waiting = queue.get(key)
             if waiting is None:
                 continue
@@ -89,28 +91,28 @@ class ChannelPacer:
             del queue[key]
             earlier = waiting.futures
             break
-        channel.queues[priority][key] = _Pending(key, job, [*earlier, future])
-        self._pending_keys[key] = channel_id
-        if channel.worker is None or channel.worker.done():
-            channel.worker = asyncio.create_task(self._drain(channel))
+        queued.queues[priority][key] = _Pending(key, job, [*earlier, future])
+        self._pending_keys[key] = bucket
+        if queued.worker is None or queued.worker.done():
+            queued.worker = asyncio.create_task(self._drain(queued))
         return future
 
     def is_busy(self, key: str) -> bool:
         """True while a job under `key` waits or runs."""
         return key in self._pending_keys or key in self._running
 
-    async def _drain(self, channel: _Channel) -> None:
+    async def _drain(self, bucket: _Bucket) -> None:
         while True:
-            await self._wait_for_slot(channel)
-            pending = channel.pop()
+            await self._wait_for_slot(bucket)
+            pending = bucket.pop()
             if pending is None:
                 return
             self._pending_keys.pop(pending.key, None)
             self._running.add(pending.key)
-            channel.sent.append(time.monotonic())
+            bucket.sent.append(time.monotonic())
             try:
                 result = await pending.job()
-            except Exception as error:  # the submitter handles it; the channel keeps going
+            except Exception as error:  # the submitter handles it; the bucket keeps going
                 for future in pending.futures:
                     if not future.done():
                         future.set_exception(error)
@@ -123,24 +125,24 @@ class ChannelPacer:
             finally:
                 self._running.discard(pending.key)
 
-    async def _wait_for_slot(self, channel: _Channel) -> None:
+    async def _wait_for_slot(self, bucket: _Bucket) -> None:
         while True:
             now = time.monotonic()
-            while channel.sent and now - channel.sent[0] >= self.window:
-                channel.sent.popleft()
-            if len(channel.sent) < self.limit:
+            while bucket.sent and now - bucket.sent[0] >= self.window:
+                bucket.sent.popleft()
+            if len(bucket.sent) < self.limit:
                 return
             # A rate limiter must wait for time to pass: this is pacing, not synchronisation.
-            await asyncio.sleep(channel.sent[0] + self.window - now)
+            await asyncio.sleep(bucket.sent[0] + self.window - now)
 
     async def close(self) -> None:
         self._closed = True
-        workers = [c.worker for c in self._channels.values() if c.worker and not c.worker.done()]
+        workers = [b.worker for b in self._buckets.values() if b.worker and not b.worker.done()]
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-        for channel in self._channels.values():
-            for queue in channel.queues.values():
+        for bucket in self._buckets.values():
+            for queue in bucket.queues.values():
                 for pending in queue.values():
                     for future in pending.futures:
                         future.cancel()

@@ -1,18 +1,33 @@
 """The progress board: keeps every deployment's progress message in step with its workflow.
 
-Each pass reads the deployments that still need attention from SQLite (open ones, and
-closed ones whose message has not got its final form yet), asks Temporal about the open
-ones (`snapshot`: describe first, query only while running) with bounded concurrency, and
-hands an edit to the channel's pacer only when the rendered text changed. A deployment
-whose previous edit still waits in the pacer is not queried again: queries never outpace
-what the channel can take, and the newest render wins once its turn comes.
+Changes come first. A change feed (`bot.changes`) long-polls the history of every open
+deployment and reports each completed workflow task; the board then asks that one
+deployment's status and edits its message if the card changed. A step therefore shows
+moments after it happened, and status queries follow the changes, not the clock.
+
+Passes are the safety net. Every `interval` the board reads from SQLite the deployments
+that still need attention (open ones, and closed ones whose message is not final yet),
+makes sure each open one is watched, finalises the closed ones, and takes a full look
+(describe, then query while running) at those without a message yet and those it has
+not looked at for `REFRESH` while a step runs: an activity's retry is no history event,
+and its attempt number is shown.
+
+A message is edited only when its card changed, through `ProgressMessages`: /deploy's
+answer through the interaction's webhook while its token lives, anything else through
+the channel's pacer. While a deployment's edit waits in a pacer, passes leave it alone
+(queries never outpace what the channel can take); a change replaces the waiting edit
+with the newest card. One visit per deployment at a time: a change that arrives during
+a visit is handled right after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,21 +35,23 @@ import discord
 import structlog
 from temporalio.service import RPCError
 
+from bot.card import Card, final_card, running_card
+from bot.changes import ChangeFeed
 from bot.channels import ForbiddenChannels
 from bot.config import FrontEndConfig
+from bot.interaction_replies import InteractionReplies, ReplyMessage
 from bot.meter import FrontEndMeter
 from bot.notifications import FailureNotifier
-from bot.pacing import ChannelPacer, Priority
-from bot.render import parse_timestamp, render_final, render_running
+from bot.pacing import Pacer, Priority
+from bot.progress_messages import ProgressMessages
+from bot.render import parse_timestamp
 from bot.rows import closed_result
-from bot.views import progress_view
 from storage import DeploymentRecord, Storage
 from workflows.client import DeploymentClient, DeploymentNotFound
 from workflows.models import DeploymentResult, DeploymentState, DeploymentStatus
 
 log = structlog.get_logger(__name__)
 
-NO_MENTIONS = discord.AllowedMentions.none()
 # Closed deployments older than this are not finalised any more (e.g. a first start on an
 # old database): their messages are long out of anyone's sight.
 FINALISE_HORIZON = timedelta(days=2)
@@ -45,9 +62,16 @@ START_GRACE = timedelta(minutes=1)
 DISCOVERY_INTERVAL = timedelta(seconds=5)
 DISCOVERY_OVERLAP = timedelta(minutes=1)
 QUERY_TIMEOUT = 10.0
+# A watched deployment still gets a full look this often (seconds): a retry's attempt
+# number shows, and a change the feed could not report is caught.
+REFRESH = 30.0
 
 
-# -- The board -----------------------------------------------------------------------------
+@dataclass
+class QueryCounts:
+    status_queries: int = 0
+    describes: int = 0
+    changes: int = 0  # changes reported by the feed
 
 
 class ProgressBoard:
@@ -65,8 +89,10 @@ class ProgressBoard:
         storage: Storage,
         deployments: DeploymentClient,
         config: FrontEndConfig,
-        pacer: ChannelPacer,
+        pacer: Pacer,
+        interaction_pacer: Pacer,
         meter: FrontEndMeter,
+        replies: InteractionReplies | None = None,
         query_concurrency: int = 8,
     ) -> None:
         self._client = client
@@ -75,8 +101,16 @@ class ProgressBoard:
         self._config = config
         self._meter = meter
         self.interval = config.progress_interval
-        self.pacer = pacer
         self.forbidden_channels = ForbiddenChannels()
+        self.messages = ProgressMessages(
+            client=client,
+            storage=storage,
+            channel_pacer=pacer,
+            interaction_pacer=interaction_pacer,
+            replies=InteractionReplies() if replies is None else replies,
+            forbidden=self.forbidden_channels,
+            meter=meter,
+        )
         self._notifier = FailureNotifier(
             client=client,
             storage=storage,
@@ -84,16 +118,24 @@ class ProgressBoard:
             config=config,
             forbidden=self.forbidden_channels,
         )
+        self.feed = ChangeFeed(deployments, self._changed)
+        self.counts = QueryCounts()
         self._queries = asyncio.Semaphore(query_concurrency)
-        self._rendered: dict[str, str] = {}  # workflow id -> text last sent
+        self._wanted: dict[str, Card] = {}  # workflow id -> card last sent or queued
         self._last_status: dict[str, DeploymentStatus] = {}
-        self._held: set[str] = set()  # /deploy is posting these deployments' messages
-        self._posting: set[str] = set()  # the board is posting these deployments' messages
+        self._last_look: dict[str, float] = {}  # workflow id -> monotonic time
+        self._held: set[str] = set()  # /deploy is answering with these deployments' messages
+        self._posting: set[str] = set()
         self._finalising: set[str] = set()
+        self._visiting: set[str] = set()
+        self._dirty: dict[str, bool] = {}  # workflow id -> whether the feed saw it close
+        self._dirty_event = asyncio.Event()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._discovered_until: datetime | None = None
+        self._started_at = datetime.now(UTC)
+        self._searched: set[str] = set()  # rows from before this start, looked for once
         self.passes = 0
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -102,6 +144,7 @@ class ProgressBoard:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="shipcord-progress-board")
             self._spawn(self._discover_forever())
+            self._spawn(self._follow_changes())
 
     async def stop(self) -> None:
         tasks = [task for task in (self._task, *self._background) if task is not None]
@@ -109,7 +152,9 @@ class ProgressBoard:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._task = None
-        await self.pacer.close()
+        await self.feed.close()
+        await self.messages.channel_pacer.close()
+        await self.messages.interaction_pacer.close()
 
     def wake(self) -> None:
         """Run the next pass now (after a command changed a deployment)."""
@@ -117,15 +162,39 @@ class ProgressBoard:
 
     @contextlib.contextmanager
     def hold(self, workflow_id: str) -> Iterator[None]:
-        """Keep the board off a deployment while /deploy posts its message."""
+        """Keep the board off a deployment while /deploy answers with its message."""
         self._held.add(workflow_id)
         try:
             yield
         finally:
             self._held.discard(workflow_id)
+            self._redo_if_dirty(workflow_id)
 
     def last_status(self, workflow_id: str) -> DeploymentStatus | None:
         return self._last_status.get(workflow_id)
+
+    def card_for(self, record: DeploymentRecord) -> Card:
+        """The card of a deployment that has just started."""
+        return running_card(
+            record, None, workflow_url=self._config.workflow_url(record.workflow_id)
+        )
+
+    async def answered(
+        self,
+        record: DeploymentRecord,
+        *,
+        interaction: discord.Interaction[Any],
+        message: ReplyMessage,
+        card: Card,
+    ) -> None:
+        """/deploy answered with the progress message: edit it through the interaction."""
+        assert record.channel_id is not None
+        await self._storage.set_progress_message(
+            record.workflow_id, channel_id=record.channel_id, message_id=str(message.id)
+        )
+        self.messages.replies.add(record.workflow_id, interaction, message)
+        self._wanted[record.workflow_id] = card
+        self.feed.watch(record.workflow_id)
 
     async def _run(self) -> None:
         await self._client.wait_until_ready()
@@ -139,7 +208,56 @@ class ProgressBoard:
                 # The board's period; a command that changed something wakes it early.
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
 
-    # -- one pass -------------------------------------------------------------------------
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _busy(self, workflow_id: str) -> bool:
+        return (
+            workflow_id in self._held
+            or workflow_id in self._posting
+            or workflow_id in self._finalising
+            or workflow_id in self._visiting
+        )
+
+    # -- changes --------------------------------------------------------------------------
+
+    def _changed(self, workflow_id: str, closed: bool) -> None:
+        self.counts.changes += 1
+        self._dirty[workflow_id] = self._dirty.get(workflow_id, False) or closed
+        self._dirty_event.set()
+
+    def _redo_if_dirty(self, workflow_id: str) -> None:
+        if workflow_id in self._dirty:
+            self._dirty_event.set()
+
+    async def _follow_changes(self) -> None:
+        await self._client.wait_until_ready()
+        while True:
+            await self._dirty_event.wait()
+            self._dirty_event.clear()
+            for workflow_id in list(self._dirty):
+                if self._busy(workflow_id):
+                    continue  # handled when the board is done with it
+                closed = self._dirty.pop(workflow_id)
+                self._visiting.add(workflow_id)
+                self._spawn(self._visit_changed(workflow_id, closed))
+
+    async def _visit_changed(self, workflow_id: str, closed: bool) -> None:
+        try:
+            record = await self._storage.get_deployment(workflow_id)
+            if record is None:
+                self.feed.forget(workflow_id)
+                return
+            await self._look(record, full=closed)
+        except Exception:
+            log.exception("progress_change_failed", workflow_id=workflow_id)
+        finally:
+            self._visiting.discard(workflow_id)
+            self._redo_if_dirty(workflow_id)
+
+    # -- passes ---------------------------------------------------------------------------
 
     async def run_pass(self) -> None:
         horizon = datetime.now(UTC) - FINALISE_HORIZON
@@ -147,8 +265,36 @@ class ProgressBoard:
             finished_since=horizon.isoformat(timespec="milliseconds")
         )
         self._meter.open_deployments(sum(1 for record in records if record.is_open))
-        await asyncio.gather(*(self._visit(record) for record in records))
+        now = time.monotonic()
+        visits = []
+        for record in records:
+            workflow_id = record.workflow_id
+            if self._busy(workflow_id) or self.messages.is_busy(workflow_id):
+                continue
+            if not record.is_open:
+                self._finalise(record, closed_result(record))
+                continue
+            self.feed.watch(workflow_id)
+            if record.message_id is None or self._due(workflow_id, now):
+                self._visiting.add(workflow_id)
+                visits.append(self._visit_in_pass(record))
+        await asyncio.gather(*visits)
         self.passes += 1
+
+    def _due(self, workflow_id: str, now: float) -> bool:
+        """Whether a watched deployment needs a full look: not while it waits between steps
+        (paused: no activity can be retrying), else every REFRESH seconds."""
+        status = self._last_status.get(workflow_id)
+        if status is not None and status.state is DeploymentState.PAUSED:
+            return not self.feed.watching(workflow_id)
+        return now - self._last_look.get(workflow_id, 0) >= REFRESH
+
+    async def _visit_in_pass(self, record: DeploymentRecord) -> None:
+        try:
+            await self._look(record, full=True)
+        finally:
+            self._visiting.discard(record.workflow_id)
+            self._redo_if_dirty(record.workflow_id)
 
     async def _discover_forever(self) -> None:
         await self._client.wait_until_ready()
@@ -203,15 +349,15 @@ class ProgressBoard:
                 log.info("deployment_discovered", workflow_id=workflow_id)
         return adopted
 
-    async def _visit(self, record: DeploymentRecord) -> None:
+    # -- one look at one deployment -------------------------------------------------------
+
+    async def _look(self, record: DeploymentRecord, *, full: bool) -> None:
+        """Ask Temporal about the deployment and bring its message up to date.
+
+        `full` describes first (a closed workflow's result, a retry's attempt number);
+        otherwise the feed said it changed while running, and one query says how.
+        """
         workflow_id = record.workflow_id
-        if (
-            workflow_id in self._held
-            or workflow_id in self._posting
-            or workflow_id in self._finalising
-            or self.pacer.is_busy(workflow_id)
-        ):
-            return
         with structlog.contextvars.bound_contextvars(
             workflow_id=workflow_id, guild_id=record.guild_id
         ):
@@ -219,8 +365,10 @@ class ProgressBoard:
                 self._finalise(record, closed_result(record))
                 return
             try:
-                async with self._queries, asyncio.timeout(QUERY_TIMEOUT):
-                    snapshot = await self._deployments.snapshot(workflow_id)
+                status = await self._ask(workflow_id, full=full)
+                if isinstance(status, DeploymentStatus) and status.state.is_final:
+                    # It ended after the feed's report: its result says exactly how.
+                    status = await self._ask(workflow_id, full=True)
             except DeploymentNotFound:
                 if _younger_than(record, START_GRACE):
                     return  # its start may still be on its way to Temporal
@@ -235,121 +383,89 @@ class ProgressBoard:
             except (RPCError, OSError, RuntimeError, TimeoutError) as error:
                 log.warning("progress_query_failed", error=str(error))
                 return
-            if not snapshot.is_open:
-                self._finalise(record, snapshot.result or _unknown_result())
+            if isinstance(status, DeploymentResult):
+                self._finalise(record, status)
                 return
-            status = snapshot.status
-            if status is not None:
-                self._last_status[workflow_id] = status
-            if record.channel_id is None or record.channel_id in self.forbidden_channels:
+            self._last_status[workflow_id] = status
+            if not status.state.is_final:  # else its close is a moment away, and the feed's
+                await self._show(record, status)
+
+    async def _ask(self, workflow_id: str, *, full: bool) -> DeploymentStatus | DeploymentResult:
+        async with self._queries, asyncio.timeout(QUERY_TIMEOUT):
+            if full:
+                self.counts.describes += 1
+                snapshot = await self._deployments.snapshot(workflow_id)
+                if not snapshot.is_open:
+                    return snapshot.result or _unknown_result()
+                self.counts.status_queries += 1
+                self._last_look[workflow_id] = time.monotonic()
+                assert snapshot.status is not None
+                return snapshot.status
+            self.counts.status_queries += 1
+            status = await self._deployments.status(workflow_id)
+        previous = self._last_status.get(workflow_id)
+        if previous is not None and previous.step == status.step:
+            status.attempt = previous.attempt  # retries are seen by full looks only
+        return status
+
+    async def _show(self, record: DeploymentRecord, status: DeploymentStatus) -> None:
+        workflow_id = record.workflow_id
+        if record.channel_id is None:
+            return
+        card = running_card(record, status, workflow_url=self._config.workflow_url(workflow_id))
+        if record.message_id is None:
+            # The row was read before the query: /deploy may have answered meanwhile.
+            fresh = await self._storage.get_deployment(workflow_id)
+            if fresh is None or workflow_id in self._held:
                 return
-            text = render_running(
-                record, status, workflow_url=self._config.workflow_url(workflow_id)
-            )
-            if record.message_id is None:
-                # The row was read before the query: /deploy may have posted meanwhile.
-                fresh = await self._storage.get_deployment(workflow_id)
-                if fresh is None or workflow_id in self._held:
-                    return
-                record = fresh
-            if record.message_id is None:
-                if not self.pacer.is_busy(f"{workflow_id}:post"):
-                    self._spawn(self.post_progress_message(record, text=text))
-                return
-            if self._rendered.get(workflow_id) == text:
-                return
-            state = status.state if status else DeploymentState.RUNNING
-            self._submit_edit(record, text, progress_view(workflow_id, state), Priority.UPDATE)
+            record = fresh
+        if record.message_id is None:
+            if record.channel_id not in self.forbidden_channels:
+                self._spawn(self._post(record, card, Priority.URGENT))
+            return
+        if self._wanted.get(workflow_id) == card:
+            return
+        self._submit(record, card, Priority.UPDATE)
 
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def _submit(self, record: DeploymentRecord, card: Card, priority: Priority) -> None:
+        workflow_id = record.workflow_id
+        self._wanted[workflow_id] = card
+        edited = self.messages.edit(record, card, priority)
 
-    # -- messages -------------------------------------------------------------------------
+        def forget_unless_edited(done: asyncio.Future[bool]) -> None:
+            failed = done.cancelled() or done.exception() is not None or not done.result()
+            if failed and self._wanted.get(workflow_id) == card:
+                del self._wanted[workflow_id]  # so that the next look sends it again
 
-    async def post_progress_message(
-        self, record: DeploymentRecord, *, text: str | None = None, final: bool = False
-    ) -> discord.Message | None:
-        """Post the deployment's progress message and store its id; None when not allowed.
+        edited.add_done_callback(forget_unless_edited)
 
-        Until the id is stored, passes leave the deployment alone: a pass that saw no
-        message would post a second one, or finalise without editing this one.
-        """
-        self._posting.add(record.workflow_id)
+    async def _post(self, record: DeploymentRecord, card: Card, priority: Priority) -> None:
+        """Give the deployment a message in its channel: the one a crash left unrecorded,
+        else a new one. Until its id is stored, the board keeps off the deployment (a look
+        that saw no message would post a second one)."""
+        workflow_id = record.workflow_id
+        self._posting.add(workflow_id)
         try:
-            return await self._post_progress_message(record, text=text, final=final)
+            found = await self._find_lost(record)
+            if found is not None:
+                self._wanted[workflow_id] = card
+                record = dataclasses.replace(record, message_id=str(found.id))
+                if not await self.messages.edit(record, card, priority):
+                    self._wanted.pop(workflow_id, None)
+            elif await self.messages.post(record, card) is not None:
+                self._wanted[workflow_id] = card
         finally:
-            self._posting.discard(record.workflow_id)
+            self._posting.discard(workflow_id)
+            self._redo_if_dirty(workflow_id)
 
-    async def _post_progress_message(
-        self, record: DeploymentRecord, *, text: str | None, final: bool
-    ) -> discord.Message | None:
-        assert record.channel_id is not None
-        channel_id = record.channel_id
-        content = text or render_running(
-            record, None, workflow_url=self._config.workflow_url(record.workflow_id)
-        )
-        channel = self._channel(record)
-
-        view = None if final else progress_view(record.workflow_id, DeploymentState.RUNNING)
-
-        async def send() -> discord.Message:
-            if view is None:
-                return await channel.send(content, allowed_mentions=NO_MENTIONS)
-            return await channel.send(content, view=view, allowed_mentions=NO_MENTIONS)
-
-        try:
-            message: discord.Message = await self.pacer.submit(
-                channel_id, f"{record.workflow_id}:post", send, priority=Priority.URGENT
-            )
-        except discord.Forbidden:
-            self.forbidden_channels.add(channel_id)
+    async def _find_lost(self, record: DeploymentRecord) -> discord.Message | None:
+        """A row from before this process started may have a message whose id a crash
+        kept from being stored: look for it (once) before posting another."""
+        created = parse_timestamp(record.created_at)
+        if record.workflow_id in self._searched or created is None or created > self._started_at:
             return None
-        except discord.HTTPException as error:
-            log.warning("progress_post_failed", status=error.status, error=str(error))
-            return None
-        await self._storage.set_progress_message(
-            record.workflow_id, channel_id=channel_id, message_id=str(message.id)
-        )
-        self._rendered[record.workflow_id] = content
-        return message
-
-    def _channel(self, record: DeploymentRecord) -> discord.PartialMessageable:
-        assert record.channel_id is not None
-        return self._client.get_partial_messageable(
-            int(record.channel_id),
-            guild_id=int(record.guild_id) if record.guild_id else None,
-            type=discord.ChannelType.text,
-        )
-
-    def _submit_edit(
-        self,
-        record: DeploymentRecord,
-        text: str,
-        view: discord.ui.View | None,
-        priority: Priority,
-    ) -> asyncio.Future[Any]:
-        assert record.channel_id is not None and record.message_id is not None
-        message = self._channel(record).get_partial_message(int(record.message_id))
-
-        async def edit() -> bool:
-            try:
-                await message.edit(content=text, view=view, allowed_mentions=NO_MENTIONS)
-            except discord.NotFound:
-                # The message was deleted: post it again (the next pass picks it up).
-                log.info("progress_message_missing")
-                self._rendered.pop(record.workflow_id, None)
-                await self._storage.clear_progress_message(record.workflow_id)
-                return False
-            except discord.Forbidden:
-                self.forbidden_channels.add(str(record.channel_id))
-                return False
-            self._rendered[record.workflow_id] = text
-            self._meter.progress_edited()
-            return True
-
-        return self.pacer.submit(record.channel_id, record.workflow_id, edit, priority=priority)
+        self._searched.add(record.workflow_id)
+        return await self.messages.find(record)
 
     # -- finished deployments -------------------------------------------------------------
 
@@ -381,32 +497,38 @@ class ProgressBoard:
                 seconds = (datetime.now(UTC) - started).total_seconds() if started else None
                 self._meter.deployment_ended(state.value, seconds)
                 log.info("deployment_closed", state=state.value)
-        # Re-read: the pass's copy may predate the message id or the notification claim.
+        self.feed.forget(workflow_id)
+        # Re-read: the look's copy may predate the message id or the notification claim.
         record = await self._storage.get_deployment(workflow_id) or record
-        last_status = self._last_status.get(workflow_id)
         finished_at = parse_timestamp(record.finished_at) or datetime.now(UTC)
-        if record.channel_id is not None and record.channel_id not in self.forbidden_channels:
-            text = render_final(
+        if record.channel_id is not None:
+            card = final_card(
                 record,
                 result,
                 finished_at=finished_at,
-                last_status=last_status,
+                last_status=self._last_status.get(workflow_id),
                 workflow_url=self._config.workflow_url(workflow_id),
             )
             if record.message_id is None:
-                # It finished before it ever had a message (started by another client).
-                await self.post_progress_message(record, text=text, final=True)
-            elif self._rendered.get(workflow_id) != text:
-                edited = await self._submit_edit(record, text, None, Priority.FINAL)
-                if not edited and record.channel_id not in self.forbidden_channels:
-                    # The message was deleted: post the final form as a new one.
-                    await self.post_progress_message(record, text=text, final=True)
+                if record.channel_id not in self.forbidden_channels:
+                    # It finished before it ever had a message (started by another client).
+                    await self._post(record, card, Priority.FINAL)
+            elif self._wanted.get(workflow_id) != card:
+                self._wanted[workflow_id] = card
+                if not await self.messages.edit(record, card, Priority.FINAL):
+                    self._wanted.pop(workflow_id, None)
+                    if record.channel_id not in self.forbidden_channels:
+                        # The message was deleted: post the final form as a new one.
+                        await self.messages.post(record, card)
         if state is DeploymentState.FAILED and not record.notified:
             if not await self._notifier.notify(record, result):
                 return  # the next pass tries again, with the same nonces
         await self._storage.mark_message_final(workflow_id)
-        self._rendered.pop(workflow_id, None)
+        self.messages.replies.drop(workflow_id)
+        self._wanted.pop(workflow_id, None)
         self._last_status.pop(workflow_id, None)
+        self._last_look.pop(workflow_id, None)
+        self._dirty.pop(workflow_id, None)
         log.info("deployment_finalised", state=state.value)
 
 

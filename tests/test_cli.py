@@ -315,7 +315,7 @@ async def test_killed_mid_deployment_it_carries_on_after_a_restart(world: World)
     shipcord = await run_and_deploy(world, "slow", "1.0.0")
     progress = await world.double.wait_for_message(
         world.channel_id,
-        lambda m: "Running health check" in m.text() and not m.ephemeral,
+        lambda m: "**Running health check** —" in m.text() and not m.ephemeral,
         timeout=30,
     )
 

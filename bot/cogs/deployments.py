@@ -13,6 +13,7 @@ from discord.ext import commands
 
 from bot.client import ShipcordBot
 from bot.control import TEMPORAL_UNREACHABLE
+from bot.deploy_answer import answer_with_progress, within_deadline
 from bot.permissions import Actor
 from bot.render import render_status_detail, render_status_line, render_status_list
 from bot.replies import UserError, reply
@@ -78,12 +79,11 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         version="The version to deploy, e.g. 1.4.0 or latest",
     )
     async def deploy(self, interaction: discord.Interaction, bot: str, version: str) -> None:
-        """Deploy a bot; progress is shown in this channel."""
+        """Deploy a bot; the answer is its progress, shown in this channel."""
         actor = Actor.from_interaction(interaction)
         structlog.contextvars.bind_contextvars(
             guild_id=actor.guild_id, user_id=actor.user_id, bot_name=bot
         )
-        await interaction.response.defer(ephemeral=True, thinking=True)
         bot_name, version = bot.strip(), version.strip()
         try:
             target = self.bot.targets.get(bot_name)
@@ -110,14 +110,13 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         )
         board = self.bot.board
         with contextlib.ExitStack() as held:
+            starting = self.bot.service.start(
+                request,
+                # Until the answer is recorded as its progress message, the board keeps off.
+                on_reserved=lambda reserved: held.enter_context(board.hold(reserved.workflow_id)),
+            )
             try:
-                record = await self.bot.service.start(
-                    request,
-                    # Until the message is posted and recorded, the board keeps off it.
-                    on_reserved=lambda reserved: held.enter_context(
-                        board.hold(reserved.workflow_id)
-                    ),
-                )
+                record = await within_deadline(interaction, starting)
             except DeploymentConflict as conflict:
                 raise UserError(await self._conflict_answer(actor, conflict)) from None
             except Exception as error:
@@ -128,20 +127,17 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
                         "Try again in a minute."
                     ) from error
                 raise
-            workflow_id = record.workflow_id
-            structlog.contextvars.bind_contextvars(workflow_id=workflow_id)
-            message = await board.post_progress_message(record) if channel_id else None
+            structlog.contextvars.bind_contextvars(workflow_id=record.workflow_id)
+            if channel_id:
+                await answer_with_progress(interaction, board, record)
+            else:
+                await reply(
+                    interaction,
+                    f"Deploying **{target.name}** `{version}` as "
+                    f"`{record.workflow_id}`; follow it with /status.",
+                )
         log.info("deployment_started", version=version)
         self.bot.meter.deployment_started()
-        where = (
-            f" Progress: {message.jump_url}"
-            if message
-            else " I cannot post in this channel; use /status to follow it."
-        )
-        await reply(
-            interaction,
-            f"Deploying **{target.name}** `{version}` as `{workflow_id}`.{where}",
-        )
 
     async def _conflict_answer(self, actor: Actor, conflict: DeploymentConflict) -> str:
         """The deployment in the way is named only to people of the server it belongs to."""

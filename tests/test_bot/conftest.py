@@ -23,8 +23,8 @@ from temporalio.client import Client
 from bot.client import ShipcordBot
 from bot.config import FrontEndConfig
 from storage import Storage
-from tests.discord_double import DiscordDouble, MessageRecord, UserRecord
-from tests.discord_double.state import BotRecord, GuildRecord
+from tests.discord_double import DiscordDouble, MessageRecord, MessageVersion, UserRecord
+from tests.discord_double.state import MESSAGE_FLAG_LOADING, BotRecord, GuildRecord
 from tests.engine.harness import kill_release_processes
 from workflows.client import DeploymentClient, DeploymentService
 from workflows.worker import engine_worker
@@ -169,7 +169,8 @@ class Front:
         return reply_text(self.double, record.id)
 
     async def deploy(self, bot_name: str, version: str = "1.0.0", *, user: UserRecord) -> str:
-        """Deploy and return the workflow id (asserting the deploy was accepted)."""
+        """Deploy and return the workflow id (asserting the deploy was accepted: the answer
+        is the public progress message)."""
         answer = await self.command("deploy", {"bot": bot_name, "version": version}, user=user)
         assert answer.startswith("Deploying"), answer
         return answer.split("`")[3]
@@ -184,26 +185,19 @@ class Front:
         return self.double.message(message_id)
 
     def _message_id(self, workflow_id: str) -> int | None:
-        for message in self.double.messages(self.world.channel_id):
-            if (
-                message.author_id == self.world.app.user_id
-                and message.message_reference is None
-                and not message.ephemeral
-                and workflow_id in message.content
-            ):
-                return message.id
-        return None
+        found = progress_messages(self.double, self.world.channel_id, workflow_id)
+        return found[0].id if found else None
 
     async def wait_for_text(self, message: MessageRecord, *needles: str) -> MessageRecord:
         try:
             await self.double.wait_for(
-                lambda: all(needle in message.content for needle in needles),
+                lambda: all(needle in shown(message) for needle in needles),
                 WAIT,
                 f"message {message.id} to contain {needles}",
             )
         except TimeoutError:
             rows = await self.engine.storage.list_deployments(limit=5)
-            history = [version.content for version in message.versions]
+            history = [shown_version(version) for version in message.versions]
             raise AssertionError(f"{needles} never shown: {history}; rows: {rows}") from None
         return message
 
@@ -214,11 +208,57 @@ class Front:
         return self.bot
 
 
+def deployers(front: Front, count: int) -> list[UserRecord]:
+    """`count` members of the server who may deploy (the admin role)."""
+    double, guild = front.double, front.world.guild
+    role = next(
+        r for r in double.state.roles.values() if r.guild_id == guild.id and r.name == ADMIN_ROLE
+    )
+    users = []
+    for index in range(count):
+        user = double.add_user(f"deployer-{len(double.state.users)}-{index}")
+        double.add_member(guild.id, user.id, roles=[role.id])
+        users.append(user)
+    return users
+
+
 def reply_text(double: DiscordDouble, interaction_id: int) -> str:
+    """The text of the answer as the person first saw it (a progress message that answers
+    /deploy is edited on; its first form is the answer)."""
     record = double.interaction(interaction_id)
     message_id = record.reply_message_id
     assert message_id is not None, f"interaction {interaction_id} has no reply message"
-    return double.message(message_id).content
+    message = double.message(message_id)
+    return next(v.content for v in message.versions if not v.flags & MESSAGE_FLAG_LOADING)
+
+
+def shown(message: MessageRecord) -> str:
+    """What a person sees of a message: its text and its embeds' text."""
+    return message.text()
+
+
+def shown_version(version: MessageVersion) -> str:
+    return shown(
+        MessageRecord(
+            id=0, channel_id=0, guild_id=None, author_id=0, content=version.content,
+            embeds=version.embeds,
+        )
+    )  # fmt: skip
+
+
+def progress_messages(
+    double: DiscordDouble, channel_id: int, workflow_id: str
+) -> list[MessageRecord]:
+    """The public messages of a bot in the channel that show `workflow_id`: its progress
+    message (/deploy's answer, or a channel message); failure notices are replies."""
+    return [
+        message
+        for message in double.messages(channel_id)
+        if double.state.user(message.author_id).bot
+        and message.message_reference is None
+        and not message.ephemeral
+        and workflow_id in shown(message)
+    ]
 
 
 def notices_for(double: DiscordDouble, channel_id: int, workflow_id: str) -> list[MessageRecord]:

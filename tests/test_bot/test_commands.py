@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.discord_double import MessageRecord
-from tests.test_bot.conftest import WAIT, Front, notices_for
+from tests.test_bot.conftest import WAIT, Front, notices_for, shown, shown_version
 
 
 async def test_deploy_converges_to_100_percent_and_final_form(front: Front) -> None:
@@ -11,21 +11,21 @@ async def test_deploy_converges_to_100_percent_and_final_form(front: Front) -> N
     workflow_id = await front.deploy("echo", "1.4.0", user=world.owner)
     message = await front.progress_message(workflow_id)
     assert message.components, "a running deployment shows its buttons"
-    await front.double.wait_for(lambda: "State: running" not in message.content, 60, "the end")
+    await front.double.wait_for(lambda: "State: running" not in shown(message), 60, "the end")
     record = await front.engine.storage.get_deployment(workflow_id)
     assert record is not None
-    assert "**Deployed** — 100%" in message.content, (record.error, message.content)
+    assert "**Deployed** — 100%" in shown(message), (record.error, shown(message))
     await front.double.wait_for(lambda: not message.components, 10, "buttons removed")
-    assert "██████████ 100%" in message.content
-    assert f"<@{world.owner.id}>" in message.content
-    assert "`1.4.0`" in message.content
-    assert "Release #1 is live." in message.content
-    assert "http://temporal-ui.test/namespaces/default/workflows/" in message.content
+    assert "██████████ 100%" in shown(message)
+    assert f"<@{world.owner.id}>" in shown(message)
+    assert "`1.4.0`" in shown(message)
+    assert "Release #1 is live." in shown(message)
+    assert "http://temporal-ui.test/namespaces/default/workflows/" in shown(message)
     record = await front.engine.storage.get_deployment(workflow_id)
     assert record is not None and not record.is_open and record.state == "succeeded"
     assert record.message_id == str(message.id)
     # The same message was edited, never re-posted; and never more than needed.
-    contents = [version.content for version in message.versions]
+    contents = [(shown_version(version), str(version.components)) for version in message.versions]
     assert len(contents) == len(set(contents)), "an edit that changed nothing was sent"
 
 
@@ -44,12 +44,22 @@ async def test_deploy_refusals_are_short_and_ephemeral(front: Front) -> None:
     assert "already has a deployment in progress" in conflict and workflow_id in conflict
     for answer in (unknown, malformed, conflict):
         assert "Traceback" not in answer and len(answer) < 1500
-    replies = [
-        front.double.interaction(i.id)
-        for i in front.double.state.interactions.values()
-        if i.data.get("name") == "deploy"
+    double = front.double
+    deploys = [
+        record
+        for record in double.state.interactions.values()
+        if record.data.get("name") == "deploy"
+        and record.data["options"][0]["value"] in ("nope", "sleeper-1")
     ]
-    assert all(front.double.message(r.reply_message_id).ephemeral for r in replies)
+    answers = {record.id: double.message(record.reply_message_id) for record in deploys}
+    accepted = [record for record in deploys if not answers[record.id].ephemeral]
+    # Only the deployment that started answers in public (with its progress message);
+    # the refusals are ephemeral, and nothing public was left behind for them.
+    assert [workflow_id in shown(answers[r.id]) for r in accepted] == [True]
+    for record in deploys:
+        if record not in accepted:
+            created = [record.original_message_id, *record.followup_message_ids]
+            assert all(double.message(m).ephemeral for m in created if m is not None)
     message = await front.progress_message(workflow_id)
     front.let_finish("sleeper-1")
     await front.wait_for_text(message, "State: succeeded")
@@ -247,9 +257,9 @@ async def test_deployments_started_elsewhere_get_a_message_in_its_final_form(
             workflow_id
             for workflow_id in workflow_ids
             for message in front.double.messages(world.channel_id)
-            if f"`{workflow_id}`" in message.content
+            if f"`{workflow_id}`" in shown(message)
             and message.message_reference is None
-            and "State: succeeded" in message.content
+            and "State: succeeded" in shown(message)
             and not message.components
         ]
 

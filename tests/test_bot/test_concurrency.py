@@ -12,15 +12,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.discord_double import UserRecord
 from tests.test_bot.conftest import (
-    ADMIN_ROLE,
     QUICK_BOTS,
     SLEEPERS,
     Engine,
     Front,
     HealthGate,
     World,
+    deployers,
+    shown,
     start_shipcord,
     stop_shipcord,
 )
@@ -56,20 +56,6 @@ async def front(
         await stop_shipcord(front.bot)
 
 
-def deployers(front: Front, count: int) -> list[UserRecord]:
-    """`count` members of the server who may deploy (the admin role)."""
-    double, guild = front.double, front.world.guild
-    role = next(
-        r for r in double.state.roles.values() if r.guild_id == guild.id and r.name == ADMIN_ROLE
-    )
-    users = []
-    for index in range(count):
-        user = double.add_user(f"deployer-{len(double.state.users)}-{index}")
-        double.add_member(guild.id, user.id, roles=[role.id])
-        users.append(user)
-    return users
-
-
 async def test_twenty_deploys_of_one_bot_in_one_millisecond_start_exactly_one(
     front: Front, clock: FrozenClock
 ) -> None:
@@ -95,7 +81,7 @@ async def test_twenty_deploys_of_one_bot_in_one_millisecond_start_exactly_one(
     ]
     assert [(r.workflow_id, r.is_open) for r in rows] == [(workflow_id, True)]
     message = await front.progress_message(workflow_id)
-    await front.wait_for_text(message, "Running health check")
+    await front.wait_for_text(message, "**Running health check** — 85%")
     # The lock holds for as long as the deployment is open.
     later = await front.command("deploy", {"bot": bot_name, "version": "2.0.0"}, user=users[0])
     assert "already has a deployment in progress" in later
@@ -104,9 +90,7 @@ async def test_twenty_deploys_of_one_bot_in_one_millisecond_start_exactly_one(
 
     front.let_finish(bot_name)
     await front.wait_for_text(message, "State: succeeded")
-    messages = [
-        m for m in front.double.messages(front.world.channel_id) if workflow_id in m.content
-    ]
+    messages = [m for m in front.double.messages(front.world.channel_id) if workflow_id in shown(m)]
     assert len([m for m in messages if not m.ephemeral and m.message_reference is None]) == 1
 
 

@@ -1,9 +1,9 @@
 """100 open deployments in one channel: every message converges, the double never says 429.
 
-The channel bucket is scaled in time (20 per 1 s instead of 5 per 5 s) on both sides so
-the test runs in seconds; the pacer is the same code that keeps to 5 per 5 s in
+The channel's buckets are scaled in time (20 per 1 s instead of 5 per 5 s) on both sides
+so the test runs in seconds; the pacer is the same code that keeps to 5 per 5 s in
 production. The double does not advertise its limits here, so discord.py cannot pace
-itself: only shipcord's pacer stands between the board and a 429.
+itself: only shipcord's pacers stand between the board and a 429.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_bot.conftest import LOAD_BOTS, Front
+from tests.test_bot.conftest import LOAD_BOTS, Front, shown
 from workflows.client import DeploymentService
 from workflows.models import DeploymentInput, deployment_workflow_id
 
@@ -41,8 +41,8 @@ def shipcord_options() -> dict[str, Any]:
 async def test_hundred_deployments_in_one_channel_without_a_429(front: Front) -> None:
     world, storage, deployments = front.world, front.engine.storage, front.engine.deployments
     base_ms = time.time_ns() // 1_000_000
-    # Every start in the same millisecond, as /deploy does it minus the message: the board
-    # posts the missing ones itself.
+    # Every start in the same millisecond, as another client would start them: the board
+    # posts their messages in the channel itself.
     service = DeploymentService(deployments, storage, clock=lambda: base_ms)
     workflow_ids = [deployment_workflow_id(name, base_ms) for name in LOAD_BOTS]
 
@@ -74,7 +74,7 @@ async def test_hundred_deployments_in_one_channel_without_a_429(front: Front) ->
     def all_final() -> bool:
         messages = progress_messages()
         return len(messages) == 100 and all(
-            "State: succeeded" in m.content and not m.components for m in messages.values()
+            "State: succeeded" in shown(m) and not m.components for m in messages.values()
         )
 
     await front.double.wait_for(all_final, 90, "every message in its final form")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.pacing import ChannelPacer, Priority
+from bot.pacing import Pacer, Priority
 
 
 async def test_never_exceeds_the_window_and_coalesces() -> None:
-    pacer = ChannelPacer(limit=3, window=0.3, margin=0.02)
+    pacer = Pacer(limit=3, window=0.3, margin=0.02)
     sent: list[tuple[float, str, int]] = []
 
     def job(key: str, version: int):
@@ -42,7 +42,7 @@ async def test_never_exceeds_the_window_and_coalesces() -> None:
 
 
 async def test_urgent_jobs_go_first_and_keys_are_served_in_turn() -> None:
-    pacer = ChannelPacer(limit=1, window=0.05, margin=0.0)
+    pacer = Pacer(limit=1, window=0.05, margin=0.0)
     order: list[str] = []
 
     def job(name: str):
@@ -72,7 +72,7 @@ async def test_urgent_jobs_go_first_and_keys_are_served_in_turn() -> None:
 
 
 async def test_failures_reach_the_submitter_and_do_not_stop_the_channel() -> None:
-    pacer = ChannelPacer(limit=10, window=1.0)
+    pacer = Pacer(limit=10, window=1.0)
 
     async def broken() -> None:
         raise RuntimeError("nope")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from tests.engine.harness import wait_until
-from tests.test_bot.conftest import WAIT, Front, notices_for
+from tests.test_bot.conftest import WAIT, Front, notices_for, shown
 
 
 async def test_restart_mid_deployment_keeps_editing_the_same_message(front: Front) -> None:
     world = front.world
     workflow_id = await front.deploy("sleeper-9", user=world.owner)
     message = await front.progress_message(workflow_id)
-    await front.wait_for_text(message, "Running health check")
+    await front.wait_for_text(message, "**Running health check** — 85%")
     await front.restart()
     front.let_finish("sleeper-9")
     await front.wait_for_text(message, "**Deployed** — 100%", "State: succeeded")
@@ -18,7 +18,7 @@ async def test_restart_mid_deployment_keeps_editing_the_same_message(front: Fron
     progress_messages = [
         m
         for m in front.double.messages(world.channel_id)
-        if workflow_id in m.content and not m.ephemeral and m.message_reference is None
+        if workflow_id in shown(m) and not m.ephemeral and m.message_reference is None
     ]
     assert progress_messages == [message]
 
@@ -56,7 +56,7 @@ async def test_deleted_progress_message_is_posted_again(front: Front) -> None:
         lambda: [
             m
             for m in front.double.messages(world.channel_id)
-            if workflow_id in m.content
+            if workflow_id in shown(m)
             and not m.ephemeral
             and m.id != message.id
             and m.message_reference is None
