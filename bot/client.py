@@ -80,7 +80,7 @@ class ShipcordBot(commands.Bot):
         interaction_limit: int = 5,
         interaction_window: float = 2.0,
         interaction_replies: InteractionReplies | None = None,
-        query_concurrency: int = 8,
+        query_concurrency: int = 32,
         run_board: bool = True,
         **options: Any,
     ) -> None:

@@ -1,15 +1,20 @@
 """/deploy answers with the progress message itself.
 
-The answer is the interaction's own response, in public: it appears at once, Discord
-shows who ran the command above it, and it needs no post in the channel, whose bucket
-every deployment there shares. It is sent once the deployment has started, so a refusal
-(unknown bot, malformed version, a deployment of that bot in progress, no permission,
-Temporal unreachable) is answered privately and leaves nothing public behind.
+The answer is the interaction's own response, in public: it shows who ran the command,
+and it needs no post in the channel, whose bucket every deployment there shares. It goes
+out once the deployment is accepted, that is reserved in SQLite (no other deployment of
+that bot is open), and Temporal has started it, or `START_PATIENCE` after the
+reservation if Temporal is slower than that (a burst): the person waits for neither the
+channel nor a busy Temporal. A refusal found before the answer (unknown bot, malformed
+version, a deployment of that bot in progress, no permission, Temporal unreachable) is
+answered privately and nothing public is shown; one found after it (Temporal refused a
+start it took long over) deletes the public answer before the private refusal, so
+nothing is left behind.
 
-Discord wants an acknowledgement within 3 s. Starting takes milliseconds; when Temporal
-is slower than `ANSWER_GUARD` to accept the start, the interaction is acknowledged
-privately ("thinking…", seen by the person alone) and the progress message follows as a
-public followup, edited through the same interaction's webhook.
+Discord wants an acknowledgement within 3 s. Accepting takes milliseconds; when it takes
+longer than `ANSWER_GUARD` (a queue of writes to SQLite in a burst), the interaction is
+acknowledged privately ("thinking…", seen by the person alone) and the progress message
+follows as a public followup, edited through the same interaction's webhook.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Any, TypeVar
 import discord
 import structlog
 
+from bot.card import Card
+from bot.interaction_replies import ReplyMessage
 from bot.progress import ProgressBoard
 from bot.views import progress_view
 from storage import DeploymentRecord
@@ -30,34 +37,98 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 NO_MENTIONS = discord.AllowedMentions.none()
-# Seconds to wait for the start before acknowledging privately: well inside Discord's 3.
+# Seconds to wait for the deployment to be accepted before acknowledging privately.
 ANSWER_GUARD = 1.5
+# Seconds Temporal has, once the deployment is reserved, before the answer goes out anyway.
+START_PATIENCE = 0.2
 
 
-async def within_deadline(interaction: discord.Interaction[Any], work: Awaitable[T]) -> T:
-    """Await `work`; if it takes longer than `ANSWER_GUARD`, acknowledge the interaction
-    privately meanwhile, so that its 3 s pass with nothing public shown."""
-    task = asyncio.ensure_future(work)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=ANSWER_GUARD)
-        if not done:
-            await interaction.response.defer(ephemeral=True, thinking=True)
-        return await task
-    except BaseException:
-        task.cancel()
-        raise
+class DeployAnswer:
+    """The answer to one /deploy."""
 
+    def __init__(self, interaction: discord.Interaction[Any], board: ProgressBoard) -> None:
+        self._interaction = interaction
+        self._board = board
+        self._responding = asyncio.Lock()  # one first response: a defer, or the answer
+        self._sending: asyncio.Task[ReplyMessage | None] | None = None
+        self._accepted = asyncio.Event()
+        self._record: DeploymentRecord | None = None
+        self._card: Card | None = None
 
-async def answer_with_progress(
-    interaction: discord.Interaction[Any], board: ProgressBoard, record: DeploymentRecord
-) -> bool:
-    """Answer with the deployment's progress message and hand it to the board; False when
-    Discord refused the answer (the board then posts the message in the channel)."""
-    card = board.card_for(record)
-    view = progress_view(record.workflow_id, DeploymentState.RUNNING)
-    assert view is not None
-    try:
-        if interaction.response.is_done():
+    def accept(self, record: DeploymentRecord) -> None:
+        """The deployment is reserved: its progress message may be shown."""
+        self._record, self._card = record, self._board.card_for(record)
+        self._accepted.set()
+
+    async def starting(self, start: Awaitable[T]) -> T:
+        """Await the start. Once accepted, answer after `START_PATIENCE` at the latest; if
+        neither accepted nor refused within `ANSWER_GUARD`, acknowledge privately
+        meanwhile (Discord's 3 s)."""
+        task = asyncio.ensure_future(start)
+        accepted = asyncio.ensure_future(self._accepted.wait())
+        try:
+            await asyncio.wait(
+                {task, accepted}, timeout=ANSWER_GUARD, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not task.done() and accepted.done():
+                await asyncio.wait({task}, timeout=START_PATIENCE)
+                if not task.done():
+                    assert self._record is not None and self._card is not None
+                    self._sending = asyncio.ensure_future(self._send(self._record, self._card))
+            elif not task.done():
+                async with self._responding:
+                    if self._sending is None and not self._interaction.response.is_done():
+                        await self._interaction.response.defer(ephemeral=True, thinking=True)
+            return await task
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            accepted.cancel()
+
+    async def started(self, record: DeploymentRecord) -> bool:
+        """The workflow runs: hand the answer to the board, which keeps it up to date.
+        False when Discord refused the answer (the board then posts one in the channel)."""
+        if self._sending is None:
+            self._card = self._board.card_for(record)
+            self._sending = asyncio.ensure_future(self._send(record, self._card))
+        assert self._card is not None
+        message = await self._sending
+        if message is None:
+            return False
+        await self._board.answered(
+            record, interaction=self._interaction, message=message, card=self._card
+        )
+        return True
+
+    async def retract(self) -> None:
+        """The start failed after the answer went out: delete it before the refusal."""
+        if self._sending is None:
+            return
+        message = await self._sending
+        if message is None:
+            return
+        try:
+            await message.delete()
+        except discord.HTTPException as error:
+            log.warning("deploy_answer_not_retracted", status=error.status, code=error.code)
+
+    async def _send(self, record: DeploymentRecord, card: Card) -> ReplyMessage | None:
+        view = progress_view(record.workflow_id, DeploymentState.RUNNING)
+        assert view is not None
+        interaction = self._interaction
+        try:
+            async with self._responding:
+                if not interaction.response.is_done():
+                    response = await interaction.response.send_message(
+                        card.content,
+                        embed=card.discord_embed(),
+                        view=view,
+                        allowed_mentions=NO_MENTIONS,
+                    )
+                    if isinstance(response.resource, discord.InteractionMessage):
+                        return response.resource
+                    return await interaction.original_response()
             # Acknowledged privately: say so there, then show the progress in public.
             await interaction.followup.send(
                 f"Deploying **{record.bot_name}** `{record.version}` as "
@@ -65,22 +136,14 @@ async def answer_with_progress(
                 ephemeral=True,
                 allowed_mentions=NO_MENTIONS,
             )
-            message: Any = await interaction.followup.send(
+            message: ReplyMessage = await interaction.followup.send(
                 card.content,
                 embed=card.discord_embed(),
                 view=view,
                 wait=True,
                 allowed_mentions=NO_MENTIONS,
             )
-        else:
-            response = await interaction.response.send_message(
-                card.content, embed=card.discord_embed(), view=view, allowed_mentions=NO_MENTIONS
-            )
-            message = response.resource
-            if not isinstance(message, discord.InteractionMessage):
-                message = await interaction.original_response()
-    except discord.HTTPException as error:
-        log.warning("deploy_answer_failed", status=error.status, code=error.code)
-        return False
-    await board.answered(record, interaction=interaction, message=message, card=card)
-    return True
+            return message
+        except discord.HTTPException as error:
+            log.warning("deploy_answer_failed", status=error.status, code=error.code)
+            return None

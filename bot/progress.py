@@ -93,7 +93,7 @@ class ProgressBoard:
         interaction_pacer: Pacer,
         meter: FrontEndMeter,
         replies: InteractionReplies | None = None,
-        query_concurrency: int = 8,
+        query_concurrency: int = 32,
     ) -> None:
         self._client = client
         self._storage = storage
@@ -121,6 +121,9 @@ class ProgressBoard:
         self.feed = ChangeFeed(deployments, self._changed)
         self.counts = QueryCounts()
         self._queries = asyncio.Semaphore(query_concurrency)
+        # The rows as the board last read or wrote them: a change is handled without a read
+        # of the database, which the worker's activities keep busy in a burst.
+        self._rows: dict[str, DeploymentRecord] = {}
         self._wanted: dict[str, Card] = {}  # workflow id -> card last sent or queued
         self._last_status: dict[str, DeploymentStatus] = {}
         self._last_look: dict[str, float] = {}  # workflow id -> monotonic time
@@ -189,12 +192,16 @@ class ProgressBoard:
     ) -> None:
         """/deploy answered with the progress message: edit it through the interaction."""
         assert record.channel_id is not None
+        workflow_id = record.workflow_id
+        # Known here first, so that changes are shown while the row is being written.
+        self._rows[workflow_id] = dataclasses.replace(record, message_id=str(message.id))
+        self._last_look[workflow_id] = time.monotonic()  # the feed reports from here on
+        self.messages.replies.add(workflow_id, interaction, message)
+        self._wanted[workflow_id] = card
+        self.feed.watch(workflow_id)
         await self._storage.set_progress_message(
-            record.workflow_id, channel_id=record.channel_id, message_id=str(message.id)
+            workflow_id, channel_id=record.channel_id, message_id=str(message.id)
         )
-        self.messages.replies.add(record.workflow_id, interaction, message)
-        self._wanted[record.workflow_id] = card
-        self.feed.watch(record.workflow_id)
 
     async def _run(self) -> None:
         await self._client.wait_until_ready()
@@ -214,8 +221,10 @@ class ProgressBoard:
         task.add_done_callback(self._background.discard)
 
     def _busy(self, workflow_id: str) -> bool:
+        # A held deployment whose answer is known (`answered`) may be shown already.
+        held = workflow_id in self._held and workflow_id not in self._rows
         return (
-            workflow_id in self._held
+            held
             or workflow_id in self._posting
             or workflow_id in self._finalising
             or workflow_id in self._visiting
@@ -233,7 +242,8 @@ class ProgressBoard:
             self._dirty_event.set()
 
     async def _follow_changes(self) -> None:
-        await self._client.wait_until_ready()
+        # Not waiting for the gateway to be ready: an answer given meanwhile (interactions
+        # come before discord.py calls itself ready) is edited through its webhook anyway.
         while True:
             await self._dirty_event.wait()
             self._dirty_event.clear()
@@ -246,7 +256,7 @@ class ProgressBoard:
 
     async def _visit_changed(self, workflow_id: str, closed: bool) -> None:
         try:
-            record = await self._storage.get_deployment(workflow_id)
+            record = self._rows.get(workflow_id) or await self._storage.get_deployment(workflow_id)
             if record is None:
                 self.feed.forget(workflow_id)
                 return
@@ -269,8 +279,13 @@ class ProgressBoard:
         visits = []
         for record in records:
             workflow_id = record.workflow_id
-            if self._busy(workflow_id) or self.messages.is_busy(workflow_id):
+            if (
+                workflow_id in self._held
+                or self._busy(workflow_id)
+                or self.messages.is_busy(workflow_id)
+            ):
                 continue
+            self._rows[workflow_id] = record
             if not record.is_open:
                 self._finalise(record, closed_result(record))
                 continue
@@ -283,7 +298,8 @@ class ProgressBoard:
 
     def _due(self, workflow_id: str, now: float) -> bool:
         """Whether a watched deployment needs a full look: not while it waits between steps
-        (paused: no activity can be retrying), else every REFRESH seconds."""
+        (paused: no activity can be retrying), else when nothing was reported of it for
+        REFRESH seconds (a step that retries reports nothing)."""
         status = self._last_status.get(workflow_id)
         if status is not None and status.state is DeploymentState.PAUSED:
             return not self.feed.watching(workflow_id)
@@ -403,6 +419,7 @@ class ProgressBoard:
                 return snapshot.status
             self.counts.status_queries += 1
             status = await self._deployments.status(workflow_id)
+            self._last_look[workflow_id] = time.monotonic()
         previous = self._last_status.get(workflow_id)
         if previous is not None and previous.step == status.step:
             status.attempt = previous.attempt  # retries are seen by full looks only
@@ -434,8 +451,10 @@ class ProgressBoard:
 
         def forget_unless_edited(done: asyncio.Future[bool]) -> None:
             failed = done.cancelled() or done.exception() is not None or not done.result()
-            if failed and self._wanted.get(workflow_id) == card:
-                del self._wanted[workflow_id]  # so that the next look sends it again
+            if failed:
+                self._rows.pop(workflow_id, None)  # its message may be gone: read it again
+                if self._wanted.get(workflow_id) == card:
+                    del self._wanted[workflow_id]  # so that the next look sends it again
 
         edited.add_done_callback(forget_unless_edited)
 
@@ -455,6 +474,7 @@ class ProgressBoard:
             elif await self.messages.post(record, card) is not None:
                 self._wanted[workflow_id] = card
         finally:
+            self._rows.pop(workflow_id, None)  # it has a message id now: read it again
             self._posting.discard(workflow_id)
             self._redo_if_dirty(workflow_id)
 
@@ -483,6 +503,7 @@ class ProgressBoard:
         except Exception:
             log.exception("progress_finalise_failed", workflow_id=workflow_id)
         finally:
+            self._rows.pop(workflow_id, None)
             self._finalising.discard(workflow_id)
 
     async def _finish_bound(self, record: DeploymentRecord, result: DeploymentResult) -> None:

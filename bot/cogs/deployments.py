@@ -13,7 +13,7 @@ from discord.ext import commands
 
 from bot.client import ShipcordBot
 from bot.control import TEMPORAL_UNREACHABLE
-from bot.deploy_answer import answer_with_progress, within_deadline
+from bot.deploy_answer import DeployAnswer
 from bot.permissions import Actor
 from bot.render import render_status_detail, render_status_line, render_status_list
 from bot.replies import UserError, reply
@@ -109,17 +109,24 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
             channel_id=channel_id,
         )
         board = self.bot.board
+        answer = DeployAnswer(interaction, board)
+
+        def accepted(reserved: DeploymentRecord) -> None:
+            # Until the answer is recorded as its progress message, the board keeps off.
+            held.enter_context(board.hold(reserved.workflow_id))
+            if channel_id:
+                answer.accept(reserved)
+
         with contextlib.ExitStack() as held:
-            starting = self.bot.service.start(
-                request,
-                # Until the answer is recorded as its progress message, the board keeps off.
-                on_reserved=lambda reserved: held.enter_context(board.hold(reserved.workflow_id)),
-            )
             try:
-                record = await within_deadline(interaction, starting)
+                record = await answer.starting(
+                    self.bot.service.start(request, on_reserved=accepted)
+                )
             except DeploymentConflict as conflict:
+                await answer.retract()
                 raise UserError(await self._conflict_answer(actor, conflict)) from None
             except Exception as error:
+                await answer.retract()
                 if is_unreachable(error):
                     log.warning("temporal_unreachable", error=str(error))
                     raise UserError(
@@ -129,7 +136,7 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
                 raise
             structlog.contextvars.bind_contextvars(workflow_id=record.workflow_id)
             if channel_id:
-                await answer_with_progress(interaction, board, record)
+                await answer.started(record)
             else:
                 await reply(
                     interaction,

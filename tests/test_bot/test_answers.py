@@ -212,3 +212,38 @@ async def test_an_answer_sent_but_not_recorded_before_a_crash_is_found_again(
     assert progress_messages(front.double, world.channel_id, workflow_id) == [message]
     record = await front.engine.storage.get_deployment(workflow_id)
     assert record is not None and record.message_id == str(message.id)
+
+
+async def test_a_refusal_that_comes_after_the_answer_takes_it_back(
+    front: Front, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Temporal slower than the patience, then refusing: the public answer is deleted
+    before the private refusal, and the bot is not left locked."""
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from workflows.client import DeploymentClient, DeploymentService
+
+    world = front.world
+    monkeypatch.setattr(deploy_answer, "START_PATIENCE", 0.0)
+    nowhere = await Client.connect("127.0.0.1:1", lazy=True, data_converter=pydantic_data_converter)
+    working = front.bot.service
+    front.bot.service = DeploymentService(
+        DeploymentClient(nowhere, front.engine.task_queue), front.engine.storage
+    )
+    try:
+        record = await front.double.dispatch_command(
+            world.app, "deploy", {"bot": "sleeper-5", "version": "1.0.0"}, user=world.owner
+        )
+        await front.double.wait_for(
+            lambda: record.followup_message_ids, WAIT, "the private refusal"
+        )
+    finally:
+        front.bot.service = working
+    public = front.double.message(record.original_message_id)
+    refusal = front.double.message(record.followup_message_ids[0])
+    assert public.deleted and not public.ephemeral
+    assert refusal.ephemeral and "Temporal is unreachable" in refusal.content
+    assert not [m for m in front.double.messages(world.channel_id) if "sleeper-5" in m.content]
+    rows = await front.engine.storage.list_open_deployments()
+    assert [row for row in rows if row.bot_name == "sleeper-5"] == []

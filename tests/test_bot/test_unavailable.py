@@ -26,6 +26,13 @@ async def test_temporal_unreachable_is_a_short_answer_and_locks_nothing(front: F
         assert "Temporal is unreachable" in answer and "Traceback" not in answer
     finally:
         front.bot.service = working
+    # Accepted first (its public answer went out at once), then retracted: nothing public
+    # of that refusal is left in the channel.
+    assert not [
+        m
+        for m in front.double.messages(world.channel_id)
+        if "sleeper-11" in m.content and not m.ephemeral
+    ]
     rows = await front.engine.storage.list_deployments(limit=100)
     assert [row for row in rows if row.bot_name == "sleeper-11"] == []
     # The failed start did not leave the bot locked: a deploy now goes through.
