@@ -37,7 +37,6 @@ from bench.stack import (
     OPERATIONS,
     Temporal,
     discord_double,
-    once_started,
     ready,
     shipcord_env,
     shipcord_run,
@@ -185,15 +184,16 @@ async def run_scenario(temporal: Temporal, work: Path, *, count: int, channels: 
                 *(double.control.wait_for_reply(i, timeout=60) for i, _ in dispatched)
             )
             workflow_ids = [reply["reply"]["content"].split("`")[3] for reply in replies]
+            # Waiting on the messages, not on Temporal: the calls counted are shipcord's.
+            state = await wait_until_final(double, workflow_ids, channel_ids)
+            cpu = shipcord.cpu_seconds() - cpu_before
+            calls = await temporal.calls()
             handles = [
                 temporal.client.get_workflow_handle(w, result_type=DeploymentResult)
                 for w in workflow_ids
             ]
-            results = await asyncio.gather(*(once_started(handle.result) for handle in handles))
+            results = await asyncio.gather(*(handle.result() for handle in handles))
             assert all(result.success for result in results), results
-            state = await wait_until_final(double, workflow_ids, channel_ids)
-            cpu = shipcord.cpu_seconds() - cpu_before
-            calls = await temporal.calls()
     kill_release_processes(work)
     descriptions = await asyncio.gather(*(handle.describe() for handle in handles))
     histories = await asyncio.gather(*(handle.fetch_history() for handle in handles))
@@ -214,9 +214,9 @@ async def run_scenario(temporal: Temporal, work: Path, *, count: int, channels: 
 async def wait_until_final(
     double: Any, workflow_ids: list[str], channel_ids: list[str]
 ) -> dict[str, Any]:
-    """Once every workflow has ended: until every message has its final form. The
-    double's whole state is a heavy answer, so it is asked for sparingly (the times
-    measured are the double's own records, not when this poll saw them)."""
+    """Until every message has its final form. The double's whole state is a heavy
+    answer, so it is asked for sparingly (the times measured are the double's own
+    records, not when this poll saw them)."""
     deadline = time.monotonic() + SCENARIO_TIMEOUT
     while True:
         state = await double.control.state(requests=False)

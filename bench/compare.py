@@ -27,16 +27,21 @@ def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
 
 
 def compare(earlier: dict[str, Any], now: dict[str, Any], *, label: str) -> str:
+    """The figures that moved by 5 % or more, each with its earlier value."""
     before = dict(flatten({k: v for k, v in earlier.items() if k != "machine"}))
     lines = [f"compared with {label} ({earlier.get('when', 'unknown date')}):"]
+    steady = 0
     for key, value in flatten({k: v for k, v in now.items() if k != "machine"}):
-        if key not in before:
+        was = before.get(key)
+        if was is None:
             continue
-        was = before[key]
-        change = "" if was == 0 else f" ({(value - was) / abs(was):+.0%})"
+        moved = abs(value - was) / abs(was) if was else (1.0 if value else 0.0)
+        if moved < 0.05:
+            steady += 1
+            continue
         better = any(word in key for word in HIGHER_IS_BETTER)
-        mark = ""
-        if was and abs(value - was) / abs(was) >= 0.2:
-            mark = "  better" if (value > was) == better else "  WORSE"
-        lines.append(f"  {key}: {value:g} (was {was:g}){change}{mark}")
+        verdict = "better" if (value > was) == better else "worse"
+        change = f"{(value - was) / abs(was):+.0%}" if was else "new"
+        lines.append(f"  {key}: {value:g} (was {was:g}, {change}, {verdict})")
+    lines.append(f"  ({steady} more within 5 %)")
     return "\n".join(lines)

@@ -39,14 +39,19 @@ SHIPCORD_TOKEN = "bench-shipcord-token.secret-part"
 TARGET_TOKEN = "bench-target-token"
 ADMIN_ROLE = "deployers"
 SHIPCORD = str(Path(sys.executable).with_name("shipcord"))
-# The operations of Temporal's frontend that the board's load is made of.
-OPERATIONS = (
-    "QueryWorkflow",
-    "DescribeWorkflowExecution",
-    "GetWorkflowExecutionHistory",
-    "StartWorkflowExecution",
-)
-_METRIC = re.compile(r"^service_requests\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
+# The calls the board's load is made of, and the server's counter of each: its frontend's
+# requests; history reads (long polls included) as the frontend's calls to its history
+# service, since long polls are left out of the request counter.
+OPERATIONS = {
+    "QueryWorkflow": ("service_requests", "QueryWorkflow"),
+    "DescribeWorkflowExecution": ("service_requests", "DescribeWorkflowExecution"),
+    "GetWorkflowExecutionHistory": (
+        "client_latency_count",
+        "HistoryClientGetWorkflowExecutionHistory",
+    ),
+    "StartWorkflowExecution": ("service_requests", "StartWorkflowExecution"),
+}
+_METRIC = re.compile(r"^(?P<name>\w+)\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
 
 
 def free_port() -> int:
@@ -70,14 +75,16 @@ class Temporal:
             http.get(self.metrics_url) as response,
         ):
             text = await response.text()
+        wanted = {counter: name for name, counter in OPERATIONS.items()}
         counts = dict.fromkeys(OPERATIONS, 0.0)
         for line in text.splitlines():
             match = _METRIC.match(line)
             if match is None or 'service_name="frontend"' not in match["labels"]:
                 continue
             operation = re.search(r'operation="([^"]+)"', match["labels"])
-            if operation and operation.group(1) in counts:
-                counts[operation.group(1)] += float(match["value"])
+            name = wanted.get((match["name"], operation.group(1) if operation else ""))
+            if name is not None:
+                counts[name] += float(match["value"])
         return counts
 
 

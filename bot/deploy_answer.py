@@ -40,7 +40,7 @@ NO_MENTIONS = discord.AllowedMentions.none()
 # Seconds to wait for the deployment to be accepted before acknowledging privately.
 ANSWER_GUARD = 1.5
 # Seconds Temporal has, once the deployment is reserved, before the answer goes out anyway.
-START_PATIENCE = 0.2
+START_PATIENCE = 0.1
 
 
 class DeployAnswer:

@@ -51,5 +51,6 @@ def test_a_later_run_is_compared_key_by_key() -> None:
         "board[30x1].answer_s.p95": 0.4,
     }
     text = compare(earlier, now, label="old.json")
-    assert "engine.throughput_ratio: 0.8 (was 0.5) (+60%)  better" in text
-    assert "board[30x1].answer_s.p95: 0.4 (was 2) (-80%)  better" in text
+    assert "engine.throughput_ratio: 0.8 (was 0.5, +60%, better)" in text
+    assert "board[30x1].answer_s.p95: 0.4 (was 2, -80%, better)" in text
+    assert "(2 more within 5 %)" in text
