@@ -47,7 +47,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
                 print(engine.report(result), flush=True)
                 results["engine"] = asdict(result)
             if "board" in args.only:
-                measured = await board.measure(temporal, work, args.scenarios)
+                measured = await board.measure(temporal, work, args.scenarios, args.shipcord_tree)
                 print(board.report(measured), flush=True)
                 results["board"] = [asdict(one) for one in measured]
             if "footprint" in args.only:

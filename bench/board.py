@@ -115,13 +115,17 @@ def answered_at(interaction: dict[str, Any]) -> float | None:
 
 
 def shown_step(version: dict[str, Any]) -> int:
-    """Which step a version of a progress message shows (FINAL once finished)."""
+    """Which step a version of a progress message shows (FINAL once finished); an embed,
+    or the text block of shipcord before embeds (`--shipcord-tree` may run one)."""
     embeds = version["embeds"]
-    if not embeds:
-        return -1
-    if embeds[0].get("color") in FINAL_COLOURS:
+    if embeds:
+        text, final = embeds[0].get("description") or "", embeds[0].get("color") in FINAL_COLOURS
+    else:
+        text = version["content"]
+        final = any(f"State: {end}" in text for end in ("succeeded", "failed", "cancelled"))
+    if final:
         return FINAL
-    headline = (embeds[0].get("description") or "").split("\n", 1)[0]
+    headline = next((line for line in text.split("\n") if line.startswith("**")), "")
     step = headline.split("**")[1] if headline.count("**") >= 2 else ""
     return STEPS.index(step) if step in STEPS else -1
 
@@ -153,7 +157,9 @@ def freshness(changes: list[tuple[int, float]], versions: list[dict[str, Any]]) 
     return delays
 
 
-async def run_scenario(temporal: Temporal, work: Path, *, count: int, channels: int) -> BoardResult:
+async def run_scenario(
+    temporal: Temporal, work: Path, *, count: int, channels: int, tree: Path | None = None
+) -> BoardResult:
     tag = uuid.uuid4().hex[:6]
     names = [f"b{tag}-{n}" for n in range(count)]
     (work / "targets.toml").write_text(
@@ -163,7 +169,7 @@ async def run_scenario(temporal: Temporal, work: Path, *, count: int, channels: 
         guild = double.ids["guilds"]["bench"]
         channel_ids = [guild["channels"][f"c{n}"] for n in range(channels)]
         env = shipcord_env(work, double, temporal=temporal.address, task_queue=f"board-{tag}")
-        async with shipcord_run(work, env) as shipcord:
+        async with shipcord_run(work, env, tree=tree) as shipcord:
             await ready(shipcord, double)
             cpu_before, calls_before = shipcord.cpu_seconds(), await temporal.calls()
             started = time.time()
@@ -237,7 +243,7 @@ def progress_messages(
     wanted = set(workflow_ids)
     for channel_id in channel_ids:
         for message in state["channels"][str(channel_id)]["messages"]:
-            if message["ephemeral"] or message["message_reference"] or not message["embeds"]:
+            if message["ephemeral"] or message["message_reference"]:
                 continue
             workflow_id = message["content"].split("`")[3] if "`" in message["content"] else ""
             if workflow_id in wanted:
@@ -345,25 +351,34 @@ def parse_scenarios(text: str) -> list[tuple[int, int]]:
     return pairs
 
 
-async def measure(temporal: Temporal, work: Path, scenarios: str) -> list[BoardResult]:
+async def measure(
+    temporal: Temporal, work: Path, scenarios: str, tree: Path | None = None
+) -> list[BoardResult]:
     results = []
     for count, channels in parse_scenarios(scenarios):
         scenario_dir = work / f"board-{count}x{channels}"
         scenario_dir.mkdir()
-        results.append(await run_scenario(temporal, scenario_dir, count=count, channels=channels))
+        results.append(
+            await run_scenario(temporal, scenario_dir, count=count, channels=channels, tree=tree)
+        )
     return results
 
 
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="bench-board-") as tmp:
         async with temporal_server(Path(tmp)) as temporal:
-            results = await measure(temporal, Path(tmp), args.scenarios)
+            results = await measure(temporal, Path(tmp), args.scenarios, args.shipcord_tree)
     print(report(results), flush=True)
     return [asdict(result) for result in results]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenarios", default="30x1,100x1,30x10,100x10")
+    parser.add_argument(
+        "--shipcord-tree",
+        type=Path,
+        help="run the shipcord of this checkout instead (e.g. an earlier commit's worktree)",
+    )
 
 
 def main() -> None:

@@ -237,13 +237,24 @@ def shipcord_env(
 
 
 @asynccontextmanager
-async def shipcord_run(work: Path, env: dict[str, str]) -> AsyncIterator[Shipcord]:
-    """`shipcord run` with `env`; its log (JSON lines) goes to a file in `work`."""
+async def shipcord_run(
+    work: Path, env: dict[str, str], *, tree: Path | None = None
+) -> AsyncIterator[Shipcord]:
+    """`shipcord run` with `env` (that of the checkout `tree`, when given); its log (JSON
+    lines) goes to a file in `work`."""
     path = work / "shipcord.log"
     log = path.open("ab")
     offset = log.tell()
+    command = [SHIPCORD, "run"]
+    if tree is not None:
+        command = [sys.executable, "-m", "shipcord", "run"]
+        env = {**env, "PYTHONPATH": str(tree)}
     process = await asyncio.create_subprocess_exec(
-        SHIPCORD, "run", env=env, stdout=asyncio.subprocess.PIPE, stderr=log, cwd=str(work)
+        *command,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log,
+        cwd=str(tree or work),
     )
     shipcord = Shipcord(process=process, started=time.monotonic(), log=path, log_offset=offset)
     shipcord._reader = asyncio.create_task(shipcord.read_lines())
