@@ -1,9 +1,9 @@
 """What /pause, /resume, /cancel and the buttons do, in one place.
 
-A deployment exists, for a person, only in the server it belongs to; controlling it takes
-its owner, a member with the admin role, or a member with Manage Server. The controller
-gets narrow dependencies (storage, the deployment client, a callback for "something
-changed") so that it depends on nothing else of the bot.
+A deployment a person may not see does not exist for them ("unknown deployment"); who may
+see and control which deployment is `bot.permissions`' model, applied by `bot.access`.
+The controller gets narrow dependencies (storage, the deployment client, the access
+rules, a callback for "something changed") so that it depends on nothing else of the bot.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 import discord
 import structlog
 
-from bot.permissions import Actor, can_control, is_visible
+from bot.access import Access
+from bot.permissions import Actor
 from bot.render import STATE_WORDS, mention
 from bot.replies import UserError, reply, report_unexpected
 from bot.rows import closed_result
@@ -47,23 +48,23 @@ class Controller:
         *,
         storage: Storage,
         deployments: DeploymentClient,
-        admin_role: str | None,
+        access: Access,
         on_change: Callable[[], None],
     ) -> None:
         self._storage = storage
         self._deployments = deployments
-        self._admin_role = admin_role
+        self._access = access
         self._on_change = on_change
 
     async def find_visible(self, actor: Actor, workflow_id: str) -> DeploymentRecord:
-        """The deployment if it belongs to the actor's server; other servers' do not exist."""
+        """The deployment if the actor may see it; for them, others do not exist."""
         record = await self._storage.get_deployment(workflow_id.strip()[:200])
-        if record is None or not is_visible(actor, record):
+        if record is None or not self._access.may_see(actor, record):
             raise unknown_deployment(workflow_id)
         return record
 
     def may_control(self, actor: Actor, record: DeploymentRecord) -> bool:
-        return can_control(actor, record, self._admin_role)
+        return self._access.may_control(actor, record)
 
     async def snapshot(self, workflow_id: str) -> DeploymentSnapshot:
         try:
@@ -83,8 +84,8 @@ class Controller:
         workflow_id = record.workflow_id
         if not self.may_control(actor, record):
             raise UserError(
-                f"Only the owner ({mention(record.owner_id)}), a member with the admin role or "
-                f"a member with Manage Server can {action} `{workflow_id}`."
+                f"Only the owner ({mention(record.owner_id)}) or an admin (the admin role or "
+                f"Manage Server) of the bot's server can {action} `{workflow_id}`."
             )
         if not record.is_open:
             state = closed_result(record).final_state
@@ -137,6 +138,7 @@ class Controller:
         ):
             try:
                 await interaction.response.defer(ephemeral=True, thinking=True)
+                self._access.require_enabled(actor)
                 await reply(interaction, await self.control(actor, action, workflow_id))
             except UserError as refusal:
                 await reply(interaction, str(refusal))

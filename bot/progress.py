@@ -239,6 +239,10 @@ class ProgressBoard:
                 self._finalise(record, snapshot.result or _unknown_result())
                 return
             status = snapshot.status
+            if status is not None and status.state.is_final:
+                # Its last step is done but the workflow has not closed yet: the final form
+                # comes from its result, on a pass that sees it closed.
+                return
             if status is not None:
                 self._last_status[workflow_id] = status
             if record.channel_id is None or record.channel_id in self.forbidden_channels:

@@ -55,6 +55,8 @@ def front_end_config(settings: Settings) -> FrontEndConfig:
         api_base=settings.discord_api_base,
         admin_role=settings.admin_role,
         dev_guild_id=settings.discord_dev_guild_id,
+        guild_ids=frozenset(str(guild_id) for guild_id in settings.configured_guild_ids),
+        leave_unconfigured_guilds=settings.leave_unconfigured_guilds,
         progress_interval=settings.progress_interval,
         web_ui_base=settings.web_ui_base,
         namespace=settings.temporal_namespace,

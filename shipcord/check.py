@@ -23,7 +23,7 @@ from shipcord.exits import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
 from shipcord.settings import Settings
 from shipcord.temporal_client import TemporalUnavailable, connect_temporal
 from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
-from workflows.targets import load_targets
+from workflows.targets import TargetsFile, load_targets
 
 # View Channel, Send Messages, Embed Links, Read Message History, Send Messages in Threads.
 INVITE_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 16) | (1 << 38)
@@ -40,6 +40,21 @@ def invite_url(application_id: str) -> str:
     return f"https://discord.com/oauth2/authorize?{query}"
 
 
+def require_servers(settings: Settings, targets: TargetsFile) -> None:
+    """shipcord serves no server at all until one is configured: say what to set."""
+    servers = set(map(str, settings.configured_guild_ids))
+    for target in targets.bots.values():
+        servers.update(target.guilds)
+    if not servers:
+        raise StartupError(
+            "no Discord server is configured, so shipcord would refuse every command: set "
+            "SHIPCORD_GUILD_IDS to your server's id (in Discord, with Developer Mode on, "
+            "right-click the server and Copy Server ID); shipcord's answer in that server "
+            "names the id too"
+        )
+    announce(f"servers: {', '.join(sorted(servers))}")
+
+
 async def run_check(settings: Settings, *, start_embedded: bool = True) -> int:
     """Check everything shipcord needs, in order; stop at the first problem."""
     prepare(settings)
@@ -49,6 +64,7 @@ async def run_check(settings: Settings, *, start_embedded: bool = True) -> int:
         require_targets(settings)
         targets = load_targets(settings.targets_file)
         announce(f"targets file {settings.targets_file}: {len(targets.bots)} bot(s)")
+        require_servers(settings, targets)
         for target in targets.bots.values():
             if target.read_token() is None:
                 announce(f"  warning: no token for {target.name}: {target.token_source} is empty")

@@ -27,7 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
 from workflows.models import DEFAULT_API_BASE, DEFAULT_TASK_QUEUE
@@ -120,6 +120,13 @@ class Settings(BaseSettings):
     discord_api_base: HttpBase = Field(DEFAULT_API_BASE, validation_alias="DISCORD_API_BASE")
     discord_dev_guild_id: PositiveInt | None = Field(None, validation_alias="DISCORD_DEV_GUILD_ID")
     admin_role: str | None = Field(None, validation_alias="SHIPCORD_ADMIN_ROLE")
+    # The servers shipcord serves (and that targets belong to unless they name their own).
+    guild_ids: Annotated[list[PositiveInt], NoDecode] = Field(
+        default_factory=list, validation_alias="SHIPCORD_GUILD_IDS"
+    )
+    leave_unconfigured_guilds: bool = Field(
+        False, validation_alias="SHIPCORD_LEAVE_UNCONFIGURED_GUILDS"
+    )
 
     # -- shipcord -----------------------------------------------------------------------------
     data_dir: Path = Field(Path("./data"), validation_alias="SHIPCORD_DATA_DIR")
@@ -167,6 +174,13 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("guild_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.replace(" ", ",").split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
@@ -224,6 +238,14 @@ class Settings(BaseSettings):
     def temporal_db_path(self) -> Path:
         """The embedded Temporal dev server's SQLite file."""
         return self.data_dir / "temporal.db"
+
+    @property
+    def configured_guild_ids(self) -> frozenset[int]:
+        """Every server shipcord serves: SHIPCORD_GUILD_IDS and the development server."""
+        ids = set(self.guild_ids)
+        if self.discord_dev_guild_id is not None:
+            ids.add(self.discord_dev_guild_id)
+        return frozenset(ids)
 
     @property
     def embedded_temporal(self) -> bool:

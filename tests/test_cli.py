@@ -277,6 +277,7 @@ async def test_check_passes_and_prints_the_invite_url(
         (("check",), {"SHIPCORD_TARGETS_FILE": "/nonexistent/t.toml"}, 2, "/nonexistent/t.toml"),
         (("check",), {"TEMPORAL_ADDRESS": "127.0.0.1:1"}, 1, "cannot reach Temporal"),
         (("check",), {"SHIPCORD_LOG_FORMAT": "fancy"}, 2, "SHIPCORD_LOG_FORMAT"),
+        (("check",), {"DISCORD_DEV_GUILD_ID": None}, 2, "set SHIPCORD_GUILD_IDS to your server"),
         (("worker",), {"TEMPORAL_ADDRESS": "not an address"}, 2, "TEMPORAL_ADDRESS"),
     ],
 )

@@ -76,6 +76,8 @@ def test_every_variable_is_read_from_the_environment(
         "DISCORD_API_BASE": "http://127.0.0.1:9999/api/v10/",
         "DISCORD_DEV_GUILD_ID": "123456789012345678",
         "SHIPCORD_ADMIN_ROLE": "deployers",
+        "SHIPCORD_GUILD_IDS": "123456789012345678, 223456789012345678",
+        "SHIPCORD_LEAVE_UNCONFIGURED_GUILDS": "true",
         "SHIPCORD_DATA_DIR": str(tmp_path / "state"),
         "SHIPCORD_TARGETS_FILE": str(tmp_path / "bots.toml"),
         "SHIPCORD_LOG_LEVEL": "warn",
@@ -104,6 +106,8 @@ def test_every_variable_is_read_from_the_environment(
     assert settings.discord_api_base == "http://127.0.0.1:9999/api/v10"
     assert settings.discord_dev_guild_id == 123456789012345678
     assert settings.admin_role == "deployers"
+    assert settings.guild_ids == [123456789012345678, 223456789012345678]
+    assert settings.leave_unconfigured_guilds is True
     assert settings.data_dir == tmp_path / "state"
     assert settings.database_path == tmp_path / "state" / "shipcord.db"
     assert settings.targets_file == tmp_path / "bots.toml"

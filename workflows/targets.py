@@ -23,15 +23,26 @@ import re
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from workflows.models import validate_bot_name
+from workflows.models import Snowflake, quoted, validate_bot_name
 from workflows.validation import validation_problems
 
 # An unknown name is answered with the known ones, up to this many.
 KNOWN_LISTED = 20
+# A Discord role, by name (up to 100 characters) or by id.
+RoleName = Annotated[str, BeforeValidator(str), StringConstraints(min_length=1, max_length=100)]
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PLACEHOLDERS = frozenset({"version", "port", "python"})
@@ -50,7 +61,7 @@ class UnknownTarget(LookupError):
         listed = ", ".join(shown) or "none"
         if len(known) > len(shown):
             listed += f" and {len(known) - len(shown)} more"
-        super().__init__(f"Unknown bot {name[:40]!r}: the targets file declares {listed}.")
+        super().__init__(f"Unknown bot {quoted(name)}: the targets file declares {listed}.")
         self.name = name
 
 
@@ -80,6 +91,11 @@ class Target(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     healthy_after: float = Field(default=2.0, ge=0, le=300)
     health_timeout: float = Field(default=60.0, gt=0, le=240)
+    # Where it belongs and who may deploy it; empty lists mean the settings' defaults
+    # (the configured servers; the admin role or Manage Server).
+    guilds: list[Snowflake] = Field(default_factory=list)
+    deploy_roles: list[RoleName] = Field(default_factory=list)
+    deploy_users: list[Snowflake] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
