@@ -25,6 +25,7 @@ from bot.access import Access
 from bot.config import FrontEndConfig
 from bot.control import Controller
 from bot.discord_api import configure_api_base, discover_gateway
+from bot.incidents import IncidentNotifier
 from bot.meter import FrontEndMeter, NoMeter
 from bot.pacing import ChannelPacer
 from bot.permissions import AccessPolicy
@@ -112,6 +113,13 @@ class ShipcordBot(commands.Bot):
             meter=self.meter,
             query_concurrency=query_concurrency,
         )
+        self.incidents = IncidentNotifier(
+            client=self,
+            storage=storage,
+            pacer=self.board.pacer,
+            forbidden=self.board.forbidden_channels,
+            interval=config.progress_interval,
+        )
         self.controller = Controller(
             storage=storage,
             deployments=service.deployments,
@@ -134,6 +142,7 @@ class ShipcordBot(commands.Bot):
             await self.sync_dev_guild(self.config.dev_guild_id)
         if self._run_board:
             self.board.start()
+            self.incidents.start()
 
     async def sync_dev_guild(self, guild_id: int) -> list[app_commands.AppCommand]:
         """Register the commands in one server, where they are available at once."""
@@ -154,6 +163,7 @@ class ShipcordBot(commands.Bot):
         return synced
 
     async def close(self) -> None:
+        await self.incidents.stop()
         await self.board.stop()
         await super().close()
 

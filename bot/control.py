@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import discord
@@ -22,6 +23,7 @@ from bot.replies import UserError, reply, report_unexpected
 from bot.rows import closed_result
 from storage import DeploymentRecord, Storage
 from workflows.client import (
+    QUERY_TIMEOUT,
     DeploymentClient,
     DeploymentNotFound,
     DeploymentSnapshot,
@@ -32,6 +34,9 @@ from workflows.models import DeploymentState
 log = structlog.get_logger(__name__)
 
 TEMPORAL_TIMEOUT = 10.0
+# A control does not need the status, only its refusals do ("already paused"): right after
+# a crash, when no worker answers queries yet, it goes ahead without them.
+CONTROL_QUERY_TIMEOUT = timedelta(seconds=0.8)
 TEMPORAL_UNREACHABLE = (
     "Temporal is unreachable right now, so nothing was changed. Try again in a minute."
 )
@@ -66,10 +71,12 @@ class Controller:
     def may_control(self, actor: Actor, record: DeploymentRecord) -> bool:
         return self._access.may_control(actor, record)
 
-    async def snapshot(self, workflow_id: str) -> DeploymentSnapshot:
+    async def snapshot(
+        self, workflow_id: str, *, query_timeout: timedelta = QUERY_TIMEOUT
+    ) -> DeploymentSnapshot:
         try:
             async with asyncio.timeout(TEMPORAL_TIMEOUT):
-                return await self._deployments.snapshot(workflow_id)
+                return await self._deployments.snapshot(workflow_id, query_timeout=query_timeout)
         except DeploymentNotFound:
             raise unknown_deployment(workflow_id) from None
         except Exception as error:
@@ -90,22 +97,15 @@ class Controller:
         if not record.is_open:
             state = closed_result(record).final_state
             raise UserError(f"`{workflow_id}` already finished: {state.value}.")
-        snapshot = await self.snapshot(workflow_id)
-        if not snapshot.is_open or snapshot.status is None:
+        snapshot = await self.snapshot(workflow_id, query_timeout=CONTROL_QUERY_TIMEOUT)
+        if not snapshot.is_open:
             self._on_change()
             state_word = snapshot.result.final_state.value if snapshot.result else "closed"
             raise UserError(f"`{workflow_id}` already finished: {state_word}.")
-        state = snapshot.status.state
-        if state.is_final or state is DeploymentState.ROLLING_BACK:
-            raise UserError(
-                f"`{workflow_id}` is {STATE_WORDS[state]} and can no longer be {action}d"
-                if action != "cancel"
-                else f"`{workflow_id}` is already {STATE_WORDS[state]}."
-            )
-        if action == "pause" and state is DeploymentState.PAUSED:
-            raise UserError(f"`{workflow_id}` is already paused.")
-        if action == "resume" and state is not DeploymentState.PAUSED:
-            raise UserError(f"`{workflow_id}` is not paused (it is {STATE_WORDS[state]}).")
+        if snapshot.status is not None:
+            self._refuse_in_state(snapshot.status.state, action, workflow_id)
+        # Without a status (no worker answers yet), signals and cancellation still go
+        # straight to Temporal, which delivers them when a worker is back.
         operation = {
             "pause": self._deployments.pause,
             "resume": self._deployments.resume,
@@ -127,6 +127,19 @@ class Controller:
             "resume": f"Resumed `{workflow_id}`.",
             "cancel": f"Cancelling `{workflow_id}`: completed steps are being rolled back.",
         }[action]
+
+    @staticmethod
+    def _refuse_in_state(state: DeploymentState, action: str, workflow_id: str) -> None:
+        if state.is_final or state is DeploymentState.ROLLING_BACK:
+            raise UserError(
+                f"`{workflow_id}` is {STATE_WORDS[state]} and can no longer be {action}d"
+                if action != "cancel"
+                else f"`{workflow_id}` is already {STATE_WORDS[state]}."
+            )
+        if action == "pause" and state is DeploymentState.PAUSED:
+            raise UserError(f"`{workflow_id}` is already paused.")
+        if action == "resume" and state is not DeploymentState.PAUSED:
+            raise UserError(f"`{workflow_id}` is not paused (it is {STATE_WORDS[state]}).")
 
     async def run_interaction(
         self, interaction: discord.Interaction[Any], action: str, workflow_id: str

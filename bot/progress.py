@@ -239,12 +239,13 @@ class ProgressBoard:
                 self._finalise(record, snapshot.result or _unknown_result())
                 return
             status = snapshot.status
-            if status is not None and status.state.is_final:
+            if status is None:
+                return  # no worker answers its query yet: the message stays as it was
+            if status.state.is_final:
                 # Its last step is done but the workflow has not closed yet: the final form
                 # comes from its result, on a pass that sees it closed.
                 return
-            if status is not None:
-                self._last_status[workflow_id] = status
+            self._last_status[workflow_id] = status
             if record.channel_id is None or record.channel_id in self.forbidden_channels:
                 return
             text = render_running(
@@ -262,8 +263,9 @@ class ProgressBoard:
                 return
             if self._rendered.get(workflow_id) == text:
                 return
-            state = status.state if status else DeploymentState.RUNNING
-            self._submit_edit(record, text, progress_view(workflow_id, state), Priority.UPDATE)
+            self._submit_edit(
+                record, text, progress_view(workflow_id, status.state), Priority.UPDATE
+            )
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)

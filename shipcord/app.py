@@ -27,6 +27,7 @@ from shipcord.settings import Settings
 from shipcord.temporal_client import TemporalUnavailable, connect_temporal
 from storage import Storage
 from workflows.client import DeploymentClient, DeploymentService
+from workflows.supervision import SupervisionSettings
 from workflows.targets import TargetsError, load_targets
 from workflows.worker import engine_worker
 
@@ -150,6 +151,7 @@ async def serve(settings: Settings, *, with_bot: bool, with_worker: bool) -> int
                     targets_file=settings.targets_file,
                     data_dir=settings.data_dir,
                     discord_api_base=settings.discord_api_base,
+                    supervision=SupervisionSettings(interval_seconds=settings.reconcile_interval),
                 )
             )
             announce(

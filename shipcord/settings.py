@@ -136,6 +136,8 @@ class Settings(BaseSettings):
         "auto", validation_alias="SHIPCORD_LOG_FORMAT"
     )
     progress_interval: float = Field(2.0, gt=0, validation_alias="SHIPCORD_PROGRESS_INTERVAL")
+    # Seconds between two supervision rounds (active releases against what runs).
+    reconcile_interval: float = Field(10.0, gt=0, validation_alias="SHIPCORD_RECONCILE_INTERVAL")
     metrics_port: Port | None = Field(None, validation_alias="SHIPCORD_METRICS_PORT")
 
     # -- field validators -------------------------------------------------------------------

@@ -22,7 +22,7 @@ from storage import Storage
 from tests.discord_double import DiscordDouble
 from tests.engine.harness import TARGETS, kill_release_processes
 from workflows import DeploymentResult
-from workflows.activities import free_port
+from workflows.release_operator import free_port
 
 SHIPCORD_TOKEN = "shipcord-cli-test-token.secret-part"
 ECHO_TOKEN = "echo-cli-test-token"
@@ -400,3 +400,35 @@ async def wait_for_open_deployment(world: World, bot: str, timeout: float = 30.0
                     return deployment.workflow_id
             assert time.monotonic() < deadline, f"no open deployment of {bot}"
             await asyncio.sleep(0.1)
+
+
+async def test_a_button_right_after_a_crash_and_restart_answers_within_3_s(world: World) -> None:
+    """After a kill -9, Temporal still routes the deployment's queries to the dead worker
+    for a while: the controls must not wait for it (signals need no worker)."""
+    shipcord = await run_and_deploy(world, "slow", "1.0.0")
+    progress = await world.double.wait_for_message(
+        world.channel_id,
+        lambda m: "Running health check" in m.text() and not m.ephemeral and bool(m.components),
+        timeout=30,
+    )
+    shipcord.process.kill()
+    await shipcord.finish()
+    again = await start_shipcord(world, "run")
+    await again.wait_for_line("Discord bot connecting")
+    await world.double.wait_for(
+        lambda: world.double.bot_connected(world.shipcord_bot_id), 30, "the new gateway session"
+    )
+    pause = next(
+        component["custom_id"]
+        for row in progress.components
+        for component in row["components"]
+        if component["custom_id"].startswith("shipcord:pause:")
+    )
+    click = await world.double.dispatch_component(
+        world.shipcord_bot_id, progress.id, pause, user=world.owner_id
+    )
+    await world.double.wait_for_interaction_reply(click.id, timeout=3.0)
+    answer = world.double.message(world.double.interaction(click.id).reply_message_id).text()
+    assert answer.startswith("Paused"), answer
+    again.process.send_signal(signal.SIGTERM)
+    assert await again.finish() == 0

@@ -83,6 +83,7 @@ def test_every_variable_is_read_from_the_environment(
         "SHIPCORD_LOG_LEVEL": "warn",
         "SHIPCORD_LOG_FORMAT": "JSON",
         "SHIPCORD_PROGRESS_INTERVAL": "0.5",
+        "SHIPCORD_RECONCILE_INTERVAL": "3",
         "SHIPCORD_METRICS_PORT": "9100",
     }
     assert set(environment) == set(ENV_NAMES), "test covers every setting"
@@ -114,6 +115,7 @@ def test_every_variable_is_read_from_the_environment(
     assert settings.log_level == "WARNING"
     assert settings.log_format == "json"
     assert settings.progress_interval == 0.5
+    assert settings.reconcile_interval == 3.0
     assert (settings.metrics_port, settings.sdk_metrics_port) == (9100, 9101)
     assert not settings.embedded_temporal
     assert front_end_config(settings).workflow_url("deploy-echo-1700000000000") == (

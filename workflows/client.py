@@ -45,6 +45,7 @@ START_TIMEOUT_SECONDS = 10.0
 # After an ambiguous start failure, how long to look whether the workflow exists after all.
 START_CHECK_SECONDS = 3.0
 RPC_TIMEOUT = timedelta(seconds=10)
+QUERY_TIMEOUT = timedelta(seconds=1.5)
 
 
 class DeploymentNotFound(LookupError):
@@ -73,7 +74,8 @@ def is_unreachable(error: BaseException) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class DeploymentSnapshot:
-    """A deployment seen from outside: live status while open, the result once closed."""
+    """A deployment seen from outside: live status while open (None while no worker
+    answers its query), the result once closed."""
 
     workflow_id: str
     is_open: bool
@@ -113,9 +115,15 @@ class DeploymentClient:
             raise
         return True
 
-    async def status(self, workflow_id: str) -> DeploymentStatus:
+    async def status(
+        self, workflow_id: str, *, timeout: timedelta = QUERY_TIMEOUT
+    ) -> DeploymentStatus:
+        """The `status` query. A query needs a worker (Temporal routes it to the one that ran
+        the workflow last, even if that one died): it gives up after `timeout`."""
         try:
-            return await self.handle(workflow_id).query(STATUS_QUERY, result_type=DeploymentStatus)
+            return await self.handle(workflow_id).query(
+                STATUS_QUERY, result_type=DeploymentStatus, rpc_timeout=timeout
+            )
         except RPCError as error:
             raise _translate(error, workflow_id) from error
 
@@ -134,7 +142,9 @@ class DeploymentClient:
     async def result(self, workflow_id: str) -> DeploymentResult:
         return await self.handle(workflow_id).result()
 
-    async def snapshot(self, workflow_id: str) -> DeploymentSnapshot:
+    async def snapshot(
+        self, workflow_id: str, *, query_timeout: timedelta = QUERY_TIMEOUT
+    ) -> DeploymentSnapshot:
         """Describe first: a query to a closed workflow replays its whole history."""
         handle = self.handle(workflow_id)
         try:
@@ -146,8 +156,16 @@ class DeploymentClient:
                 (activity.attempt for activity in description.raw_description.pending_activities),
                 default=None,
             )
-            status = await self.status(workflow_id)
-            if attempt is not None:
+            try:
+                status: DeploymentStatus | None = await self.status(
+                    workflow_id, timeout=query_timeout
+                )
+            except RPCError as error:
+                if not is_unreachable(error) and error.status != RPCStatusCode.CANCELLED:
+                    raise
+                # Temporal answered describe: it is the worker that does not answer yet.
+                status = None
+            if status is not None and attempt is not None:
                 status.attempt = attempt
             return DeploymentSnapshot(workflow_id, True, status, None, attempt)
         if description.status == WorkflowExecutionStatus.COMPLETED:

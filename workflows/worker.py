@@ -1,4 +1,8 @@
-"""Building the Temporal worker that runs botDeploymentWorkflow and its activities."""
+"""Building the Temporal worker: botDeploymentWorkflow, the supervisor, their activities.
+
+With supervision on, starting a worker also makes sure the installation's supervisor
+workflow runs (one per task queue; an existing one is kept).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 
 import aiohttp
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Interceptor, Worker
 
 from storage import Storage
@@ -17,7 +22,10 @@ from workflows.activities import DeploymentActivities
 from workflows.discord_rest import DiscordRest
 from workflows.heartbeat import AutoHeartbeat
 from workflows.log_context import ActivityLogContext
+from workflows.release_operator import ReleaseOperator
 from workflows.runtimes import DockerRuntime, ProcessRuntime, Runtime
+from workflows.supervision import SupervisionActivities, SupervisionSettings
+from workflows.supervisor import ReleaseSupervisorWorkflow, supervisor_workflow_id
 from workflows.targets import TargetRegistry
 from workflows.workflows import BotDeploymentWorkflow
 
@@ -41,7 +49,7 @@ def create_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[BotDeploymentWorkflow],
+        workflows=[BotDeploymentWorkflow, ReleaseSupervisorWorkflow],
         activities=activities,
         max_concurrent_activities=max_concurrent_activities,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
@@ -49,6 +57,30 @@ def create_worker(
         interceptors=[ActivityLogContext(), AutoHeartbeat(), *interceptors],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
+
+
+@asynccontextmanager
+async def release_operator(
+    *,
+    storage: Storage,
+    data_dir: Path,
+    discord_api_base: str,
+    runtimes: dict[str, Runtime] | None = None,
+) -> AsyncIterator[ReleaseOperator]:
+    # Registered always: it touches the Docker socket only when a target uses it.
+    docker = DockerRuntime(pull_timeout_seconds=DOCKER_PULL_TIMEOUT)
+    try:
+        yield ReleaseOperator(
+            storage=storage,
+            runtimes=runtimes
+            if runtimes is not None
+            else {"process": ProcessRuntime(), "docker": docker},
+            data_dir=data_dir,
+            discord_api_base=discord_api_base,
+            installation=await storage.installation_id(),
+        )
+    finally:
+        await docker.close()
 
 
 @asynccontextmanager
@@ -61,23 +93,35 @@ async def deployment_activities(
     runtimes: dict[str, Runtime] | None = None,
 ) -> AsyncIterator[DeploymentActivities]:
     """The activities with their dependencies: HTTP session, Discord client, runtimes."""
-    async with aiohttp.ClientSession() as http:
-        # Registered always: it touches the Docker socket only when a target uses it.
-        docker = DockerRuntime(pull_timeout_seconds=DOCKER_PULL_TIMEOUT)
-        try:
-            yield DeploymentActivities(
-                storage=storage,
-                discord=DiscordRest(http, discord_api_base),
-                runtimes=runtimes
-                if runtimes is not None
-                else {"process": ProcessRuntime(), "docker": docker},
-                targets=TargetRegistry(targets_file),
-                data_dir=data_dir,
-                discord_api_base=discord_api_base,
-                http=http,
-            )
-        finally:
-            await docker.close()
+    async with (
+        aiohttp.ClientSession() as http,
+        release_operator(
+            storage=storage,
+            data_dir=data_dir,
+            discord_api_base=discord_api_base,
+            runtimes=runtimes,
+        ) as releases,
+    ):
+        yield DeploymentActivities(
+            storage=storage,
+            discord=DiscordRest(http, discord_api_base),
+            releases=releases,
+            targets=TargetRegistry(targets_file),
+            http=http,
+        )
+
+
+async def ensure_supervisor(
+    client: Client, *, task_queue: str, settings: SupervisionSettings
+) -> None:
+    """Start the installation's supervisor, or keep the one that runs."""
+    await client.start_workflow(
+        ReleaseSupervisorWorkflow.run,
+        settings,
+        id=supervisor_workflow_id(task_queue),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
 
 
 @asynccontextmanager
@@ -91,6 +135,7 @@ async def engine_worker(
     discord_api_base: str,
     runtimes: dict[str, Runtime] | None = None,
     interceptors: Sequence[Interceptor] = (),
+    supervision: SupervisionSettings | None = None,
 ) -> AsyncIterator[Worker]:
     """Run a worker for the deployment engine for the duration of the block."""
     async with deployment_activities(
@@ -100,11 +145,14 @@ async def engine_worker(
         discord_api_base=discord_api_base,
         runtimes=runtimes,
     ) as activities:
+        supervising = SupervisionActivities(storage=storage, releases=activities.releases)
         worker = create_worker(
             client,
             task_queue=task_queue,
-            activities=activities.functions(),
+            activities=[*activities.functions(), supervising.reconcile],
             interceptors=interceptors,
         )
         async with worker:
+            if supervision is not None:
+                await ensure_supervisor(client, task_queue=task_queue, settings=supervision)
             yield worker

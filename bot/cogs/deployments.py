@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import discord
 import structlog
@@ -14,10 +14,15 @@ from discord.ext import commands
 from bot.client import ShipcordBot
 from bot.control import TEMPORAL_UNREACHABLE
 from bot.permissions import Actor
-from bot.render import render_status_detail, render_status_line, render_status_list
-from bot.replies import UserError, reply
+from bot.render import (
+    parse_timestamp,
+    render_status_detail,
+    render_status_line,
+    render_status_list,
+)
+from bot.replies import UserError, fit, reply
 from bot.rows import closed_result
-from storage import DeploymentConflict, DeploymentRecord
+from storage import DeploymentConflict, DeploymentRecord, IncidentRecord
 from workflows.client import is_unreachable
 from workflows.models import DeploymentInput, DeploymentStatus, validate_version
 
@@ -26,6 +31,8 @@ log = structlog.get_logger(__name__)
 MAX_CHOICES = 25
 STATUS_LIST_LIMIT = 15
 RECENT_LIMIT = 200
+INCIDENTS_SHOWN_FOR = timedelta(hours=24)
+INCIDENTS_LISTED = 5
 
 
 class DeploymentsCog(commands.Cog, name="Deployments"):
@@ -173,9 +180,11 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
                 record, None, closed_result(record), now=now, workflow_url=url
             )
         snapshot = await self.bot.controller.snapshot(record.workflow_id)
-        return render_status_detail(
-            record, snapshot.status, snapshot.result, now=now, workflow_url=url
-        )
+        status = snapshot.status or self.bot.board.last_status(record.workflow_id)
+        detail = render_status_detail(record, status, snapshot.result, now=now, workflow_url=url)
+        if snapshot.is_open and snapshot.status is None:
+            detail += "\nNo worker answers yet (restarting?): this is the last known status."
+        return fit(detail)
 
     async def _status_list(self, actor: Actor) -> str:
         records = [
@@ -201,7 +210,21 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
             if is_unreachable(error):
                 raise UserError(TEMPORAL_UNREACHABLE) from error
             raise
-        return render_status_list(lines, total=len(records))
+        listing = render_status_list(lines, total=len(records))
+        incidents = await self._recent_incidents(actor)
+        if incidents:
+            listing += "\n\nRecent incidents:\n" + "\n".join(map(incident_line, incidents))
+        return fit(listing)
+
+    async def _recent_incidents(self, actor: Actor) -> list[IncidentRecord]:
+        """What supervision did lately to the bots of this server."""
+        since = (datetime.now(UTC) - INCIDENTS_SHOWN_FOR).isoformat(timespec="milliseconds")
+        shown = []
+        for incident in await self.bot.storage.recent_incidents(since=since):
+            target = self.bot.access.target_of(incident.bot_name)
+            if target is not None and self.bot.access.policy.belongs_here(actor, target):
+                shown.append(incident)
+        return shown[:INCIDENTS_LISTED]
 
     @app_commands.command(name="pause")
     @app_commands.guild_only()
@@ -232,6 +255,12 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
     pause.autocomplete("deployment")(controllable_autocomplete)
     resume.autocomplete("deployment")(controllable_autocomplete)
     cancel.autocomplete("deployment")(controllable_autocomplete)
+
+
+def incident_line(incident: IncidentRecord) -> str:
+    created = parse_timestamp(incident.created_at)
+    when = f"<t:{int(created.timestamp())}:R> " if created else ""
+    return when + incident.message
 
 
 def _deployment_choices(

@@ -33,7 +33,7 @@ import aiodocker
 import aiohttp
 import pytest
 
-from workflows.activities import free_port
+from workflows.release_operator import free_port
 from workflows.runtimes import DockerRuntime, ReleaseHandle, ReleaseSpec, RuntimeError_
 from workflows.runtimes.docker import (
     BOT_LABEL,

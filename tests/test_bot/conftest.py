@@ -42,6 +42,7 @@ SLEEPERS = [f"sleeper-{n}" for n in range(12)]
 FAILERS = [f"failer-{n}" for n in range(6)]
 LOAD_BOTS = [f"load-{n:03d}" for n in range(100)]
 QUICK_BOTS = [f"quick-{n}" for n in range(12)]
+FLAKY_BOTS = [f"flaky-{n}" for n in range(2)]
 
 
 def targets_toml(health_gate_port: int) -> str:
@@ -70,6 +71,13 @@ env = {{ PYTHONPATH = "{REPO}" }}
         blocks.append(
             f'[bots.{name}]\ncommand = ["{python}", "-c", "raise SystemExit(3)"]\n'
             f'token_env = "{TARGET_TOKEN_ENV}"\nhealthy_after = 1\n'
+        )
+    for name in FLAKY_BOTS:
+        # Healthy, then it crashes every time: what supervision restarts and gives up on.
+        blocks.append(
+            f'[bots.{name}]\ncommand = ["{python}", "-c", '
+            '"import sys, time; time.sleep(1.5); sys.exit(7)"]\n'
+            f'token_env = "{TARGET_TOKEN_ENV}"\nhealthy_after = 0.5\n'
         )
     for name in [*LOAD_BOTS, *QUICK_BOTS]:
         blocks.append(
@@ -407,11 +415,18 @@ async def health_gate() -> AsyncIterator[HealthGate]:
 
 
 @pytest.fixture(scope="module")
+def engine_options() -> dict[str, Any]:
+    """Override in a test module to change the worker (for example, to supervise)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 async def engine(
     temporal_client: Client,
     world: World,
     health_gate: HealthGate,
     tmp_path_factory: pytest.TempPathFactory,
+    engine_options: dict[str, Any],
 ) -> AsyncIterator[Engine]:
     import os
 
@@ -429,6 +444,7 @@ async def engine(
             targets_file=targets_file,
             data_dir=data_dir,
             discord_api_base=world.double.api_base,
+            **engine_options,
         ):
             yield Engine(
                 client=temporal_client,

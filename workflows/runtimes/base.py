@@ -56,6 +56,10 @@ class Runtime(Protocol):
         """Stop the release; stopping one that is not running does nothing."""
         ...
 
+    async def running(self) -> list[ReleaseHandle]:
+        """Every release this runtime runs now, whoever started it (by its marker)."""
+        ...
+
     async def exit_description(self, handle: ReleaseHandle) -> str:
         """A short explanation of why a release is not running, for error messages."""
         ...

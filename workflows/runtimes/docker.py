@@ -132,6 +132,23 @@ class DockerRuntime:
             await self._stop_container(container_id)
             await self._remove(container_id, log_path=handle.log_path)
 
+    async def running(self) -> list[ReleaseHandle]:
+        found = await self._call(
+            "cannot list containers",
+            lambda docker: docker.containers.list(filters={"label": [RELEASE_LABEL]}),
+        )
+        return [
+            ReleaseHandle(
+                runtime=self.name,
+                marker=container["Labels"][RELEASE_LABEL],
+                port=0,
+                log_path="",
+                container_id=container.id,
+            )
+            for container in found
+            if is_running_state({"Running": container["State"] == "running"})
+        ]
+
     async def exit_description(self, handle: ReleaseHandle) -> str:
         details = await self._inspect_release(handle)
         if details is None:

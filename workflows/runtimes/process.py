@@ -97,6 +97,30 @@ class ProcessRuntime:
         if not wait_for_exit(process, KILL_WAIT_SECONDS):
             raise RuntimeError_(f"release process {process.pid} did not stop")
 
+    async def running(self) -> list[ReleaseHandle]:
+        return await asyncio.to_thread(self._running)
+
+    def _running(self) -> list[ReleaseHandle]:
+        handles = []
+        for process in psutil.process_iter():
+            try:
+                marker = process.environ().get(MARKER_VARIABLE)
+                # The session leader is the release itself; its children share the marker.
+                if marker and process.pid == os.getsid(process.pid) and is_alive(process):
+                    handles.append(
+                        ReleaseHandle(
+                            runtime=self.name,
+                            marker=marker,
+                            port=0,
+                            log_path="",
+                            pid=process.pid,
+                            process_started_at=process.create_time(),
+                        )
+                    )
+            except (psutil.Error, OSError):
+                continue
+        return handles
+
     async def exit_description(self, handle: ReleaseHandle) -> str:
         tail = await asyncio.to_thread(log_tail, handle.log_path)
         return f"the process exited; last output: {tail}" if tail else "the process exited"
