@@ -38,7 +38,7 @@ from workflows.targets import TargetRegistry
 
 log = structlog.get_logger(__name__)
 
-COGS = ("bot.cogs.deployments",)
+COGS = ("bot.cogs.deployments", "bot.cogs.history")
 
 
 class ShipcordTree(app_commands.CommandTree["ShipcordBot"]):

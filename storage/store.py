@@ -226,6 +226,16 @@ class Storage:
             )
         return [DeploymentRecord.from_row(row) for row in rows]
 
+    async def list_deployments_of_bot(
+        self, bot_name: str, *, limit: int = 500
+    ) -> list[DeploymentRecord]:
+        """The bot's deployments, newest first."""
+        rows = await self._fetch_all(
+            "SELECT * FROM deployments WHERE bot_name = ? ORDER BY created_at DESC LIMIT ?",
+            (bot_name, limit),
+        )
+        return [DeploymentRecord.from_row(row) for row in rows]
+
     async def set_progress_message(
         self, workflow_id: str, *, channel_id: str, message_id: str
     ) -> None:

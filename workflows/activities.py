@@ -107,10 +107,16 @@ class DeploymentActivities:
 
     @activity.defn
     async def validate_deployment(self, ref: DeploymentRef) -> ValidatedDeployment:
-        """The only read of the targets file: the target travels with the deployment."""
+        """The only read of the targets file: the target travels with the deployment.
+
+        A rollback deploys the version and the target recorded with the release it puts
+        back; the bot must still be declared, and the targets file's approval applies.
+        """
         try:
-            target = self._targets.get(ref.bot_name)
-            validate_version(ref.version)
+            declared = self._targets.get(ref.bot_name)
+            target, version = declared, validate_version(ref.version)
+            if ref.restore_release is not None:
+                target, version = await self._restorable(ref.bot_name, ref.restore_release)
             target.load_command_manifest()
         except (UnknownTarget, ValueError) as error:
             raise invalid(str(error)) from None
@@ -120,8 +126,25 @@ class DeploymentActivities:
             user = await self._discord.current_user(token)
             application = await self._discord.current_application(token)
         return ValidatedDeployment(
-            target=target, bot_user_id=str(user["id"]), application_id=str(application["id"])
+            target=target,
+            version=version,
+            approval=declared.approval,
+            restored_release=ref.restore_release,
+            bot_user_id=str(user["id"]),
+            application_id=str(application["id"]),
         )
+
+    async def _restorable(self, bot_name: str, number: int) -> tuple[Target, str]:
+        record = await self._storage.get_release(bot_name, number)
+        if record is None:
+            raise invalid(f"{bot_name} has no release #{number} to roll back to.")
+        release = self._releases.release(record)
+        if release.target is None:
+            raise invalid(
+                f"Release #{number} of {bot_name} was recorded without its target, so it "
+                "cannot be put back; deploy its version instead."
+            )
+        return release.target, record.version
 
     @activity.defn
     async def create_bot_record(self, request: CreateReleaseInput) -> ReleaseInfo:

@@ -22,7 +22,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from storage import DeploymentConflict, DeploymentRecord, DuplicateWorkflowId, Storage
 from workflows.models import (
+    APPROVE_SIGNAL,
     PAUSE_SIGNAL,
+    REJECT_SIGNAL,
     RESUME_SIGNAL,
     STATUS_QUERY,
     WORKFLOW_NAME,
@@ -82,6 +84,8 @@ class DeploymentSnapshot:
     status: DeploymentStatus | None
     result: DeploymentResult | None
     attempt: int | None
+    # When a deployment started with a delay will start (None once it has).
+    scheduled_for: datetime | None = None
 
 
 class DeploymentClient:
@@ -93,14 +97,22 @@ class DeploymentClient:
     def task_queue(self) -> str:
         return self._task_queue
 
-    async def start(self, request: DeploymentInput, *, workflow_id: str) -> None:
-        """Start a deployment workflow under `workflow_id`; the caller made the id."""
+    async def start(
+        self,
+        request: DeploymentInput,
+        *,
+        workflow_id: str,
+        start_delay: timedelta | None = None,
+    ) -> None:
+        """Start a deployment workflow under `workflow_id`; the caller made the id. With a
+        `start_delay`, Temporal starts it then (durably: whatever runs or restarts)."""
         await self._client.start_workflow(
             WORKFLOW_NAME,
             request,
             id=workflow_id,
             task_queue=self._task_queue,
             result_type=DeploymentResult,
+            start_delay=start_delay,
         )
 
     def handle(self, workflow_id: str) -> WorkflowHandle[object, DeploymentResult]:
@@ -133,6 +145,12 @@ class DeploymentClient:
     async def resume(self, workflow_id: str) -> None:
         await self._signal(workflow_id, RESUME_SIGNAL)
 
+    async def approve(self, workflow_id: str, approver: str) -> None:
+        await self._signal(workflow_id, APPROVE_SIGNAL, approver)
+
+    async def reject(self, workflow_id: str, approver: str) -> None:
+        await self._signal(workflow_id, REJECT_SIGNAL, approver)
+
     async def cancel(self, workflow_id: str) -> None:
         try:
             await self.handle(workflow_id).cancel()
@@ -152,6 +170,11 @@ class DeploymentClient:
         except RPCError as error:
             raise _translate(error, workflow_id) from error
         if description.status == WorkflowExecutionStatus.RUNNING:
+            starts = description.raw_description.workflow_execution_info.execution_time
+            if starts.seconds and starts.ToDatetime(tzinfo=UTC) > datetime.now(UTC):
+                return DeploymentSnapshot(
+                    workflow_id, True, None, None, None, starts.ToDatetime(tzinfo=UTC)
+                )
             attempt = max(
                 (activity.attempt for activity in description.raw_description.pending_activities),
                 default=None,
@@ -205,9 +228,9 @@ class DeploymentClient:
                 return None
         return None
 
-    async def _signal(self, workflow_id: str, signal: str) -> None:
+    async def _signal(self, workflow_id: str, signal: str, *args: object) -> None:
         try:
-            await self.handle(workflow_id).signal(signal)
+            await self.handle(workflow_id).signal(signal, *args)
         except RPCError as error:
             raise _translate(error, workflow_id) from error
 
@@ -233,6 +256,7 @@ class DeploymentService:
         request: DeploymentInput,
         *,
         on_reserved: Callable[[DeploymentRecord], object] | None = None,
+        start_delay: timedelta | None = None,
     ) -> DeploymentRecord:
         """Reserve the bot and start its deployment; the reserved row is returned.
 
@@ -248,7 +272,9 @@ class DeploymentService:
         workflow_id = record.workflow_id
         try:
             async with asyncio.timeout(self._start_timeout):
-                await self.deployments.start(request, workflow_id=workflow_id)
+                await self.deployments.start(
+                    request, workflow_id=workflow_id, start_delay=start_delay
+                )
         except WorkflowAlreadyStartedError:
             await self._storage.discard_reservation(workflow_id)
             raise DeploymentConflict(request.bot_name, workflow_id) from None

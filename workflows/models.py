@@ -20,6 +20,8 @@ WORKFLOW_NAME = "botDeploymentWorkflow"
 STATUS_QUERY = "status"
 PAUSE_SIGNAL = "pause"
 RESUME_SIGNAL = "resume"
+APPROVE_SIGNAL = "approve"
+REJECT_SIGNAL = "reject"
 DEFAULT_TASK_QUEUE = "opencell-tasks"
 DEFAULT_API_BASE = "https://discord.com/api/v10"
 DEFAULT_VERSION = "latest"
@@ -105,6 +107,7 @@ class CamelModel(BaseModel):
 class DeploymentState(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
+    AWAITING_APPROVAL = "awaiting_approval"
     ROLLING_BACK = "rolling_back"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -156,12 +159,23 @@ class DeploymentInput(CamelModel):
     version: Version = DEFAULT_VERSION
     guild_id: Snowflake | None = None
     channel_id: Snowflake | None = None
+    # A rollback: put this earlier release of the bot back (its version and recorded
+    # target) instead of deploying `version`.
+    restore_release: int | None = Field(None, ge=1)
 
     @field_validator("config")
     @classmethod
     def drop_secrets(cls, config: dict[str, Any]) -> dict[str, Any]:
         """Tokens come from the targets file; one sent in the input is never used or kept."""
         return {key: value for key, value in config.items() if key not in SECRET_CONFIG_KEYS}
+
+
+class ApprovalRecord(CamelModel):
+    """How the approval gate ended: approved or rejected by someone, or timed out."""
+
+    decision: str  # "approved", "rejected" or "timed_out"
+    by: str | None = None
+    at: datetime | None = None
 
 
 class CompensationRecord(CamelModel):
@@ -188,8 +202,13 @@ class DeploymentStatus(CamelModel):
     last_error: str | None = None
     release_number: int | None = None
     previous_release_number: int | None = None
+    restored_release: int | None = None
     completed_steps: list[str] = Field(default_factory=list)
     compensations: list[CompensationRecord] = Field(default_factory=list)
+    # While awaiting approval: who may approve (a role) and until when; then the outcome.
+    approval_role: str | None = None
+    approval_deadline: datetime | None = None
+    approval: ApprovalRecord | None = None
 
 
 class DeploymentResult(CamelModel):
@@ -201,9 +220,11 @@ class DeploymentResult(CamelModel):
     state: DeploymentState = DeploymentState.SUCCEEDED
     release_number: int | None = None
     previous_release_number: int | None = None
+    restored_release: int | None = None
     step: str | None = None
     progress: int | None = None
     compensations: list[CompensationRecord] = Field(default_factory=list)
+    approval: ApprovalRecord | None = None
 
     @property
     def final_state(self) -> DeploymentState:

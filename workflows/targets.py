@@ -73,6 +73,31 @@ def check_placeholders(text: str) -> str:
     return text
 
 
+DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from `90`, `"45s"`, `"30m"`, `"2h"` or `"1d"`."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        match = DURATION.fullmatch(value.strip())
+        if match:
+            return float(match.group(1)) * DURATION_UNITS[match.group(2)]
+    raise ValueError('must be a duration such as 90, "45s", "30m" or "2h"')
+
+
+class ApprovalRule(BaseModel):
+    """Deployments of the target wait for someone with `role` (never the requester)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: RoleName
+    # Seconds; written as a duration in the targets file.
+    timeout: Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=7 * 86400)] = 1800
+
+
 class Target(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -96,6 +121,8 @@ class Target(BaseModel):
     guilds: list[Snowflake] = Field(default_factory=list)
     deploy_roles: list[RoleName] = Field(default_factory=list)
     deploy_users: list[Snowflake] = Field(default_factory=list)
+    # A deployment waits for this approval before "Deploying to platform".
+    approval: ApprovalRule | None = None
 
     @field_validator("name")
     @classmethod

@@ -123,12 +123,19 @@ class Engine:
     task_queue: str
     workflow_ids: list[str] = field(default_factory=list)
 
-    async def deploy(self, bot: str = "echo", version: str = "1.0.0", owner: str = "42") -> str:
+    async def deploy(
+        self,
+        bot: str = "echo",
+        version: str = "1.0.0",
+        owner: str = "42",
+        restore_release: int | None = None,
+    ) -> str:
         """Start a deployment as another Temporal client would: straight on Temporal."""
         workflow_id = deployment_workflow_id(bot, unix_ms() + len(self.workflow_ids))
-        await self.deployments.start(
-            DeploymentInput(bot_name=bot, version=version, owner=owner), workflow_id=workflow_id
+        request = DeploymentInput(
+            bot_name=bot, version=version, owner=owner, restore_release=restore_release
         )
+        await self.deployments.start(request, workflow_id=workflow_id)
         self.workflow_ids.append(workflow_id)
         return workflow_id
 
