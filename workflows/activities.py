@@ -48,6 +48,7 @@ from workflows.runtimes import (
     ReleaseSpec,
     Runtime,
     RuntimeError_,
+    reachable_url,
 )
 from workflows.targets import Target, TargetRegistry, TargetsError, UnknownTarget
 
@@ -201,7 +202,8 @@ class DeploymentActivities:
             raise ApplicationError(f"{release.name} was never started", type="MissingRecord")
         handle = release.handle
         runtime = self._runtime(handle.runtime)
-        url = target.render_health_url(port=handle.port)
+        health_url = target.render_health_url(port=handle.port)
+        url = reachable_url(health_url, handle) if health_url is not None else None
         # Uptime is measured here, on the monotonic clock: the process start time that
         # psutil reports is derived from boot time and can disagree with the wall clock.
         watching_since = time.monotonic()
@@ -211,6 +213,7 @@ class DeploymentActivities:
             with runtime_errors():
                 running = await runtime.is_running(handle)
             if not running:
+                # How it ended, never what it printed: its output stays in its log.
                 reason = await runtime.exit_description(handle)
                 raise ApplicationError(
                     f"Release {release.record.number} of {release.record.bot_name} is not "
@@ -405,6 +408,8 @@ class DeploymentActivities:
             working_directory=target.working_directory,
             log_path=self._data_dir / "releases" / f"{record.bot_name}-{record.number}.log",
             port=port,
+            run_as=target.user,
+            network=target.network,
         )
         try:
             handle = await runtime.start(spec)
