@@ -136,7 +136,11 @@ async def start_codec(settings: Settings, stack: AsyncExitStack, web_ui: str | N
     key = settings.payload_key_bytes
     if key is None:
         return
+    # The browser names the UI's origin as the person typed it: loopback either way.
     origins = {web_ui} if web_ui else set()
+    for origin in list(origins):
+        origins.add(origin.replace("//127.0.0.1:", "//localhost:"))
+        origins.add(origin.replace("//localhost:", "//127.0.0.1:"))
     try:
         server = await start_codec_server(
             EncryptionCodec(key),

@@ -128,7 +128,7 @@ def check_target(target: Target, findings: Findings) -> None:
     except TargetsError as error:
         findings.problem(str(error))
     if target.read_token() is None:
-        findings.problem(f"{where}: no token: {target.token_source} is not set or empty")
+        findings.problem(f"{where}: no token in {target.token_source}")
     if target.runtime == "process":
         program = target.render_command(version="0", port=0)[0]
         beside = target.working_directory / program

@@ -395,8 +395,8 @@ def test_check_in_the_image_names_each_problem_on_one_line(
     expected = [
         "the data folder /data is not writable by uid 10001",
         "bots.echo.commands: cannot read /app/missing.json",
-        "bots.boat: no token: the variable BOAT_TOKEN",
-        "bots.echo: no token: the variable ECHO_BOT_TOKEN",
+        "bots.boat: no token in the variable BOAT_TOKEN",
+        "bots.echo: no token in the variable ECHO_BOT_TOKEN",
         "docker (for boat): permission denied on the Docker socket /var/run/docker.sock: "
         "uid 10001 may not use it",
         "cannot check DISCORD_TOKEN",
