@@ -171,6 +171,15 @@ async def run_service(settings: Settings, *, with_bot: bool, with_worker: bool) 
     except StartupError as error:
         report(str(error))
         return error.exit_code
+    except asyncio.CancelledError:
+        # Nothing of shipcord's cancels this task (signals set an event): the Temporal SDK
+        # does, when a worker fails fatally, even while it is being shut down (as when
+        # the server is gone for good). Exit with one line, not a traceback.
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        report("the Temporal worker failed: Temporal is unreachable")
+        return EXIT_RUNTIME
 
 
 async def serve(settings: Settings, *, with_bot: bool, with_worker: bool) -> int:
