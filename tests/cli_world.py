@@ -68,6 +68,9 @@ class World:
     shipcord_bot_id: int
     gate: HealthGate
     outputs: list[str] = field(default_factory=list)
+    # Every shipcord process started in this world: a failed test must not leave one
+    # running (its supervisor would start the embedded server again after clean-up).
+    started: list[asyncio.subprocess.Process] = field(default_factory=list)
 
 
 @asynccontextmanager
@@ -101,7 +104,7 @@ async def running_world(tmp_path: Path, extra_targets: str = "") -> AsyncIterato
             "SHIPCORD_TEST_ECHO_TOKEN": ECHO_TOKEN,
             "SHIPCORD_TEST_BAD_TOKEN": "nope",
         }
-        yield World(
+        world = World(
             double=double,
             env=env,
             data_dir=data_dir,
@@ -111,8 +114,15 @@ async def running_world(tmp_path: Path, extra_targets: str = "") -> AsyncIterato
             shipcord_bot_id=shipcord.user_id,
             gate=gate,
         )
-    kill_release_processes(tmp_path)
-    stop_embedded_servers(data_dir)
+        try:
+            yield world
+        finally:
+            for process in world.started:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+            kill_release_processes(tmp_path)
+            stop_embedded_servers(data_dir)
 
 
 def stop_embedded_servers(data_dir: Path) -> None:
@@ -169,6 +179,7 @@ async def start_shipcord(world: World, *args: str, env: dict[str, str] | None = 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    world.started.append(process)
     return Shipcord(process, world.outputs)
 
 

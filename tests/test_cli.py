@@ -111,7 +111,7 @@ async def test_bad_settings_give_one_clear_line(
     exit_code, output = await run_to_end(world, *args, **env_changes)
     assert exit_code == code, output
     assert expected in output
-    assert "Traceback" not in output
+    assert "Traceback" not in output, output
 
 
 async def test_port_in_use_is_one_clear_line(world: World) -> None:
@@ -122,7 +122,7 @@ async def test_port_in_use_is_one_clear_line(world: World) -> None:
         exit_code, output = await run_to_end(world, "worker", SHIPCORD_TEMPORAL_PORT=str(port))
     assert exit_code != 0
     assert str(port) in output and "in use" in output
-    assert "Traceback" not in output
+    assert "Traceback" not in output, output
 
 
 async def test_sync_commands_registers_the_commands_globally(world: World) -> None:
@@ -264,7 +264,7 @@ async def test_shipcord_exits_non_zero_when_the_embedded_server_cannot_come_back
     output = "\n".join(shipcord.lines)
     assert "the embedded Temporal server cannot be restarted" in output
     assert "file is not a database" in output
-    assert "Traceback" not in output
+    assert "Traceback" not in output, output
 
 
 async def test_json_mode_prints_json_lines_only(world: World) -> None:
