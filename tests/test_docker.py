@@ -407,6 +407,16 @@ def test_check_in_the_image_names_each_problem_on_one_line(
     assert len(problems) == len(expected)
     assert all("\n" not in problem for problem in problems)
     assert result.returncode == 2
+    # `run` on that folder: the same one line, no traceback.
+    run = docker(
+        "run", "--rm", "--env", "DISCORD_TOKEN=a-token-nobody-can-check",
+        "--volume", f"{data}:/data", built_image,
+        timeout=120,
+    )  # fmt: skip
+    [event] = check_lines(run)
+    assert event["level"] == "error"
+    assert "the data folder /data is not writable by uid 10001" in event["event"]
+    assert run.returncode == 2
 
 
 @pytest.fixture

@@ -73,3 +73,36 @@ def test_structures_are_redacted_all_the_way_down() -> None:
     register_secret("nested-secret-value-77")
     value = {"a": ["nested-secret-value-77", ("x", "nested-secret-value-77")], "n": 3}
     assert redact_value(value) == {"a": ["***", ("x", "***")], "n": 3}
+
+
+def test_shipcords_own_secrets_are_registered_at_start() -> None:
+    import logging
+
+    import structlog
+
+    from shipcord.app import prepare
+    from shipcord.settings import load_settings
+    from workflows import tokens
+
+    api_key = "temporal-cloud-api-key-value-31"
+    payload_key = "UGF5bG9hZEtleVBheWxvYWRLZXlQYXlsb2FkS2V5MDE="
+    settings = load_settings(
+        _env_file=None,
+        discord_token="shipcord-own-token-value-53",
+        temporal_address="example.tmprl.cloud:7233",
+        temporal_api_key=api_key,
+        payload_key=payload_key,
+    )
+    root = logging.getLogger()
+    saved_level, saved_handlers = root.level, list(root.handlers)
+    try:
+        prepare(settings)
+    finally:
+        for handler in list(root.handlers):
+            if handler not in saved_handlers:
+                root.removeHandler(handler)
+        root.setLevel(saved_level)
+        structlog.reset_defaults()
+        tokens.use_env_file(None)
+    text = f"{api_key} {payload_key} shipcord-own-token-value-53"
+    assert redact(text) == "*** *** ***"
