@@ -18,8 +18,9 @@ import psutil
 from temporalio.client import Client
 
 from storage import Storage
+from tests.cli_world import Shipcord, World, start_shipcord
 from tests.engine.harness import release_processes
-from tests.test_cli import Shipcord, World, start_shipcord, world
+from tests.test_cli import world
 from workflows.client import DeploymentClient
 
 __all__ = ["world"]  # the fixture, shared with test_cli

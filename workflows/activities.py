@@ -40,6 +40,7 @@ from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
 from workflows.models import validate_version
 from workflows.release_operator import ReleaseOperator, invalid, runtime_errors
 from workflows.releases import Release
+from workflows.runtimes import reachable_url
 from workflows.targets import Target, TargetRegistry, TargetsError, UnknownTarget
 
 log = structlog.get_logger(__name__)
@@ -190,7 +191,8 @@ class DeploymentActivities:
             raise ApplicationError(f"{release.name} was never started", type="MissingRecord")
         handle = release.handle
         runtime = self._releases.runtime(handle.runtime)
-        url = target.render_health_url(port=handle.port)
+        health_url = target.render_health_url(port=handle.port)
+        url = reachable_url(health_url, handle) if health_url is not None else None
         # Uptime is measured here, on the monotonic clock: the process start time that
         # psutil reports is derived from boot time and can disagree with the wall clock.
         watching_since = time.monotonic()
@@ -200,6 +202,7 @@ class DeploymentActivities:
             with runtime_errors():
                 running = await runtime.is_running(handle)
             if not running:
+                # How it ended, never what it printed: its output stays in its log.
                 reason = await runtime.exit_description(handle)
                 raise ApplicationError(
                     f"Release {release.record.number} of {release.record.bot_name} is not "

@@ -135,6 +135,8 @@ class ReleaseOperator:
             working_directory=target.working_directory,
             log_path=self._data_dir / "releases" / f"{record.bot_name}-{record.number}.log",
             port=port,
+            run_as=target.user,
+            network=target.network,
         )
         try:
             handle = await runtime.start(spec)

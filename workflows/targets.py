@@ -18,7 +18,6 @@ Relative paths are relative to the targets file's folder, which is also where a
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import tomllib
@@ -36,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+import workflows.tokens as tokens
 from workflows.models import Snowflake, quoted, validate_bot_name
 from workflows.validation import validation_problems
 
@@ -116,6 +116,10 @@ class Target(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     healthy_after: float = Field(default=2.0, ge=0, le=300)
     health_timeout: float = Field(default=60.0, gt=0, le=240)
+    # process: run as this user (name or uid); shipcord must run as root to use it.
+    user: str | None = Field(default=None, min_length=1, max_length=64)
+    # docker: "bridge" (default, isolated from the host's loopback) or "host".
+    network: Literal["bridge", "host"] = "bridge"
     # Where it belongs and who may deploy it; empty lists mean the settings' defaults
     # (the configured servers; the admin role or Manage Server).
     guilds: list[Snowflake] = Field(default_factory=list)
@@ -177,24 +181,24 @@ class Target(BaseModel):
             raise ValueError("command: a process target needs a command (a list of strings)")
         if self.runtime == "docker" and not self.image:
             raise ValueError("image: a docker target needs an image")
+        if self.runtime == "docker" and self.user is not None:
+            raise ValueError("user: only process targets name a user (an image sets its own)")
         if (self.token_env is None) == (self.token_file is None):
             raise ValueError("set exactly one of token_env or token_file")
         return self
 
     def read_token(self) -> str | None:
-        """The bot's token from its environment variable or secrets file, if present."""
+        """The bot's token from its variable (environment or `.env`) or secrets file, if
+        present; registered with the redactor as it is read (see `workflows.tokens`)."""
         if self.token_env is not None:
-            return os.environ.get(self.token_env) or None
+            return tokens.read_variable(self.token_env)
         assert self.token_file is not None
-        try:
-            return self.token_file.read_text(encoding="utf-8").strip() or None
-        except OSError:
-            return None
+        return tokens.read_token_file(self.token_file)
 
     @property
     def token_source(self) -> str:
         if self.token_env is not None:
-            return f"the environment variable {self.token_env}"
+            return f"the variable {self.token_env} (environment or .env)"
         return f"the file {self.token_file}"
 
     def render_command(self, *, version: str, port: int) -> list[str]:

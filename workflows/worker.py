@@ -22,18 +22,21 @@ from workflows.activities import DeploymentActivities
 from workflows.discord_rest import DiscordRest
 from workflows.heartbeat import AutoHeartbeat
 from workflows.log_context import ActivityLogContext
+from workflows.redacting_interceptor import RedactActivityFailures
 from workflows.release_operator import ReleaseOperator
 from workflows.runtimes import DockerRuntime, ProcessRuntime, Runtime
+from workflows.runtimes.docker import DEFAULT_NETWORK
 from workflows.supervision import SupervisionActivities, SupervisionSettings
 from workflows.supervisor import ReleaseSupervisorWorkflow, supervisor_workflow_id
-from workflows.targets import TargetRegistry
+from workflows.targets import TargetRegistry, TargetsError, load_targets
 from workflows.workflows import BotDeploymentWorkflow
 
 # Heartbeats carry cancellation to a running activity: send them promptly.
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
 # On shutdown, activities in flight get this long to finish before they are cancelled and
-# handed back to Temporal, which retries them on another worker.
-GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+# handed back to Temporal, which retries them on another worker. Well below the 10 s that
+# `docker stop` waits, with the rest of shutdown (shipcord.app).
+GRACEFUL_SHUTDOWN = timedelta(seconds=4)
 # Well inside the deploy step's 5-minute start-to-close timeout.
 DOCKER_PULL_TIMEOUT = 120.0
 
@@ -54,9 +57,27 @@ def create_worker(
         max_concurrent_activities=max_concurrent_activities,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        interceptors=[ActivityLogContext(), AutoHeartbeat(), *interceptors],
+        # Outermost first: whatever any other layer raises is redacted on its way out.
+        interceptors=[
+            RedactActivityFailures(),
+            ActivityLogContext(),
+            AutoHeartbeat(),
+            *interceptors,
+        ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
+
+
+def register_target_tokens(targets_file: Path) -> None:
+    """Read every target's token once, so the redactor knows them all before any release
+    runs (each later read registers a rotated token too). A broken targets file is left to
+    the activities, which say what is wrong with it."""
+    try:
+        targets = load_targets(targets_file)
+    except TargetsError:
+        return
+    for target in targets.bots.values():
+        target.read_token()
 
 
 @asynccontextmanager
@@ -66,9 +87,10 @@ async def release_operator(
     data_dir: Path,
     discord_api_base: str,
     runtimes: dict[str, Runtime] | None = None,
+    docker_network: str = DEFAULT_NETWORK,
 ) -> AsyncIterator[ReleaseOperator]:
     # Registered always: it touches the Docker socket only when a target uses it.
-    docker = DockerRuntime(pull_timeout_seconds=DOCKER_PULL_TIMEOUT)
+    docker = DockerRuntime(pull_timeout_seconds=DOCKER_PULL_TIMEOUT, network=docker_network)
     try:
         yield ReleaseOperator(
             storage=storage,
@@ -91,8 +113,10 @@ async def deployment_activities(
     data_dir: Path,
     discord_api_base: str,
     runtimes: dict[str, Runtime] | None = None,
+    docker_network: str = DEFAULT_NETWORK,
 ) -> AsyncIterator[DeploymentActivities]:
     """The activities with their dependencies: HTTP session, Discord client, runtimes."""
+    register_target_tokens(targets_file)
     async with (
         aiohttp.ClientSession() as http,
         release_operator(
@@ -100,6 +124,7 @@ async def deployment_activities(
             data_dir=data_dir,
             discord_api_base=discord_api_base,
             runtimes=runtimes,
+            docker_network=docker_network,
         ) as releases,
     ):
         yield DeploymentActivities(
@@ -135,6 +160,7 @@ async def engine_worker(
     discord_api_base: str,
     runtimes: dict[str, Runtime] | None = None,
     interceptors: Sequence[Interceptor] = (),
+    docker_network: str = DEFAULT_NETWORK,
     supervision: SupervisionSettings | None = None,
 ) -> AsyncIterator[Worker]:
     """Run a worker for the deployment engine for the duration of the block."""
@@ -144,6 +170,7 @@ async def engine_worker(
         data_dir=data_dir,
         discord_api_base=discord_api_base,
         runtimes=runtimes,
+        docker_network=docker_network,
     ) as activities:
         supervising = SupervisionActivities(storage=storage, releases=activities.releases)
         worker = create_worker(
