@@ -18,7 +18,7 @@ from aiohttp import web
 from storage import Storage
 from tests.discord_double import DiscordDouble
 from tests.engine.harness import TARGETS, kill_release_processes
-from workflows.activities import free_port
+from workflows.release_operator import free_port
 
 SHIPCORD_TOKEN = "shipcord-cli-test-token.secret-part"
 ECHO_TOKEN = "echo-cli-test-token"

@@ -36,7 +36,7 @@ import pytest
 from aiohttp import web
 
 from tests.discord_double import DiscordDouble
-from workflows.activities import free_port
+from workflows.release_operator import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGE = f"shipcord:test-{hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:10]}"

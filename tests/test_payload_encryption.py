@@ -26,7 +26,7 @@ from tests.cli_world import run_and_deploy, running_world, wait_for_deployment_s
 from tests.discord_double import DiscordDouble
 from tests.engine.harness import running_engine
 from tests.leaks import payload_data, payloads
-from workflows.activities import free_port
+from workflows.release_operator import free_port
 
 KEY = bytes(range(32))
 UI_ORIGIN = "http://127.0.0.1:8233"

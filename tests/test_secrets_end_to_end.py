@@ -33,7 +33,7 @@ from tests.cli_world import (
     wait_for_deployment_state,
 )
 from tests.leaks import hits, shown_plaintext
-from workflows.activities import free_port
+from workflows.release_operator import free_port
 
 LEAKY_TOKEN = "leaky-release-token-7c6b5a4938271605"
 LEAKY_TARGET = """
