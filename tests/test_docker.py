@@ -356,6 +356,7 @@ def test_the_images_targets_example_passes_check(built_image: str) -> None:
     result = docker(
         "run", "--rm", "--env", "DISCORD_TOKEN=a-token-nobody-can-check",
         "--env", "ECHO_BOT_TOKEN=an-echo-token", "--env", "DISCORD_API_BASE=http://127.0.0.1:9",
+        "--env", "SHIPCORD_GUILD_IDS=123456789012345678",
         built_image, "shipcord", "check", "--no-start",
         timeout=120,
     )  # fmt: skip
@@ -386,6 +387,7 @@ def test_check_in_the_image_names_each_problem_on_one_line(
     result = docker(
         "run", "--rm", "--env", "DISCORD_TOKEN=a-token-nobody-can-check",
         "--env", "DISCORD_API_BASE=http://127.0.0.1:9",
+        "--env", "SHIPCORD_GUILD_IDS=123456789012345678",
         "--volume", f"{data}:/data", "--volume", f"{targets}:/app/targets.toml:ro",
         "--volume", "/var/run/docker.sock:/var/run/docker.sock",
         built_image, "shipcord", "check", "--no-start",
