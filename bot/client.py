@@ -21,13 +21,16 @@ import structlog
 from discord import app_commands
 from discord.ext import commands
 
+from bot.access import Access
 from bot.config import FrontEndConfig
 from bot.control import Controller
 from bot.discord_api import configure_api_base, discover_gateway
+from bot.incidents import IncidentNotifier
 from bot.interaction_replies import InteractionReplies
 from bot.log_redaction import hide_interaction_tokens
 from bot.meter import FrontEndMeter, NoMeter
 from bot.pacing import Pacer
+from bot.permissions import AccessPolicy
 from bot.progress import ProgressBoard
 from bot.replies import UserError, reply_quietly, report_unexpected
 from bot.views import DeploymentButton
@@ -37,7 +40,7 @@ from workflows.targets import TargetRegistry
 
 log = structlog.get_logger(__name__)
 
-COGS = ("bot.cogs.deployments",)
+COGS = ("bot.cogs.deployments", "bot.cogs.history")
 
 
 class ShipcordTree(app_commands.CommandTree["ShipcordBot"]):
@@ -101,6 +104,12 @@ class ShipcordBot(commands.Bot):
         self.service = service
         self.storage = storage
         self.targets = TargetRegistry(config.targets_file)
+        guild_ids = set(config.guild_ids)
+        if config.dev_guild_id is not None:
+            guild_ids.add(str(config.dev_guild_id))
+        self.access = Access(
+            AccessPolicy(guild_ids=guild_ids, admin_role=config.admin_role), self.targets
+        )
         self.board = ProgressBoard(
             client=self,
             storage=storage,
@@ -113,10 +122,17 @@ class ShipcordBot(commands.Bot):
             meter=self.meter,
             query_concurrency=query_concurrency,
         )
+        self.incidents = IncidentNotifier(
+            client=self,
+            storage=storage,
+            pacer=self.board.messages.channel_pacer,
+            forbidden=self.board.forbidden_channels,
+            interval=config.progress_interval,
+        )
         self.controller = Controller(
             storage=storage,
             deployments=service.deployments,
-            admin_role=config.admin_role,
+            access=self.access,
             on_change=self.board.wake,
         )
 
@@ -135,6 +151,7 @@ class ShipcordBot(commands.Bot):
             await self.sync_dev_guild(self.config.dev_guild_id)
         if self._run_board:
             self.board.start()
+            self.incidents.start()
 
     async def sync_dev_guild(self, guild_id: int) -> list[app_commands.AppCommand]:
         """Register the commands in one server, where they are available at once."""
@@ -155,8 +172,27 @@ class ShipcordBot(commands.Bot):
         return synced
 
     async def close(self) -> None:
+        await self.incidents.stop()
         await self.board.stop()
         await super().close()
 
     async def on_ready(self) -> None:
         log.info("discord_ready", user=str(self.user), guilds=len(self.guilds))
+        for guild in self.guilds:
+            await self._refuse_unconfigured(guild)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self._refuse_unconfigured(guild)
+
+    async def _refuse_unconfigured(self, guild: discord.Guild) -> None:
+        """A server that is not configured gets nothing: it is logged, and left if asked."""
+        enabled = self.access.policy.enabled_servers(self.access.targets())
+        if str(guild.id) in enabled:
+            return
+        leave = self.config.leave_unconfigured_guilds
+        log.warning("unconfigured_guild", guild_id=str(guild.id), leaving=leave)
+        if leave:
+            try:
+                await guild.leave()
+            except discord.HTTPException as error:
+                log.warning("leave_guild_failed", guild_id=str(guild.id), status=error.status)

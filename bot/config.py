@@ -19,6 +19,10 @@ class FrontEndConfig:
     api_base: str = DEFAULT_API_BASE
     admin_role: str | None = None
     dev_guild_id: int | None = None
+    # The servers shipcord serves (the development server included), and whether to leave
+    # a server that adds the bot without being one of them.
+    guild_ids: frozenset[str] = frozenset()
+    leave_unconfigured_guilds: bool = False
     progress_interval: float = 2.0
     # Base URL of the Temporal Web UI for links, and the namespace the workflows are in.
     web_ui_base: str | None = None

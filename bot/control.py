@@ -1,26 +1,29 @@
 """What /pause, /resume, /cancel and the buttons do, in one place.
 
-A deployment exists, for a person, only in the server it belongs to; controlling it takes
-its owner, a member with the admin role, or a member with Manage Server. The controller
-gets narrow dependencies (storage, the deployment client, a callback for "something
-changed") so that it depends on nothing else of the bot.
+A deployment a person may not see does not exist for them ("unknown deployment"); who may
+see and control which deployment is `bot.permissions`' model, applied by `bot.access`.
+The controller gets narrow dependencies (storage, the deployment client, the access
+rules, a callback for "something changed") so that it depends on nothing else of the bot.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import discord
 import structlog
 
-from bot.permissions import Actor, can_control, is_visible
+from bot.access import Access
+from bot.permissions import Actor
 from bot.render import STATE_WORDS, mention
 from bot.replies import UserError, reply, report_unexpected
 from bot.rows import closed_result
 from storage import DeploymentRecord, Storage
 from workflows.client import (
+    QUERY_TIMEOUT,
     DeploymentClient,
     DeploymentNotFound,
     DeploymentSnapshot,
@@ -31,6 +34,9 @@ from workflows.models import DeploymentState
 log = structlog.get_logger(__name__)
 
 TEMPORAL_TIMEOUT = 10.0
+# A control does not need the status, only its refusals do ("already paused"): right after
+# a crash, when no worker answers queries yet, it goes ahead without them.
+CONTROL_QUERY_TIMEOUT = timedelta(seconds=0.8)
 TEMPORAL_UNREACHABLE = (
     "Temporal is unreachable right now, so nothing was changed. Try again in a minute."
 )
@@ -47,28 +53,30 @@ class Controller:
         *,
         storage: Storage,
         deployments: DeploymentClient,
-        admin_role: str | None,
+        access: Access,
         on_change: Callable[[], None],
     ) -> None:
         self._storage = storage
         self._deployments = deployments
-        self._admin_role = admin_role
+        self._access = access
         self._on_change = on_change
 
     async def find_visible(self, actor: Actor, workflow_id: str) -> DeploymentRecord:
-        """The deployment if it belongs to the actor's server; other servers' do not exist."""
+        """The deployment if the actor may see it; for them, others do not exist."""
         record = await self._storage.get_deployment(workflow_id.strip()[:200])
-        if record is None or not is_visible(actor, record):
+        if record is None or not self._access.may_see(actor, record):
             raise unknown_deployment(workflow_id)
         return record
 
     def may_control(self, actor: Actor, record: DeploymentRecord) -> bool:
-        return can_control(actor, record, self._admin_role)
+        return self._access.may_control(actor, record)
 
-    async def snapshot(self, workflow_id: str) -> DeploymentSnapshot:
+    async def snapshot(
+        self, workflow_id: str, *, query_timeout: timedelta = QUERY_TIMEOUT
+    ) -> DeploymentSnapshot:
         try:
             async with asyncio.timeout(TEMPORAL_TIMEOUT):
-                return await self._deployments.snapshot(workflow_id)
+                return await self._deployments.snapshot(workflow_id, query_timeout=query_timeout)
         except DeploymentNotFound:
             raise unknown_deployment(workflow_id) from None
         except Exception as error:
@@ -83,28 +91,21 @@ class Controller:
         workflow_id = record.workflow_id
         if not self.may_control(actor, record):
             raise UserError(
-                f"Only the owner ({mention(record.owner_id)}), a member with the admin role or "
-                f"a member with Manage Server can {action} `{workflow_id}`."
+                f"Only the owner ({mention(record.owner_id)}) or an admin (the admin role or "
+                f"Manage Server) of the bot's server can {action} `{workflow_id}`."
             )
         if not record.is_open:
             state = closed_result(record).final_state
             raise UserError(f"`{workflow_id}` already finished: {state.value}.")
-        snapshot = await self.snapshot(workflow_id)
-        if not snapshot.is_open or snapshot.status is None:
+        snapshot = await self.snapshot(workflow_id, query_timeout=CONTROL_QUERY_TIMEOUT)
+        if not snapshot.is_open:
             self._on_change()
             state_word = snapshot.result.final_state.value if snapshot.result else "closed"
             raise UserError(f"`{workflow_id}` already finished: {state_word}.")
-        state = snapshot.status.state
-        if state.is_final or state is DeploymentState.ROLLING_BACK:
-            raise UserError(
-                f"`{workflow_id}` is {STATE_WORDS[state]} and can no longer be {action}d"
-                if action != "cancel"
-                else f"`{workflow_id}` is already {STATE_WORDS[state]}."
-            )
-        if action == "pause" and state is DeploymentState.PAUSED:
-            raise UserError(f"`{workflow_id}` is already paused.")
-        if action == "resume" and state is not DeploymentState.PAUSED:
-            raise UserError(f"`{workflow_id}` is not paused (it is {STATE_WORDS[state]}).")
+        if snapshot.status is not None:
+            self._refuse_in_state(snapshot.status.state, action, workflow_id)
+        # Without a status (no worker answers yet), signals and cancellation still go
+        # straight to Temporal, which delivers them when a worker is back.
         operation = {
             "pause": self._deployments.pause,
             "resume": self._deployments.resume,
@@ -127,6 +128,19 @@ class Controller:
             "cancel": f"Cancelling `{workflow_id}`: completed steps are being rolled back.",
         }[action]
 
+    @staticmethod
+    def _refuse_in_state(state: DeploymentState, action: str, workflow_id: str) -> None:
+        if state.is_final or state is DeploymentState.ROLLING_BACK:
+            raise UserError(
+                f"`{workflow_id}` is {STATE_WORDS[state]} and can no longer be {action}d"
+                if action != "cancel"
+                else f"`{workflow_id}` is already {STATE_WORDS[state]}."
+            )
+        if action == "pause" and state is DeploymentState.PAUSED:
+            raise UserError(f"`{workflow_id}` is already paused.")
+        if action == "resume" and state is not DeploymentState.PAUSED:
+            raise UserError(f"`{workflow_id}` is not paused (it is {STATE_WORDS[state]}).")
+
     async def run_interaction(
         self, interaction: discord.Interaction[Any], action: str, workflow_id: str
     ) -> None:
@@ -137,6 +151,7 @@ class Controller:
         ):
             try:
                 await interaction.response.defer(ephemeral=True, thinking=True)
+                self._access.require_enabled(actor)
                 await reply(interaction, await self.control(actor, action, workflow_id))
             except UserError as refusal:
                 await reply(interaction, str(refusal))

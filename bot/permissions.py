@@ -1,4 +1,17 @@
-"""Who may steer a deployment: its owner, an admin-role member, or a Manage Server member."""
+"""Who may do what with shipcord, and where. Every interaction is checked here, whatever
+Discord's own command permissions (Server Settings → Integrations) already let through.
+
+* A server is *enabled* when it is configured: SHIPCORD_GUILD_IDS, the development
+  server, or a target's own `guilds`. Other servers get a refusal that says what to set.
+* A bot *belongs to* the servers its target names in `guilds`, else to every server in
+  the settings.
+* Deploying a bot takes being in one of its servers and being an admin there (the admin
+  role or Manage Server), or being named by its target (`deploy_roles`, `deploy_users`).
+* A deployment is *visible* in the server it was started from, and to the admins of the
+  bot's servers wherever it was started (another server, another Temporal client).
+* Controlling it (pause, resume, cancel) takes its owner where it is visible, an admin of
+  the server it was started from, or an admin of one of the bot's servers.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +20,8 @@ from dataclasses import dataclass
 
 import discord
 
-from storage.records import DeploymentRecord
+from storage import DeploymentRecord
+from workflows.targets import Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,22 +49,86 @@ class Actor:
             manage_guild=manage_guild,
         )
 
-
-def is_admin(actor: Actor, admin_role: str | None) -> bool:
-    """Manage Server, or the configured admin role matched by id or by exact name."""
-    if actor.manage_guild:
-        return True
-    if not admin_role:
-        return False
-    return admin_role in actor.role_ids or admin_role in actor.role_names
+    def has_role(self, role: str) -> bool:
+        """The role named by id or by exact name."""
+        return role in self.role_ids or role in self.role_names
 
 
-def is_visible(actor: Actor, record: DeploymentRecord) -> bool:
-    """A deployment exists, for a user, only in the server it was started from."""
-    return actor.guild_id is not None and record.guild_id == actor.guild_id
+class AccessPolicy:
+    def __init__(self, *, guild_ids: Iterable[str], admin_role: str | None) -> None:
+        self.guild_ids = frozenset(guild_ids)
+        self.admin_role = admin_role
 
+    # -- servers ------------------------------------------------------------------------
 
-def can_control(actor: Actor, record: DeploymentRecord, admin_role: str | None) -> bool:
-    return is_visible(actor, record) and (
-        record.owner_id == actor.user_id or is_admin(actor, admin_role)
-    )
+    def enabled_servers(self, targets: Iterable[Target]) -> frozenset[str]:
+        return self.guild_ids.union(*(target.guilds for target in targets))
+
+    def is_enabled(self, actor: Actor, targets: Iterable[Target]) -> bool:
+        return actor.guild_id is not None and actor.guild_id in self.enabled_servers(targets)
+
+    def not_enabled(self, actor: Actor, targets: Iterable[Target]) -> str:
+        """The refusal for a server that is not configured: exactly what to set."""
+        here = actor.guild_id or "this server's id"
+        if not self.enabled_servers(targets):
+            return (
+                "shipcord has no server configured yet, so it does nothing anywhere. An "
+                f"operator sets SHIPCORD_GUILD_IDS={here} (this server's id) in its settings "
+                "and restarts it."
+            )
+        return (
+            "shipcord is not enabled in this server. An operator can enable it by adding "
+            f"this server's id ({here}) to SHIPCORD_GUILD_IDS, or to a target's `guilds` in "
+            "the targets file."
+        )
+
+    def bot_servers(self, target: Target) -> frozenset[str]:
+        return frozenset(target.guilds) if target.guilds else self.guild_ids
+
+    # -- people ---------------------------------------------------------------------------
+
+    def is_admin(self, actor: Actor) -> bool:
+        """Manage Server, or the configured admin role (by id or exact name)."""
+        if actor.manage_guild:
+            return True
+        return self.admin_role is not None and actor.has_role(self.admin_role)
+
+    def may_deploy(self, actor: Actor, target: Target) -> bool:
+        if actor.guild_id not in self.bot_servers(target):
+            return False
+        return (
+            self.is_admin(actor)
+            or actor.user_id in target.deploy_users
+            or any(actor.has_role(role) for role in target.deploy_roles)
+        )
+
+    def deployable(self, actor: Actor, targets: Iterable[Target]) -> list[Target]:
+        return [target for target in targets if self.may_deploy(actor, target)]
+
+    def belongs_here(self, actor: Actor, target: Target) -> bool:
+        return actor.guild_id in self.bot_servers(target)
+
+    # -- deployments ------------------------------------------------------------------------
+
+    def may_see(self, actor: Actor, record: DeploymentRecord, target: Target | None) -> bool:
+        if actor.guild_id is None:
+            return False
+        if record.guild_id == actor.guild_id:
+            return True
+        return self._admin_of_bot(actor, target)
+
+    def may_control(self, actor: Actor, record: DeploymentRecord, target: Target | None) -> bool:
+        if not self.may_see(actor, record, target):
+            return False
+        if record.guild_id == actor.guild_id and (
+            record.owner_id == actor.user_id or self.is_admin(actor)
+        ):
+            return True
+        return self._admin_of_bot(actor, target)
+
+    def _admin_of_bot(self, actor: Actor, target: Target | None) -> bool:
+        return (
+            target is not None
+            and actor.guild_id in self.bot_servers(target)
+            and self.is_admin(actor)
+        )

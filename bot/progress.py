@@ -402,20 +402,26 @@ class ProgressBoard:
             if isinstance(status, DeploymentResult):
                 self._finalise(record, status)
                 return
+            if status is None:
+                return  # scheduled, or no worker answers its query yet: the message waits
             self._last_status[workflow_id] = status
             if not status.state.is_final:  # else its close is a moment away, and the feed's
                 await self._show(record, status)
 
-    async def _ask(self, workflow_id: str, *, full: bool) -> DeploymentStatus | DeploymentResult:
+    async def _ask(
+        self, workflow_id: str, *, full: bool
+    ) -> DeploymentStatus | DeploymentResult | None:
+        """The deployment's status, its result once closed, or None while it has none to
+        give (a scheduled start, a worker that does not answer the query yet)."""
         async with self._queries, asyncio.timeout(QUERY_TIMEOUT):
             if full:
                 self.counts.describes += 1
                 snapshot = await self._deployments.snapshot(workflow_id)
                 if not snapshot.is_open:
                     return snapshot.result or _unknown_result()
-                self.counts.status_queries += 1
+                if snapshot.scheduled_for is None:
+                    self.counts.status_queries += 1
                 self._last_look[workflow_id] = time.monotonic()
-                assert snapshot.status is not None
                 return snapshot.status
             self.counts.status_queries += 1
             status = await self._deployments.status(workflow_id)

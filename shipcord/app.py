@@ -2,14 +2,19 @@
 
 Shutdown on SIGTERM or SIGINT goes in order: stop taking interactions and close the
 gateway, let the worker finish or hand back its activities, close the database, stop the
-embedded server.
+embedded server. All of it fits well below the 10 s that `docker stop` waits before
+SIGKILL (the worker's grace, `workflows.worker.GRACEFUL_SHUTDOWN`, plus the embedded
+server's `EMBEDDED_STOP_SECONDS`), so a stopped container exits 0.
+
+The embedded server is supervised while shipcord runs (restarted when it dies); when it
+cannot be restarted, shipcord exits non-zero (EXIT_RUNTIME) and its own supervisor (a
+container's restart policy) takes over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from contextlib import AsyncExitStack
 from typing import TextIO
 
@@ -19,18 +24,31 @@ from temporalio.client import Client
 
 from bot.client import ShipcordBot
 from bot.config import FrontEndConfig
+from shipcord import logs
+from shipcord.codec_server import start_codec_server
+from shipcord.data_dir import DataDirProblem, prepare_data_dir
 from shipcord.embedded_temporal import EmbeddedTemporal, EmbeddedTemporalError
 from shipcord.exits import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
 from shipcord.logs import configure_logging, register_secret
-from shipcord.metrics import PrometheusMeter, count_discord_rate_limits, start_metrics_server
-from shipcord.settings import Settings
+from shipcord.metrics import (
+    PrometheusMeter,
+    count_discord_rate_limits,
+    embedded_temporal_restarts_total,
+    start_metrics_server,
+)
+from shipcord.payload_codec import EncryptionCodec
+from shipcord.settings import ENV_FILE, Settings
 from shipcord.temporal_client import TemporalUnavailable, connect_temporal
 from storage import Storage
+from workflows import tokens
 from workflows.client import DeploymentClient, DeploymentService
+from workflows.supervision import SupervisionSettings
 from workflows.targets import TargetsError, load_targets
 from workflows.worker import engine_worker
 
 log = structlog.get_logger(__name__)
+# The dev server stops in about a second on SIGTERM; SIGKILL after this.
+EMBEDDED_STOP_SECONDS = 3.0
 
 
 class StartupError(Exception):
@@ -45,7 +63,15 @@ def prepare(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
     register_secret(settings.discord_token)
     register_secret(settings.temporal_api_key)
+    register_secret(settings.payload_key)
+    # Target tokens may sit in the same .env as shipcord's own settings.
+    tokens.use_env_file(ENV_FILE)
     count_discord_rate_limits()
+
+
+def report(message: str) -> None:
+    """A problem that stops shipcord: one line on stderr (a JSON error event in JSON mode)."""
+    logs.report_problem(f"shipcord: {message}")
 
 
 def front_end_config(settings: Settings) -> FrontEndConfig:
@@ -55,6 +81,8 @@ def front_end_config(settings: Settings) -> FrontEndConfig:
         api_base=settings.discord_api_base,
         admin_role=settings.admin_role,
         dev_guild_id=settings.discord_dev_guild_id,
+        guild_ids=frozenset(str(guild_id) for guild_id in settings.configured_guild_ids),
+        leave_unconfigured_guilds=settings.leave_unconfigured_guilds,
         progress_interval=settings.progress_interval,
         web_ui_base=settings.web_ui_base,
         namespace=settings.temporal_namespace,
@@ -77,12 +105,14 @@ def require_targets(settings: Settings) -> None:
         raise StartupError(str(error)) from None
 
 
-async def start_temporal(settings: Settings, stack: AsyncExitStack) -> tuple[str, str | None]:
-    """The Temporal address to use and its Web UI, starting the embedded server if needed."""
+async def start_temporal(
+    settings: Settings, stack: AsyncExitStack
+) -> tuple[str, str | None, EmbeddedTemporal | None]:
+    """The Temporal address to use, its Web UI, and the embedded server if one was started."""
     if not settings.embedded_temporal:
         assert settings.temporal_address is not None
-        return settings.temporal_address, settings.web_ui_base
-    embedded = EmbeddedTemporal.from_settings(settings)
+        return settings.temporal_address, settings.web_ui_base, None
+    embedded = EmbeddedTemporal.from_settings(settings, stop_timeout=EMBEDDED_STOP_SECONDS)
     try:
         await embedded.start()
     except EmbeddedTemporalError as error:
@@ -90,11 +120,45 @@ async def start_temporal(settings: Settings, stack: AsyncExitStack) -> tuple[str
     stack.push_async_callback(embedded.stop)
     reused = " (reused the server already running)" if embedded.adopted else ""
     announce(f"Embedded Temporal server at {embedded.address}{reused}")
-    return embedded.address, embedded.ui_url
+    return embedded.address, embedded.ui_url, embedded
 
 
 def announce(line: str, stream: TextIO | None = None) -> None:
-    print(line, file=stream or sys.stdout, flush=True)
+    logs.announce(line, stream)
+
+
+def require_data_dir(settings: Settings) -> None:
+    try:
+        prepare_data_dir(settings.data_dir)
+    except DataDirProblem as error:
+        raise StartupError(str(error)) from None
+
+
+async def start_codec(settings: Settings, stack: AsyncExitStack, web_ui: str | None) -> None:
+    """Serve the codec endpoint for the Web UI when payloads are encrypted."""
+    key = settings.payload_key_bytes
+    if key is None:
+        return
+    # The browser names the UI's origin as the person typed it: loopback either way.
+    origins = {web_ui} if web_ui else set()
+    for origin in list(origins):
+        origins.add(origin.replace("//127.0.0.1:", "//localhost:"))
+        origins.add(origin.replace("//localhost:", "//127.0.0.1:"))
+    try:
+        server = await start_codec_server(
+            EncryptionCodec(key),
+            host=settings.codec_ip,
+            port=settings.codec_port,
+            namespace=settings.temporal_namespace,
+            allowed_origins=origins,
+        )
+    except OSError as error:
+        raise StartupError(
+            f"cannot serve the codec endpoint on {settings.codec_ip}:{settings.codec_port}: "
+            f"{error.strerror}; set SHIPCORD_CODEC_PORT to a free port"
+        ) from None
+    stack.push_async_callback(server.stop)
+    announce(f"Codec endpoint for the Web UI: {settings.codec_url}")
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
@@ -108,8 +172,17 @@ async def run_service(settings: Settings, *, with_bot: bool, with_worker: bool) 
     try:
         return await serve(settings, with_bot=with_bot, with_worker=with_worker)
     except StartupError as error:
-        print(f"shipcord: {error}", file=sys.stderr)
+        report(str(error))
         return error.exit_code
+    except asyncio.CancelledError:
+        # Nothing of shipcord's cancels this task (signals set an event): the Temporal SDK
+        # does, when a worker fails fatally, even while it is being shut down (as when
+        # the server is gone for good). Exit with one line, not a traceback.
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        report("the Temporal worker failed: Temporal is unreachable")
+        return EXIT_RUNTIME
 
 
 async def serve(settings: Settings, *, with_bot: bool, with_worker: bool) -> int:
@@ -120,19 +193,22 @@ async def serve(settings: Settings, *, with_bot: bool, with_worker: bool) -> int
         )
     token = require_token(settings) if with_bot else None
     require_targets(settings)
+    require_data_dir(settings)
     stop = asyncio.Event()
     install_stop_signals(stop)
     async with AsyncExitStack() as stack:
         if settings.metrics_port is not None:
             try:
-                metrics = start_metrics_server(settings.metrics_port)
+                metrics = start_metrics_server(settings.metrics_port, settings.metrics_address)
             except OSError as error:
                 raise StartupError(
-                    f"cannot serve metrics on port {settings.metrics_port}: {error.strerror}; "
+                    f"cannot serve metrics on {settings.metrics_address}:"
+                    f"{settings.metrics_port}: {error.strerror}; "
                     "set SHIPCORD_METRICS_PORT to a free port"
                 ) from None
             stack.callback(metrics.stop)
-        address, web_ui = await start_temporal(settings, stack)
+        address, web_ui, embedded = await start_temporal(settings, stack)
+        await start_codec(settings, stack, web_ui)
         try:
             client = await connect_temporal(settings, address)
         except TemporalUnavailable as error:
@@ -148,6 +224,8 @@ async def serve(settings: Settings, *, with_bot: bool, with_worker: bool) -> int
                     targets_file=settings.targets_file,
                     data_dir=settings.data_dir,
                     discord_api_base=settings.discord_api_base,
+                    supervision=SupervisionSettings(interval_seconds=settings.reconcile_interval),
+                    docker_network=settings.docker_network,
                 )
             )
             announce(
@@ -165,14 +243,31 @@ async def serve(settings: Settings, *, with_bot: bool, with_worker: bool) -> int
         waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(stop.wait())}
         if bot_task is not None:
             waiters.add(bot_task)  # type: ignore[arg-type]
+        supervisor: asyncio.Task[None] | None = None
+        if embedded is not None:
+            supervisor = asyncio.create_task(
+                embedded.supervise(on_restart=embedded_temporal_restarts_total.inc),
+                name="embedded-temporal-supervisor",
+            )
+            waiters.add(supervisor)  # type: ignore[arg-type]
         done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        # The supervisor goes first: it must not restart the server that shutdown stops.
         for waiter in waiters - done:
             waiter.cancel()
+        if supervisor is not None and supervisor in done:
+            return supervisor_outcome(supervisor)
         if bot_task is not None and bot_task in done:
             return bot_outcome(bot_task)
         announce("Shutting down")
     announce("Stopped")
     return EXIT_OK
+
+
+def supervisor_outcome(task: asyncio.Task[None]) -> int:
+    error = task.exception()
+    log.error("embedded_temporal_lost", error=str(error))
+    report(f"the embedded Temporal server cannot be restarted: {error}")
+    return EXIT_RUNTIME
 
 
 async def start_bot(
@@ -201,11 +296,11 @@ def bot_outcome(task: asyncio.Task[None]) -> int:
         announce("The Discord connection closed")
         return EXIT_RUNTIME
     if isinstance(error, discord.LoginFailure):
-        print("shipcord: Discord rejected DISCORD_TOKEN (401): check the token", file=sys.stderr)
+        report("Discord rejected DISCORD_TOKEN (401): check the token")
         return EXIT_CONFIG
     if isinstance(error, discord.PrivilegedIntentsRequired):
-        print("shipcord: the bot asks for an intent not enabled in the portal", file=sys.stderr)
+        report("the bot asks for an intent not enabled in the portal")
         return EXIT_CONFIG
     log.error("discord_bot_stopped", error=repr(error))
-    print(f"shipcord: the Discord bot stopped: {error}", file=sys.stderr)
+    report(f"the Discord bot stopped: {error}")
     return EXIT_RUNTIME

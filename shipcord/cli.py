@@ -1,16 +1,34 @@
-"""The `shipcord` command: run, worker, bot, check, sync-commands."""
+"""The `shipcord` command: run, worker, bot, check, sync-commands.
+
+The long-running commands (run, worker, bot) first move secrets out of their own
+environment (`shipcord.environment`), before anything else is started.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from shipcord.environment import HANDOVER_VARIABLE, hand_over_secrets, receive_secrets
 from shipcord.exits import EXIT_CONFIG
+from shipcord.logs import configure_logging, report_problem
 from shipcord.settings import Settings, SettingsError, load_settings
+from workflows.targets import TargetsError, load_targets
+
+LONG_RUNNING = frozenset({"run", "worker", "bot"})
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("shipcord")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deploy and control bots from Discord; every deployment is a Temporal "
         "workflow. Settings come from the environment and .env (see .env.example).",
     )
+    parser.add_argument("--version", action="version", version=f"shipcord {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("run", help="the Discord bot and the worker in one process (default)")
     commands.add_parser("worker", help="only the Temporal worker (run many to scale out)")
@@ -36,19 +55,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def fail(message: str, code: int) -> int:
-    print(f"shipcord: {message}", file=sys.stderr)
+    # Settings are what failed, so their log format is read raw: JSON mode stays JSON.
+    if os.environ.get("SHIPCORD_LOG_FORMAT", "").strip().lower() == "json":
+        configure_logging("INFO", "json")
+    report_problem(f"shipcord: {message}")
     return code
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     command = args.command or "run"
+    handed_over = HANDOVER_VARIABLE in os.environ
+    received = receive_secrets()
     try:
-        settings = load_settings()
+        settings = load_settings(**setting_overrides(received))
     except SettingsError as error:
         sys.exit(fail(str(error), EXIT_CONFIG))
+    if command in LONG_RUNNING and not handed_over:
+        hand_over_secrets(target_token_names(settings))  # starts again without them
     code = asyncio.run(dispatch(command, settings, args))
     exit_now(code)
+
+
+def setting_overrides(received: Mapping[str, str]) -> dict[str, Any]:
+    """Handed-over secrets that are settings, by field name (they were variables before)."""
+    fields = {
+        str(field.validation_alias): name
+        for name, field in Settings.model_fields.items()
+        if field.validation_alias is not None
+    }
+    return {fields[name]: value for name, value in received.items() if name in fields}
+
+
+def target_token_names(settings: Settings) -> list[str]:
+    try:
+        targets = load_targets(settings.targets_file)
+    except TargetsError:
+        return []  # reported by the command itself, with the file's problem
+    return [target.token_env for target in targets.bots.values() if target.token_env]
 
 
 def exit_now(code: int) -> None:

@@ -12,11 +12,23 @@ one, provided the pid still belongs to the same process (same start time, a `sta
 command line on the same database) and it was started with the same options; a server
 started with other options is stopped and replaced. `stop()` stops only a server this
 instance started or adopted.
+
+Supervision: `supervise()` watches the server for as long as shipcord runs and starts it
+again from the same data file when it dies (a log line and the `on_restart` callback,
+which counts it in a metric). When it cannot be started again, or dies more than
+`MAX_RESTARTS` times within `RESTART_WINDOW` seconds, `supervise()` raises, and shipcord
+exits non-zero so that whatever supervises shipcord (Docker's restart policy, systemd)
+takes over.
+
+Files: the data folder is 0700; the server runs with umask 077, so its database, WAL and
+shared-memory files are 0600, and so are its log, pid and lock files. The server listens
+on `ip` (loopback by default: gRPC and its internal ports), its Web UI on `ui_ip`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import importlib.metadata
@@ -28,12 +40,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 import psutil
+import structlog
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
@@ -53,6 +67,15 @@ SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
 _INHERITED_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 _POLL_INTERVAL = 0.1
 _WILDCARD_IPS = ("0.0.0.0", "::", "")
+# Files in the data folder are the owner's alone: they hold deployments and secrets.
+DATA_DIR_MODE = 0o700
+FILE_MODE = 0o600
+SERVER_UMASK = 0o077
+SUPERVISE_INTERVAL = 0.5
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
+
+log = structlog.get_logger(__name__)
 
 
 class EmbeddedTemporalError(RuntimeError):
@@ -128,7 +151,7 @@ class _DataDirLock:
             import fcntl
         except ImportError:  # Windows: no flock; concurrent starts are on the user there.
             return
-        self._file = self._path.open("a")
+        self._file = open_private(self._path, "a")
         deadline = time.monotonic() + patience
         while True:
             try:
@@ -165,7 +188,8 @@ class EmbeddedTemporal:
         ui_ip: str = "127.0.0.1",
         binary: Path | None = None,
         startup_timeout: float = 60.0,
-        stop_timeout: float = 10.0,
+        stop_timeout: float = 3.0,
+        codec_endpoint: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.port = port
@@ -175,10 +199,13 @@ class EmbeddedTemporal:
         self.ui_ip = ui_ip
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
+        self.codec_endpoint = codec_endpoint
         self._binary = binary
         self._process: psutil.Process | None = None
         self._child: subprocess.Popen[bytes] | None = None  # set when we spawned it
         self.adopted = False
+        self.restarts = 0
+        self._stopping = False
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> EmbeddedTemporal:
@@ -189,6 +216,7 @@ class EmbeddedTemporal:
             namespace=settings.temporal_namespace,
             ip=settings.temporal_ip,
             ui_ip=settings.temporal_ui_ip,
+            codec_endpoint=settings.codec_url if settings.payload_key is not None else None,
             **options,
         )
 
@@ -229,7 +257,12 @@ class EmbeddedTemporal:
         """Start (or adopt) the server and wait until it serves the namespace."""
         if self.running:
             return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._stopping = False
+        make_private_dir(self.data_dir)
+        for name in (DB_FILE, f"{DB_FILE}-wal", f"{DB_FILE}-shm", LOG_FILE, PID_FILE):
+            # Made by an older shipcord with the usual 0644: the owner's alone from now on.
+            with contextlib.suppress(OSError):
+                (self.data_dir / name).chmod(FILE_MODE)
         lock = _DataDirLock(self.data_dir / LOCK_FILE)
         await lock.acquire(self.startup_timeout)
         try:
@@ -248,6 +281,7 @@ class EmbeddedTemporal:
 
     async def stop(self) -> None:
         """SIGTERM the server this instance started or adopted; SIGKILL after the grace period."""
+        self._stopping = True
         process = self._process
         if process is None:
             return
@@ -281,6 +315,43 @@ class EmbeddedTemporal:
     ) -> None:
         await self.stop()
 
+    async def supervise(self, on_restart: Callable[[], None] | None = None) -> None:
+        """Restart the server whenever it dies, until cancelled or `stop()`ped.
+
+        Raises EmbeddedTemporalError when it cannot be started again, or when it died more
+        than MAX_RESTARTS times within RESTART_WINDOW seconds.
+        """
+        recent: collections.deque[float] = collections.deque()
+        while True:
+            await asyncio.sleep(SUPERVISE_INTERVAL)
+            if self._stopping or self.running:
+                continue
+            code = self._child.returncode if self._child is not None else None
+            now = time.monotonic()
+            while recent and now - recent[0] > RESTART_WINDOW:
+                recent.popleft()
+            if len(recent) >= MAX_RESTARTS:
+                raise EmbeddedTemporalError(
+                    f"the Temporal dev server died {len(recent) + 1} times within "
+                    f"{RESTART_WINDOW:g}s; see {self.log_path}"
+                )
+            recent.append(now)
+            log.warning(
+                "embedded_temporal_died", exit_code=code, pid=self.pid, log_file=str(self.log_path)
+            )
+            self._process = None
+            self._child = None
+            await self.start()
+            self.restarts += 1
+            if on_restart is not None:
+                on_restart()
+            log.warning(
+                "embedded_temporal_restarted",
+                pid=self.pid,
+                restarts=self.restarts,
+                database=str(self.db_path),
+            )
+
     # -- internals --------------------------------------------------------------------------
 
     def _options(self) -> dict[str, Any]:
@@ -292,6 +363,7 @@ class EmbeddedTemporal:
             "ui_ip": self.ui_ip,
             "ui_port": self.ui_port,
             "namespace": self.namespace,
+            "codec_endpoint": self.codec_endpoint,
         }
 
     def _command(self, binary: Path) -> list[str]:
@@ -313,6 +385,8 @@ class EmbeddedTemporal:
         ]  # fmt: skip
         for pragma in SQLITE_PRAGMAS:
             command += ["--sqlite-pragma", pragma]
+        if self.codec_endpoint is not None:
+            command += ["--ui-codec-endpoint", self.codec_endpoint]
         return command
 
     def _read_record(self) -> dict[str, Any] | None:
@@ -367,19 +441,21 @@ class EmbeddedTemporal:
     def _spawn(self) -> None:
         binary = self._binary or find_temporal_binary()
         env = {name: os.environ[name] for name in _INHERITED_ENV if name in os.environ}
-        with self.log_path.open("ab") as log:
+        with open_private(self.log_path, "ab") as server_log:
             stamp = datetime.now(UTC).isoformat(timespec="seconds")
-            log.write(f"--- {stamp} shipcord starts the Temporal dev server ---\n".encode())
-            log.flush()
+            server_log.write(f"--- {stamp} shipcord starts the Temporal dev server ---\n".encode())
+            server_log.flush()
             self._child = subprocess.Popen(
                 self._command(binary),
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=server_log,
                 stderr=subprocess.STDOUT,
                 cwd=self.data_dir,
                 env=env,
                 # Own session: no SIGINT from shipcord's terminal, survives shipcord's death.
                 start_new_session=True,
+                # Its database, WAL and shared-memory files: the owner's alone.
+                umask=SERVER_UMASK,
             )
         self._process = psutil.Process(self._child.pid)
         self.adopted = False
@@ -390,7 +466,8 @@ class EmbeddedTemporal:
             **self._options(),
         }
         partial = self.pid_path.with_suffix(".tmp")
-        partial.write_text(json.dumps(record, indent=2) + "\n")
+        with open_private(partial, "w") as file:
+            file.write(json.dumps(record, indent=2) + "\n")
         partial.replace(self.pid_path)  # atomic: a reader never sees half a record
 
     def _alive(self, process: psutil.Process) -> bool:
@@ -448,3 +525,21 @@ class EmbeddedTemporal:
             f"the Temporal dev server did not become ready at {self.address} within "
             f"{self.startup_timeout:g}s ({last_error}); see {self.log_path}"
         )
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` (0700) if needed, and make it 0700 if an older shipcord made it 0755."""
+    path.mkdir(parents=True, exist_ok=True, mode=DATA_DIR_MODE)
+    with contextlib.suppress(OSError):
+        path.chmod(DATA_DIR_MODE)
+
+
+def open_private(path: Path, mode: str) -> IO[Any]:
+    """`open(path, mode)`, the file created 0600 (and made so if it existed)."""
+    flags = os.O_CREAT | os.O_CLOEXEC
+    flags |= os.O_APPEND if "a" in mode else os.O_TRUNC
+    flags |= os.O_WRONLY
+    descriptor = os.open(path, flags, FILE_MODE)
+    with contextlib.suppress(OSError):
+        os.fchmod(descriptor, FILE_MODE)
+    return os.fdopen(descriptor, mode)

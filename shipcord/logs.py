@@ -3,7 +3,10 @@
 `configure_logging()` installs a single handler on the root logger whose
 `structlog.stdlib.ProcessorFormatter` renders both structlog events and plain
 `logging` records (temporalio, discord, aiohttp, asyncio), so every line has the same
-shape: ISO timestamp, level, logger, bound context ids, and secrets redacted.
+shape: ISO timestamp, level, logger, bound context ids, and secrets redacted by the one
+redactor, `workflows.redaction`. In JSON mode every line is JSON: what shipcord tells the
+person starting it (`announce`) is a log event too, and Python warnings go through the
+same pipeline.
 
 Redaction happens twice on purpose: on the event dict (so structured values are clean)
 and on the rendered line (so a secret hidden in a traceback or a library's message is
@@ -13,17 +16,18 @@ caught too).
 from __future__ import annotations
 
 import logging
-import re
 import sys
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any, Literal, TextIO
 
 import structlog
-from pydantic import SecretStr
+
+from workflows.redaction import REDACTED, redact, redact_value, register_secret
 
 __all__ = [
     "REDACTED",
+    "announce",
     "bind_context",
     "bound_context",
     "clear_context",
@@ -31,57 +35,19 @@ __all__ = [
     "get_logger",
     "redact_text",
     "register_secret",
+    "report_problem",
 ]
 
-REDACTED = "***"
-# Shorter "secrets" would redact ordinary words and digits everywhere.
-_MIN_SECRET_LENGTH = 4
-# A Discord bot token: base64 user id, timestamp, HMAC.
-_DISCORD_TOKEN = re.compile(r"[\w-]{24,}\.[\w-]{6}\.[\w-]{27,}")
-# `Authorization: Bot <token>` (or Bearer), whatever the token looks like once it is long.
-_AUTH_VALUE = re.compile(r"\b(Bot|Bearer)(\s+)[\w.~+/=-]{20,}")
 _HANDLER_NAME = "shipcord"
-
-_secrets: set[str] = set()
-_secret_pattern: re.Pattern[str] | None = None
-
-
-def register_secret(value: str | SecretStr | None) -> None:
-    """Redact `value` from every log line from now on. None and very short values are ignored."""
-    global _secret_pattern
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    if not value or len(value) < _MIN_SECRET_LENGTH or value in _secrets:
-        return
-    _secrets.add(value)
-    # Longest first, so a secret that contains another is replaced whole.
-    alternatives = sorted(_secrets, key=len, reverse=True)
-    _secret_pattern = re.compile("|".join(re.escape(secret) for secret in alternatives))
-
-
-def redact_text(text: str) -> str:
-    """Replace registered secrets and anything shaped like a Discord token with `***`."""
-    if _secret_pattern is not None:
-        text = _secret_pattern.sub(REDACTED, text)
-    text = _DISCORD_TOKEN.sub(REDACTED, text)
-    return _AUTH_VALUE.sub(rf"\1\2{REDACTED}", text)
-
-
-def _redact_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, Mapping):
-        return {key: _redact_value(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return type(value)(_redact_value(item) for item in value)
-    return value
+# The one redactor (workflows.redaction), under the name this module always exported.
+redact_text = redact
 
 
 def redact_event(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
     """structlog processor: redact secrets in every string value of the event dict."""
     for key, value in event_dict.items():
         if key != "exc_info":  # exception objects are rendered (and redacted) later
-            event_dict[key] = _redact_value(value)
+            event_dict[key] = redact_value(value)
     return event_dict
 
 
@@ -93,7 +59,7 @@ class _RedactingRenderer:
 
     def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
         rendered = self._renderer(logger, method, event_dict)
-        return redact_text(rendered if isinstance(rendered, str) else rendered.decode())
+        return redact(rendered if isinstance(rendered, str) else rendered.decode())
 
 
 def _wants_console(fmt: str, stream: TextIO) -> bool:
@@ -175,6 +141,29 @@ def configure_logging(
     # handler renders them too. (discord.py's `Client.run()` adds a handler of its own by
     # default: start the client with `log_handler=None` or `Client.start()`.)
     root.setLevel(numeric_level)
+    logging.captureWarnings(True)
+    global _json_output
+    _json_output = not console
+
+
+_json_output = False
+
+
+def announce(line: str, stream: TextIO | None = None) -> None:
+    """Tell the person running shipcord something: a plain line, or in JSON mode a log event
+    (so that JSON output never has a plain line in it)."""
+    if _json_output:
+        structlog.stdlib.get_logger("shipcord").info(redact(line))
+        return
+    print(redact(line), file=stream or sys.stdout, flush=True)
+
+
+def report_problem(line: str) -> None:
+    """A problem that stops shipcord: a plain line on stderr, or in JSON mode an error event."""
+    if _json_output:
+        structlog.stdlib.get_logger("shipcord").error(redact(line))
+        return
+    print(redact(line), file=sys.stderr, flush=True)
 
 
 def _supports_color(stream: TextIO) -> bool:

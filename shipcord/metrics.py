@@ -28,6 +28,7 @@ __all__ = [
     "deployments_ended_total",
     "deployments_started_total",
     "discord_rate_limited_total",
+    "embedded_temporal_restarts_total",
     "open_deployments",
     "progress_edits_total",
     "render_metrics",
@@ -69,6 +70,12 @@ progress_edits_total = Counter(
 discord_rate_limited_total = Counter(
     "discord_rate_limited",
     "Discord API responses with HTTP 429 (rate limited).",
+    namespace="shipcord",
+    registry=REGISTRY,
+)
+embedded_temporal_restarts_total = Counter(
+    "embedded_temporal_restarts",
+    "Times the embedded Temporal dev server died and was started again.",
     namespace="shipcord",
     registry=REGISTRY,
 )
@@ -126,10 +133,11 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-def start_metrics_server(port: int, addr: str = "0.0.0.0") -> MetricsServer:
+def start_metrics_server(port: int, addr: str = "127.0.0.1") -> MetricsServer:
     """Serve shipcord's metrics at `http://{addr}:{port}/metrics` (port 0 picks a free one).
 
-    Binds all interfaces by default so Prometheus can scrape a container.
+    Loopback by default (SHIPCORD_METRICS_ADDRESS): a Prometheus in another container needs
+    0.0.0.0 or the container's address.
     """
     server, thread = start_http_server(port, addr=addr, registry=REGISTRY)
     return MetricsServer(server=server, thread=thread)

@@ -9,6 +9,7 @@ naming the variable to fix, and never echoes a secret.
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,7 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
 from workflows.models import DEFAULT_API_BASE, DEFAULT_TASK_QUEUE
@@ -36,7 +37,12 @@ from workflows.validation import validation_problems
 __all__ = ["LOG_LEVELS", "Settings", "SettingsError", "load_settings"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_SECRET_FIELDS = frozenset({"discord_token", "temporal_api_key"})
+_SECRET_FIELDS = frozenset({"discord_token", "temporal_api_key", "payload_key"})
+# The file pydantic-settings reads beside the environment (relative to the working folder);
+# target tokens are looked up there too (workflows.tokens).
+ENV_FILE = Path(".env")
+# AES key sizes (bytes) that AES-GCM takes.
+_AES_KEY_SIZES = (16, 24, 32)
 # host:port, where host may be a name, an IPv4 address or a bracketed IPv6 address.
 _HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
 
@@ -85,7 +91,7 @@ class Settings(BaseSettings):
     """All of shipcord's configuration. Attribute names are Python names; env names below."""
 
     model_config = SettingsConfigDict(
-        env_file=".env",
+        env_file=ENV_FILE,
         env_file_encoding="utf-8",
         extra="ignore",
         # An empty variable (`DISCORD_TOKEN=` in .env.example) means "not set".
@@ -115,11 +121,27 @@ class Settings(BaseSettings):
     temporal_ui_ip: NonBlank = Field("127.0.0.1", validation_alias="SHIPCORD_TEMPORAL_UI_IP")
     temporal_ui_url: HttpBase | None = Field(None, validation_alias="SHIPCORD_TEMPORAL_UI_URL")
 
+    # -- payload encryption (off unless a key is set) -------------------------------------
+    # Base64 of a 16, 24 or 32-byte AES key: workflow inputs, results and history encrypted.
+    payload_key: SecretStr | None = Field(None, validation_alias="SHIPCORD_PAYLOAD_KEY")
+    # The codec endpoint the Temporal Web UI decodes payloads with (only with a key).
+    codec_port: Port = Field(8234, validation_alias="SHIPCORD_CODEC_PORT")
+    codec_ip: NonBlank = Field("127.0.0.1", validation_alias="SHIPCORD_CODEC_IP")
+
     # -- Discord ----------------------------------------------------------------------------
     discord_token: SecretStr | None = Field(None, validation_alias="DISCORD_TOKEN")
+    # The token in a file instead (the Docker secrets convention): set one of the two.
+    discord_token_file: Path | None = Field(None, validation_alias="DISCORD_TOKEN_FILE")
     discord_api_base: HttpBase = Field(DEFAULT_API_BASE, validation_alias="DISCORD_API_BASE")
     discord_dev_guild_id: PositiveInt | None = Field(None, validation_alias="DISCORD_DEV_GUILD_ID")
     admin_role: str | None = Field(None, validation_alias="SHIPCORD_ADMIN_ROLE")
+    # The servers shipcord serves (and that targets belong to unless they name their own).
+    guild_ids: Annotated[list[PositiveInt], NoDecode] = Field(
+        default_factory=list, validation_alias="SHIPCORD_GUILD_IDS"
+    )
+    leave_unconfigured_guilds: bool = Field(
+        False, validation_alias="SHIPCORD_LEAVE_UNCONFIGURED_GUILDS"
+    )
 
     # -- shipcord -----------------------------------------------------------------------------
     data_dir: Path = Field(Path("./data"), validation_alias="SHIPCORD_DATA_DIR")
@@ -129,7 +151,15 @@ class Settings(BaseSettings):
         "auto", validation_alias="SHIPCORD_LOG_FORMAT"
     )
     progress_interval: float = Field(2.0, gt=0, validation_alias="SHIPCORD_PROGRESS_INTERVAL")
+    # Seconds between two supervision rounds (active releases against what runs).
+    reconcile_interval: float = Field(10.0, gt=0, validation_alias="SHIPCORD_RECONCILE_INTERVAL")
     metrics_port: Port | None = Field(None, validation_alias="SHIPCORD_METRICS_PORT")
+    # Interface both metrics ports bind to: loopback unless Prometheus scrapes from elsewhere.
+    metrics_address: NonBlank = Field("127.0.0.1", validation_alias="SHIPCORD_METRICS_ADDRESS")
+    # The bridge network docker releases run on (created on first use).
+    docker_network: NonBlank = Field(
+        "shipcord-releases", validation_alias="SHIPCORD_DOCKER_NETWORK"
+    )
 
     # -- field validators -------------------------------------------------------------------
 
@@ -141,6 +171,8 @@ class Settings(BaseSettings):
         "temporal_api_key",
         "temporal_ui_url",
         "discord_token",
+        "discord_token_file",
+        "payload_key",
         "discord_dev_guild_id",
         "admin_role",
         "metrics_port",
@@ -163,14 +195,39 @@ class Settings(BaseSettings):
             return value.lower()
         return _LOG_LEVEL_ALIASES.get(value.upper(), value.upper())
 
+    @field_validator("payload_key")
+    @classmethod
+    def _aes_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(payload_key_bytes(key)) not in _AES_KEY_SIZES:
+            raise ValueError(
+                "must be the base64 of a 16, 24 or 32-byte key "
+                "(make one with: python3 -c 'import os, base64; "
+                "print(base64.b64encode(os.urandom(32)).decode())')"
+            )
+        return key
+
     @field_validator("data_dir", "targets_file")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
 
+    @field_validator("guild_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.replace(" ", ",").split(",") if part.strip()]
+        return value
+
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
         problems: list[str] = []
+        if self.discord_token_file is not None:
+            if self.discord_token is not None:
+                problems.append(
+                    "DISCORD_TOKEN and DISCORD_TOKEN_FILE are both set: keep one of them"
+                )
+            else:
+                self._read_token_file(problems)
         if (self.temporal_tls_cert_path is None) != (self.temporal_tls_key_path is None):
             problems.append(
                 "TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH must be set together "
@@ -196,6 +253,12 @@ class Settings(BaseSettings):
                 "SHIPCORD_TEMPORAL_PORT and SHIPCORD_TEMPORAL_UI_PORT must differ "
                 f"(both are {self.temporal_port})"
             )
+        if self.payload_key is not None and self.embedded_temporal:
+            if self.codec_port in (self.temporal_port, self.temporal_ui_port):
+                problems.append(
+                    "SHIPCORD_CODEC_PORT must differ from SHIPCORD_TEMPORAL_PORT and "
+                    f"SHIPCORD_TEMPORAL_UI_PORT (it is {self.codec_port})"
+                )
         if self.metrics_port is not None:
             taken = {self.temporal_port, self.temporal_ui_port} if self.embedded_temporal else set()
             if self.metrics_port >= 65535:
@@ -213,6 +276,20 @@ class Settings(BaseSettings):
             raise ValueError("\n".join(problems))
         return self
 
+    def _read_token_file(self, problems: list[str]) -> None:
+        path = self.discord_token_file
+        assert path is not None
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or "not a text file"
+            problems.append(f"DISCORD_TOKEN_FILE: cannot read {path}: {reason}")
+            return
+        if not token:
+            problems.append(f"DISCORD_TOKEN_FILE: {path} is empty")
+            return
+        self.discord_token = SecretStr(token)
+
     # -- derived values -----------------------------------------------------------------------
 
     @property
@@ -226,14 +303,41 @@ class Settings(BaseSettings):
         return self.data_dir / "temporal.db"
 
     @property
+    def configured_guild_ids(self) -> frozenset[int]:
+        """Every server shipcord serves: SHIPCORD_GUILD_IDS and the development server."""
+        ids = set(self.guild_ids)
+        if self.discord_dev_guild_id is not None:
+            ids.add(self.discord_dev_guild_id)
+        return frozenset(ids)
+
+    @property
     def embedded_temporal(self) -> bool:
         """True when shipcord runs its own Temporal dev server (no TEMPORAL_ADDRESS)."""
         return self.temporal_address is None
 
     @property
+    def payload_key_bytes(self) -> bytes | None:
+        """The AES key for payload encryption, or None when encryption is off."""
+        return None if self.payload_key is None else payload_key_bytes(self.payload_key)
+
+    @property
+    def codec_url(self) -> str:
+        """Where the Web UI (in the browser) reaches shipcord's codec endpoint."""
+        host = "127.0.0.1" if self.codec_ip in ("0.0.0.0", "::") else self.codec_ip
+        return f"http://{host}:{self.codec_port}"
+
+    @property
     def sdk_metrics_port(self) -> int | None:
         """Port of the Temporal SDK's own Prometheus endpoint: SHIPCORD_METRICS_PORT + 1."""
         return None if self.metrics_port is None else self.metrics_port + 1
+
+    @property
+    def sdk_metrics_bind(self) -> str | None:
+        """host:port the Temporal SDK's Prometheus endpoint binds to, when metrics are on."""
+        if self.sdk_metrics_port is None:
+            return None
+        host = f"[{self.metrics_address}]" if ":" in self.metrics_address else self.metrics_address
+        return f"{host}:{self.sdk_metrics_port}"
 
     @property
     def web_ui_base(self) -> str | None:
@@ -243,6 +347,13 @@ class Settings(BaseSettings):
         if self.embedded_temporal:
             return f"http://127.0.0.1:{self.temporal_ui_port}"
         return None
+
+
+def payload_key_bytes(key: SecretStr) -> bytes:
+    try:
+        return base64.b64decode(key.get_secret_value(), validate=True)
+    except ValueError:
+        return b""
 
 
 _ENV_NAMES: dict[str, str] = {}

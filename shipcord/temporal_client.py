@@ -3,9 +3,14 @@
 Metrics layout: shipcord's own metrics are served by prometheus_client on
 `SHIPCORD_METRICS_PORT` (see `shipcord.metrics`); the Temporal SDK's metrics are served by the
 SDK's built-in Prometheus exporter on the next port, `SHIPCORD_METRICS_PORT + 1`
-(`Settings.sdk_metrics_port`). Two exporters cannot share one listening socket, and
-bridging the SDK's metrics into prometheus_client would mean re-implementing its
-exporter; scraping two ports is a two-line Prometheus config.
+(`Settings.sdk_metrics_port`), both on `SHIPCORD_METRICS_ADDRESS` (loopback by default).
+Two exporters cannot share one listening socket, and bridging the SDK's metrics into
+prometheus_client would mean re-implementing its exporter; scraping two ports is a
+two-line Prometheus config. The SDK's names follow Prometheus conventions: counters end in
+`_total`, durations are seconds with a `_seconds` suffix.
+
+Every client gets shipcord's data converter (`shipcord.payload_codec`): pydantic's, with
+payloads and failures encrypted when `SHIPCORD_PAYLOAD_KEY` is set.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -29,6 +33,7 @@ from temporalio.runtime import (
 )
 from temporalio.service import TLSConfig
 
+from shipcord.payload_codec import data_converter
 from shipcord.settings import Settings, SettingsError
 
 __all__ = ["TemporalUnavailable", "connect_temporal", "temporal_runtime", "temporal_target"]
@@ -38,36 +43,41 @@ _log = logging.getLogger(__name__)
 _PERMANENT_MARKERS = ("Unauthenticated", "PermissionDenied")
 # The core's errors are Rust debug dumps; the OS or resolver message inside is what matters.
 _INNER_MESSAGE = re.compile(r'(?:message|error): "([^"]+)"')
-_runtimes: dict[int | None, Runtime] = {}
+_runtimes: dict[str | None, Runtime] = {}
 
 
 class TemporalUnavailable(RuntimeError):
     """Temporal could not be reached; the message says where and why, in one line."""
 
 
-def temporal_runtime(metrics_port: int | None) -> Runtime:
-    """The process's Temporal SDK runtime, built once per metrics port.
+def temporal_runtime(metrics_bind: str | None) -> Runtime:
+    """The process's Temporal SDK runtime, built once per metrics address.
 
     The SDK core's own logs (Rust) are forwarded to the `temporalio.core` Python logger,
-    so they pass through shipcord's log pipeline (format, redaction). With `metrics_port`
-    set, the SDK serves its Prometheus metrics on `0.0.0.0:{metrics_port}`; shipcord
-    passes `Settings.sdk_metrics_port` (SHIPCORD_METRICS_PORT + 1). Cached because a
-    second runtime on the same port could not bind it, and a worker must share its
-    client's runtime anyway.
+    so they pass through shipcord's log pipeline (format, redaction). With `metrics_bind`
+    set (`host:port`), the SDK serves its Prometheus metrics there; shipcord passes
+    `Settings.sdk_metrics_bind` (SHIPCORD_METRICS_ADDRESS, SHIPCORD_METRICS_PORT + 1).
+    Cached because a second runtime on the same port could not bind it, and a worker must
+    share its client's runtime anyway.
     """
-    runtime = _runtimes.get(metrics_port)
+    runtime = _runtimes.get(metrics_bind)
     if runtime is None:
         metrics = (
             None
-            if metrics_port is None
-            else PrometheusConfig(bind_address=f"0.0.0.0:{metrics_port}")
+            if metrics_bind is None
+            else PrometheusConfig(
+                bind_address=metrics_bind,
+                counters_total_suffix=True,
+                unit_suffix=True,
+                durations_as_seconds=True,
+            )
         )
         logging_config = LoggingConfig(
             filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
             forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
         )
         runtime = Runtime(telemetry=TelemetryConfig(logging=logging_config, metrics=metrics))
-        _runtimes[metrics_port] = runtime
+        _runtimes[metrics_bind] = runtime
     return runtime
 
 
@@ -139,7 +149,8 @@ async def connect_temporal(
         else None
     )
     if runtime is None:
-        runtime = temporal_runtime(settings.sdk_metrics_port)
+        runtime = temporal_runtime(settings.sdk_metrics_bind)
+    converter = data_converter(settings.payload_key_bytes)
 
     deadline = time.monotonic() + retry_for
     delay = 0.2
@@ -154,7 +165,7 @@ async def connect_temporal(
                     namespace=settings.temporal_namespace,
                     api_key=api_key,
                     tls=tls if tls is not None else False,
-                    data_converter=pydantic_data_converter,
+                    data_converter=converter,
                     connect_timeout=timedelta(seconds=max(1.0, min(10.0, remaining))),
                     runtime=runtime,
                 ),

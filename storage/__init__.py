@@ -1,6 +1,12 @@
 """SQLite storage: who owns which deployment, progress messages, bots and releases."""
 
-from storage.records import BotRecord, DeploymentRecord, ReleaseRecord
+from storage.records import (
+    BotRecord,
+    DeploymentRecord,
+    IncidentRecord,
+    ReleaseRecord,
+    ReleaseWatch,
+)
 from storage.store import DeploymentConflict, DuplicateWorkflowId, ReleasesInFlight, Storage
 
 __all__ = [
@@ -8,7 +14,9 @@ __all__ = [
     "DeploymentConflict",
     "DeploymentRecord",
     "DuplicateWorkflowId",
+    "IncidentRecord",
     "ReleaseRecord",
+    "ReleaseWatch",
     "ReleasesInFlight",
     "Storage",
 ]

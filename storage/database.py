@@ -1,7 +1,15 @@
-"""Opening the SQLite database: pragmas and numbered migrations."""
+"""Opening the SQLite database: file modes, pragmas and numbered migrations.
+
+Invariant: the database and its WAL and shared-memory files are 0600 (the owner's alone:
+they name who deployed what, and where), and a folder created for it is 0700. SQLite
+gives its -wal and -shm files the database file's own mode, so the database is created
+0600 before SQLite first opens it, and an older one is made 0600.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -10,6 +18,9 @@ import aiosqlite
 
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 BUSY_TIMEOUT_MS = 10_000
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
+SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def migration_scripts() -> list[tuple[int, str]]:
@@ -24,7 +35,7 @@ def migration_scripts() -> list[tuple[int, str]]:
 
 async def open_database(path: Path) -> aiosqlite.Connection:
     """Open (creating if needed) the database at `path`, migrated to the latest schema."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private(path)
     # Autocommit mode: multi-statement writes open their own BEGIN IMMEDIATE.
     connection = await aiosqlite.connect(path, isolation_level=None)
     connection.row_factory = aiosqlite.Row
@@ -39,6 +50,19 @@ async def open_database(path: Path) -> aiosqlite.Connection:
         await connection.close()
         raise
     return connection
+
+
+def make_private(path: Path) -> None:
+    """Create the database file 0600 if missing; make it and its side files 0600 if not."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=FOLDER_MODE)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        os.fchmod(descriptor, FILE_MODE)
+    finally:
+        os.close(descriptor)
+    for suffix in SIDE_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{path}{suffix}").chmod(FILE_MODE)
 
 
 async def apply_migrations(connection: aiosqlite.Connection) -> int:

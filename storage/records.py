@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,3 +97,49 @@ class BotRecord:
     @classmethod
     def from_row(cls, row: Any) -> BotRecord:
         return cls(name=row["name"], bot_type=row["bot_type"], active_release=row["active_release"])
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseWatch:
+    """How supervision has treated one active release lately."""
+
+    release_id: int
+    restarts: tuple[str, ...]  # ISO times of recent restarts, oldest first
+    next_attempt_at: str | None
+    crash_looping: bool
+
+    @classmethod
+    def from_row(cls, row: Any) -> ReleaseWatch:
+        return cls(
+            release_id=row["release_id"],
+            restarts=tuple(json.loads(row["restarts"])),
+            next_attempt_at=row["next_attempt_at"],
+            crash_looping=bool(row["crash_looping"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRecord:
+    """Something supervision found and did about a bot, told to its owner once."""
+
+    id: int
+    key: str
+    bot_name: str
+    release_number: int | None
+    workflow_id: str | None
+    kind: str
+    message: str
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row: Any) -> IncidentRecord:
+        return cls(
+            id=row["id"],
+            key=row["key"],
+            bot_name=row["bot_name"],
+            release_number=row["release_number"],
+            workflow_id=row["workflow_id"],
+            kind=row["kind"],
+            message=row["message"],
+            created_at=row["created_at"],
+        )

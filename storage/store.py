@@ -14,7 +14,14 @@ from typing import Any
 import aiosqlite
 
 from storage.database import open_database
-from storage.records import IN_FLIGHT_STATUSES, BotRecord, DeploymentRecord, ReleaseRecord
+from storage.records import (
+    IN_FLIGHT_STATUSES,
+    BotRecord,
+    DeploymentRecord,
+    IncidentRecord,
+    ReleaseRecord,
+    ReleaseWatch,
+)
 
 
 class DuplicateWorkflowId(Exception):
@@ -217,6 +224,16 @@ class Storage:
                 "SELECT * FROM deployments WHERE guild_id = ? ORDER BY created_at DESC LIMIT ?",
                 (guild_id, limit),
             )
+        return [DeploymentRecord.from_row(row) for row in rows]
+
+    async def list_deployments_of_bot(
+        self, bot_name: str, *, limit: int = 500
+    ) -> list[DeploymentRecord]:
+        """The bot's deployments, newest first."""
+        rows = await self._fetch_all(
+            "SELECT * FROM deployments WHERE bot_name = ? ORDER BY created_at DESC LIMIT ?",
+            (bot_name, limit),
+        )
         return [DeploymentRecord.from_row(row) for row in rows]
 
     async def set_progress_message(
@@ -439,3 +456,92 @@ class Storage:
         if row is None:
             return None
         return row["application_id"], json.loads(row["commands"])
+
+    # Supervision (workers write watches and incidents; the front end writes notices) -----
+
+    async def installation_id(self) -> str:
+        row = await self._fetch_one("SELECT id FROM installation")
+        return str(row["id"])
+
+    async def releases_with_status(self, *statuses: str) -> list[ReleaseRecord]:
+        marks = ", ".join("?" for _ in statuses)
+        rows = await self._fetch_all(
+            f"SELECT * FROM releases WHERE status IN ({marks}) ORDER BY id", statuses
+        )
+        return [ReleaseRecord.from_row(row) for row in rows]
+
+    async def release_runtimes(self) -> set[str]:
+        """The runtimes any release of this installation was ever started on."""
+        rows = await self._fetch_all("SELECT DISTINCT runtime FROM releases")
+        return {row["runtime"] for row in rows}
+
+    async def get_watch(self, release_id: int) -> ReleaseWatch | None:
+        row = await self._fetch_one(
+            "SELECT * FROM release_watch WHERE release_id = ?", (release_id,)
+        )
+        return ReleaseWatch.from_row(row) if row else None
+
+    async def save_watch(self, watch: ReleaseWatch) -> None:
+        await self._execute(
+            "INSERT INTO release_watch (release_id, restarts, next_attempt_at, crash_looping,"
+            " updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (release_id) DO UPDATE SET"
+            " restarts = excluded.restarts, next_attempt_at = excluded.next_attempt_at,"
+            " crash_looping = excluded.crash_looping, updated_at = excluded.updated_at",
+            (
+                watch.release_id,
+                json.dumps(list(watch.restarts)),
+                watch.next_attempt_at,
+                int(watch.crash_looping),
+                utc_now(),
+            ),
+        )
+
+    async def record_incident(
+        self,
+        *,
+        key: str,
+        bot_name: str,
+        kind: str,
+        message: str,
+        release_number: int | None = None,
+        workflow_id: str | None = None,
+    ) -> bool:
+        """Record an incident once; True when it is new."""
+        changed = await self._execute(
+            "INSERT INTO incidents (key, bot_name, release_number, workflow_id, kind, message,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+            (key, bot_name, release_number, workflow_id, kind, message, utc_now()),
+        )
+        return changed == 1
+
+    async def undelivered_incidents(self, *, since: str) -> list[IncidentRecord]:
+        rows = await self._fetch_all(
+            "SELECT incidents.* FROM incidents LEFT JOIN incident_notices"
+            " ON incident_notices.incident_id = incidents.id"
+            " WHERE incident_notices.incident_id IS NULL AND incidents.created_at >= ?"
+            " ORDER BY incidents.id",
+            (since,),
+        )
+        return [IncidentRecord.from_row(row) for row in rows]
+
+    async def mark_incident_notified(self, incident_id: int) -> None:
+        await self._execute(
+            "INSERT INTO incident_notices (incident_id, notified_at) VALUES (?, ?)"
+            " ON CONFLICT (incident_id) DO NOTHING",
+            (incident_id, utc_now()),
+        )
+
+    async def recent_incidents(self, *, since: str, limit: int = 50) -> list[IncidentRecord]:
+        rows = await self._fetch_all(
+            "SELECT * FROM incidents WHERE created_at >= ? ORDER BY id DESC LIMIT ?",
+            (since, limit),
+        )
+        return [IncidentRecord.from_row(row) for row in rows]
+
+    async def latest_deployment_of(self, bot_name: str) -> DeploymentRecord | None:
+        """The bot's most recent deployment row (where its owner and channel are)."""
+        row = await self._fetch_one(
+            "SELECT * FROM deployments WHERE bot_name = ? ORDER BY created_at DESC LIMIT 1",
+            (bot_name,),
+        )
+        return DeploymentRecord.from_row(row) if row else None

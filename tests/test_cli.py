@@ -3,206 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import os
 import signal
 import socket
-import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import pytest
-from aiohttp import web
 from temporalio.client import Client
 
 from storage import Storage
-from tests.discord_double import DiscordDouble
-from tests.engine.harness import TARGETS, kill_release_processes
+from tests.cli_world import (
+    ECHO_TOKEN,
+    SHIPCORD_TOKEN,
+    World,
+    run_and_deploy,
+    run_to_end,
+    running_world,
+    start_shipcord,
+    wait_for_deployment_state,
+    wait_for_open_deployment,
+)
 from workflows import DeploymentResult
-from workflows.activities import free_port
-
-SHIPCORD_TOKEN = "shipcord-cli-test-token.secret-part"
-ECHO_TOKEN = "echo-cli-test-token"
-
-
-class HealthGate:
-    """The health endpoint of the `slow` target: 503 until the test opens it."""
-
-    def __init__(self) -> None:
-        self.is_open = False
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-
-    async def __aenter__(self) -> HealthGate:
-        async def health(_: web.Request) -> web.Response:
-            return web.Response(status=200 if self.is_open else 503)
-
-        app = web.Application()
-        app.router.add_get("/healthz", health)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._runner is not None
-        await self._runner.cleanup()
-
-
-def slow_target(gate: HealthGate) -> str:
-    return (
-        '\n[bots.slow]\ncommand = ["sleep", "600"]\ntoken_env = "SHIPCORD_TEST_ECHO_TOKEN"\n'
-        f'health_url = "http://127.0.0.1:{gate.port}/healthz"\n'
-        "healthy_after = 0\nhealth_timeout = 200\n"
-    )
-
-
-@dataclass
-class World:
-    double: DiscordDouble
-    env: dict[str, str]
-    data_dir: Path
-    guild_id: int
-    channel_id: int
-    owner_id: int
-    shipcord_bot_id: int
-    gate: HealthGate
-    outputs: list[str] = field(default_factory=list)
+from workflows.release_operator import free_port
 
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    async with DiscordDouble(interaction_deadline=3.0) as double, HealthGate() as gate:
-        shipcord = double.add_bot(token=SHIPCORD_TOKEN, username="shipcord")
-        double.add_bot(token=ECHO_TOKEN, username="echo")
-        owner = double.add_user("alice")
-        guild = double.add_guild("Ops", owner_id=owner.id, channels=("deploys",))
-        double.add_member(guild.id, shipcord.user_id)
-        channel_id = guild.default_channel_id
-        assert channel_id is not None
-        targets = tmp_path / "targets.toml"
-        targets.write_text(TARGETS + slow_target(gate), encoding="utf-8")
-        data_dir = tmp_path / "data"
-        env = {
-            "PATH": os.environ["PATH"],
-            "HOME": str(tmp_path),
-            "DISCORD_TOKEN": SHIPCORD_TOKEN,
-            "DISCORD_API_BASE": double.api_base,
-            "DISCORD_DEV_GUILD_ID": str(guild.id),
-            "SHIPCORD_DATA_DIR": str(data_dir),
-            "SHIPCORD_TARGETS_FILE": str(targets),
-            "SHIPCORD_TEMPORAL_PORT": str(free_port()),
-            "SHIPCORD_TEMPORAL_UI_PORT": str(free_port()),
-            "SHIPCORD_LOG_FORMAT": "json",
-            "SHIPCORD_LOG_LEVEL": "INFO",
-            "SHIPCORD_PROGRESS_INTERVAL": "0.3",
-            "SHIPCORD_TEST_ECHO_TOKEN": ECHO_TOKEN,
-            "SHIPCORD_TEST_BAD_TOKEN": "nope",
-        }
-        yield World(
-            double=double,
-            env=env,
-            data_dir=data_dir,
-            guild_id=guild.id,
-            channel_id=channel_id,
-            owner_id=owner.id,
-            shipcord_bot_id=shipcord.user_id,
-            gate=gate,
-        )
-    kill_release_processes(tmp_path)
-    stop_embedded_servers(data_dir)
-
-
-def stop_embedded_servers(data_dir: Path) -> None:
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = process.info.get("cmdline") or []
-        if "start-dev" in cmdline and any(str(data_dir) in part for part in cmdline):
-            process.kill()
-
-
-class Shipcord:
-    """A `shipcord` subprocess whose output is collected line by line."""
-
-    def __init__(self, process: asyncio.subprocess.Process, everything: list[str]) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self._everything = everything
-        self._readers = [
-            asyncio.create_task(self._collect(process.stdout)),
-            asyncio.create_task(self._collect(process.stderr)),
-        ]
-
-    async def _collect(self, stream: asyncio.StreamReader | None) -> None:
-        assert stream is not None
-        while line := await stream.readline():
-            text = line.decode(errors="replace").rstrip("\n")
-            self.lines.append(text)
-            self._everything.append(text)
-
-    async def wait_for_line(self, text: str, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in self.lines:
-                if text in line:
-                    return line
-            if self.process.returncode is not None or time.monotonic() > deadline:
-                output = "\n".join(self.lines[-30:])
-                raise AssertionError(f"no line containing {text!r}; output:\n{output}")
-            await asyncio.sleep(0.05)
-
-    async def finish(self, timeout: float = 60.0) -> int:
-        code = await asyncio.wait_for(self.process.wait(), timeout)
-        await asyncio.gather(*self._readers)
-        return code
-
-
-async def start_shipcord(world: World, *args: str, env: dict[str, str] | None = None) -> Shipcord:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "shipcord",
-        *args,
-        env=env if env is not None else world.env,
-        cwd=str(world.data_dir.parent),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    return Shipcord(process, world.outputs)
-
-
-async def wait_for_deployment_state(world: World, state: str, timeout: float = 60.0) -> str:
-    """Poll shipcord's own SQLite file (WAL allows a second reader) for a closed deployment."""
-    deadline = time.monotonic() + timeout
-    async with await Storage.open(world.data_dir / "shipcord.db") as storage:
-        while True:
-            recent = await storage.list_deployments(limit=5)
-            for deployment in recent:
-                if deployment.state == state and not deployment.is_open:
-                    return deployment.workflow_id
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no deployment reached {state}: {recent}")
-            await asyncio.sleep(0.1)
-
-
-async def run_and_deploy(world: World, bot: str, version: str) -> Shipcord:
-    """Start `shipcord run`, then `/deploy` through the double as the server's owner."""
-    shipcord = await start_shipcord(world, "run")
-    await shipcord.wait_for_line("Worker running")
-    await world.double.wait_for_bot_ready(world.shipcord_bot_id, timeout=30)
-    interaction = await world.double.dispatch_command(
-        world.shipcord_bot_id,
-        "deploy",
-        {"bot": bot, "version": version},
-        user=world.owner_id,
-        guild=world.guild_id,
-        channel=world.channel_id,
-    )
-    await world.double.wait_for_interaction_reply(interaction.id, timeout=15)
-    return shipcord
+    async with running_world(tmp_path) as started:
+        yield started
 
 
 async def test_run_deploy_sigterm_and_restart_reuses_data(world: World) -> None:
@@ -244,19 +78,6 @@ async def test_run_deploy_sigterm_and_restart_reuses_data(world: World) -> None:
     assert json_lines and all(isinstance(json.loads(line), dict) for line in json_lines)
 
 
-async def run_to_end(world: World, *args: str, **env_changes: str | None) -> tuple[int, str]:
-    env = dict(world.env)
-    for name, value in env_changes.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    before = len(world.outputs)
-    shipcord = await start_shipcord(world, *args, env=env)
-    code = await shipcord.finish()
-    return code, "\n".join(world.outputs[before:])
-
-
 async def test_check_passes_and_prints_the_invite_url(
     world: World, temporal_client: Client
 ) -> None:
@@ -277,6 +98,7 @@ async def test_check_passes_and_prints_the_invite_url(
         (("check",), {"SHIPCORD_TARGETS_FILE": "/nonexistent/t.toml"}, 2, "/nonexistent/t.toml"),
         (("check",), {"TEMPORAL_ADDRESS": "127.0.0.1:1"}, 1, "cannot reach Temporal"),
         (("check",), {"SHIPCORD_LOG_FORMAT": "fancy"}, 2, "SHIPCORD_LOG_FORMAT"),
+        (("check",), {"DISCORD_DEV_GUILD_ID": None}, 2, "set SHIPCORD_GUILD_IDS to your server"),
         (("worker",), {"TEMPORAL_ADDRESS": "not an address"}, 2, "TEMPORAL_ADDRESS"),
     ],
 )
@@ -290,7 +112,7 @@ async def test_bad_settings_give_one_clear_line(
     exit_code, output = await run_to_end(world, *args, **env_changes)
     assert exit_code == code, output
     assert expected in output
-    assert "Traceback" not in output
+    assert "Traceback" not in output, output
 
 
 async def test_port_in_use_is_one_clear_line(world: World) -> None:
@@ -301,14 +123,14 @@ async def test_port_in_use_is_one_clear_line(world: World) -> None:
         exit_code, output = await run_to_end(world, "worker", SHIPCORD_TEMPORAL_PORT=str(port))
     assert exit_code != 0
     assert str(port) in output and "in use" in output
-    assert "Traceback" not in output
+    assert "Traceback" not in output, output
 
 
 async def test_sync_commands_registers_the_commands_globally(world: World) -> None:
     exit_code, output = await run_to_end(world, "sync-commands")
     assert exit_code == 0, output
     names = {command["name"] for command in world.double.commands(world.shipcord_bot_id)}
-    assert names == {"deploy", "status", "pause", "resume", "cancel"}
+    assert names == {"deploy", "status", "pause", "resume", "cancel", "history"}
 
 
 async def test_killed_mid_deployment_it_carries_on_after_a_restart(world: World) -> None:
@@ -390,12 +212,150 @@ async def test_split_bot_and_two_workers_survive_losing_a_worker(
         assert await process.finish() == 0
 
 
-async def wait_for_open_deployment(world: World, bot: str, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    async with await Storage.open(world.data_dir / "shipcord.db") as storage:
-        while True:
-            for deployment in await storage.list_open_deployments():
-                if deployment.bot_name == bot:
-                    return deployment.workflow_id
-            assert time.monotonic() < deadline, f"no open deployment of {bot}"
-            await asyncio.sleep(0.1)
+async def test_version(world: World) -> None:
+    code, output = await run_to_end(world, "--version")
+    assert code == 0 and output.strip() == f"shipcord {importlib.metadata.version('shipcord')}"
+
+
+def embedded_server_pid(world: World) -> int:
+    record = json.loads((world.data_dir / "temporal-server.pid").read_text())
+    return int(record["pid"])
+
+
+async def test_the_embedded_server_killed_mid_deployment_comes_back_and_it_finishes(
+    world: World,
+) -> None:
+    metrics_port = free_port()
+    world.env["SHIPCORD_METRICS_PORT"] = str(metrics_port)
+    shipcord = await run_and_deploy(world, "slow", "1.0.0")
+    await world.double.wait_for_message(
+        world.channel_id,
+        lambda m: "Running health check" in m.text() and not m.ephemeral,
+        timeout=30,
+    )
+    first = embedded_server_pid(world)
+    psutil.Process(first).kill()
+
+    restarted = await shipcord.wait_for_line("embedded_temporal_restarted", timeout=90)
+    assert str(first) not in restarted and embedded_server_pid(world) != first
+    world.gate.is_open = True
+    await wait_for_deployment_state(world, "succeeded", timeout=120)
+    metrics = await asyncio.to_thread(fetch_text, f"http://127.0.0.1:{metrics_port}/metrics")
+    assert "shipcord_embedded_temporal_restarts_total 1.0" in metrics
+    shipcord.process.send_signal(signal.SIGTERM)
+    assert await shipcord.finish() == 0
+
+
+def fetch_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+async def test_shipcord_exits_non_zero_when_the_embedded_server_cannot_come_back(
+    world: World,
+) -> None:
+    shipcord = await start_shipcord(world, "worker")
+    await shipcord.wait_for_line("Worker running")
+    # A database the server cannot open: it fails at once on every start from now on.
+    for path in world.data_dir.glob("temporal.db*"):
+        path.write_bytes(os.urandom(8192))
+    psutil.Process(embedded_server_pid(world)).kill()
+
+    assert await shipcord.finish(timeout=120) == 1
+    output = "\n".join(shipcord.lines)
+    assert "the embedded Temporal server cannot be restarted" in output
+    assert "file is not a database" in output
+    assert "Traceback" not in output, output
+
+
+async def test_json_mode_prints_json_lines_only(world: World) -> None:
+    shipcord = await start_shipcord(world, "worker")
+    await shipcord.wait_for_line("Worker running")
+    shipcord.process.send_signal(signal.SIGTERM)
+    assert await shipcord.finish() == 0
+    events = [json.loads(line) for line in shipcord.lines]
+    assert all(isinstance(event, dict) for event in events)
+    said = [event["event"] for event in events]
+    assert any(line.startswith("Embedded Temporal server at") for line in said)
+    assert "Stopped" in said
+
+
+async def test_check_lists_every_problem_on_one_line_each(world: World, tmp_path: Path) -> None:
+    targets = tmp_path / "broken-targets.toml"
+    targets.write_text(
+        '[bots.echo]\ncommand = ["{python}", "-m", "examples.echo_bot"]\n'
+        'token_env = "SHIPCORD_TEST_NO_SUCH_TOKEN"\ncommands = "nowhere/commands.json"\n'
+        '[bots.ghost]\ncommand = ["no-such-program-anywhere"]\n'
+        f'token_file = "{tmp_path / "missing.token"}"\n'
+    )
+    code, output = await run_to_end(
+        world,
+        "check",
+        "--no-start",
+        SHIPCORD_TARGETS_FILE=str(targets),
+        SHIPCORD_LOG_FORMAT="console",
+    )
+    problems = [line for line in output.splitlines() if line.startswith("shipcord: ")]
+    assert problems == [
+        f"shipcord: bots.echo.commands: cannot read {tmp_path / 'nowhere' / 'commands.json'}: "
+        "No such file or directory",
+        "shipcord: bots.echo: no token in the variable SHIPCORD_TEST_NO_SUCH_TOKEN "
+        "(environment or .env)",
+        f"shipcord: bots.ghost: no token in the file {tmp_path / 'missing.token'}",
+        "shipcord: bots.ghost.command: 'no-such-program-anywhere' is not found (PATH or a path)",
+        "shipcord: 4 problems found",
+    ], output
+    assert code == 2
+
+
+async def test_tokens_from_files_and_dot_env(world: World, tmp_path: Path) -> None:
+    """shipcord's own token from DISCORD_TOKEN_FILE, a target's from the .env beside it."""
+    token_file = tmp_path / "discord.token"
+    token_file.write_text(SHIPCORD_TOKEN + "\n")
+    (world.data_dir.parent / ".env").write_text(f"SHIPCORD_TEST_ECHO_TOKEN={ECHO_TOKEN}\n")
+    code, output = await run_to_end(
+        world,
+        "check",
+        "--no-start",
+        DISCORD_TOKEN=None,
+        DISCORD_TOKEN_FILE=str(token_file),
+        SHIPCORD_TEST_ECHO_TOKEN=None,
+        SHIPCORD_LOG_FORMAT="console",
+    )
+    assert code == 0, output
+    assert "  echo: ok" in output and "Discord token: ok" in output
+    assert SHIPCORD_TOKEN not in output and ECHO_TOKEN not in output
+    both, output = await run_to_end(world, "check", DISCORD_TOKEN_FILE=str(token_file))
+    assert both == 2 and "DISCORD_TOKEN and DISCORD_TOKEN_FILE are both set" in output
+
+
+async def test_a_button_right_after_a_crash_and_restart_answers_within_3_s(world: World) -> None:
+    """After a kill -9, Temporal still routes the deployment's queries to the dead worker
+    for a while: the controls must not wait for it (signals need no worker)."""
+    shipcord = await run_and_deploy(world, "slow", "1.0.0")
+    progress = await world.double.wait_for_message(
+        world.channel_id,
+        lambda m: "Running health check" in m.text() and not m.ephemeral and bool(m.components),
+        timeout=30,
+    )
+    shipcord.process.kill()
+    await shipcord.finish()
+    again = await start_shipcord(world, "run")
+    await again.wait_for_line("Discord bot connecting")
+    await world.double.wait_for(
+        lambda: world.double.bot_connected(world.shipcord_bot_id), 30, "the new gateway session"
+    )
+    pause = next(
+        component["custom_id"]
+        for row in progress.components
+        for component in row["components"]
+        if component["custom_id"].startswith("shipcord:pause:")
+    )
+    click = await world.double.dispatch_component(
+        world.shipcord_bot_id, progress.id, pause, user=world.owner_id
+    )
+    await world.double.wait_for_interaction_reply(click.id, timeout=3.0)
+    answer = world.double.message(world.double.interaction(click.id).reply_message_id).text()
+    assert answer.startswith("Paused"), answer
+    again.process.send_signal(signal.SIGTERM)
+    assert await again.finish() == 0

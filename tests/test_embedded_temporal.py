@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -260,3 +261,101 @@ async def test_unreachable_temporal_is_a_clear_error() -> None:
     assert "refused" in message.lower()
     assert "\n" not in message
     assert time.monotonic() - started < 15
+
+
+# Supervision -------------------------------------------------------------------------------
+
+
+async def wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_killed_server_is_restarted_from_the_same_data_file(data_dir: Path) -> None:
+    server = make_server(data_dir, free_port(), free_port())
+    await server.start()
+    restarts: list[int] = []
+    supervisor = asyncio.create_task(server.supervise(on_restart=lambda: restarts.append(1)))
+    try:
+        client = await connect_temporal(
+            load_settings(
+                _env_file=None,
+                temporal_port=server.port,
+                temporal_ui_port=server.ui_port,
+                temporal_namespace=NAMESPACE,
+            ),
+            server.address,
+        )
+        # A workflow nobody works on: it stays open, in the server's database.
+        handle = await client.start_workflow(
+            "botDeploymentWorkflow", {"botName": "echo"}, id="kept", task_queue="nobody"
+        )
+        first = server.pid
+        assert first is not None
+        psutil.Process(first).kill()
+
+        await wait_for(lambda: server.running and server.pid != first, "the restarted server")
+        description = await handle.describe()
+        assert description.status is not None and description.status.name == "RUNNING"
+        assert restarts == [1] and server.restarts == 1
+        assert [process.pid for process in server_processes(server.db_path)] == [server.pid]
+    finally:
+        supervisor.cancel()
+        await server.stop()
+    assert server_processes(server.db_path) == []
+
+
+async def test_supervision_gives_up_when_the_server_cannot_start_again(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    # The server's binary through a wrapper that the test breaks once the server runs.
+    wrapper = tmp_path / "temporal"
+    wrapper.write_text(f'#!/bin/sh\nexec "{find_temporal_binary()}" "$@"\n')
+    wrapper.chmod(0o755)
+    server = EmbeddedTemporal(
+        data_dir, port=free_port(), ui_port=free_port(), namespace=NAMESPACE, binary=wrapper
+    )
+    await server.start()
+    supervisor = asyncio.create_task(server.supervise())
+    try:
+        wrapper.write_text("#!/bin/sh\necho 'temporal: cannot start today' >&2\nexit 7\n")
+        assert server.pid is not None
+        psutil.Process(server.pid).kill()
+        with pytest.raises(EmbeddedTemporalError) as error:
+            await asyncio.wait_for(supervisor, 60)
+        assert "exited during start-up (code 7)" in str(error.value)
+        assert "cannot start today" in str(error.value)
+    finally:
+        supervisor.cancel()
+        await server.stop()
+
+
+def modes(directory: Path) -> dict[str, int]:
+    """Permission bits of the folder ('.') and of each file in it."""
+    found = {".": directory.stat().st_mode & 0o777}
+    for path in directory.iterdir():
+        if path.is_file():
+            found[path.name] = path.stat().st_mode & 0o777
+    return found
+
+
+async def test_the_servers_files_are_private_and_its_ports_on_loopback(data_dir: Path) -> None:
+    os.mkdir(data_dir, 0o755)  # as an older shipcord left it
+    server = make_server(data_dir, free_port(), free_port())
+    await server.start()
+    try:
+        found = modes(data_dir)
+        assert found.pop(".") == 0o700
+        assert set(found) >= {"temporal.db", "temporal-server.log", "temporal-server.pid"}
+        assert set(found.values()) == {0o600}, found
+        assert server.pid is not None
+        addresses = {
+            connection.laddr.ip
+            for connection in psutil.Process(server.pid).net_connections("inet")
+            if connection.status == psutil.CONN_LISTEN
+        }
+        assert addresses == {"127.0.0.1"}
+    finally:
+        await server.stop()

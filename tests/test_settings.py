@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from shipcord.settings import Settings, SettingsError, load_settings
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_NAMES = [str(field.validation_alias) for field in Settings.model_fields.values()]
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GaBcDe.very-secret-token-value-0123456789"
+PAYLOAD_KEY = base64.b64encode(bytes(range(32))).decode()
 
 
 @pytest.fixture(autouse=True)
@@ -76,14 +79,23 @@ def test_every_variable_is_read_from_the_environment(
         "DISCORD_API_BASE": "http://127.0.0.1:9999/api/v10/",
         "DISCORD_DEV_GUILD_ID": "123456789012345678",
         "SHIPCORD_ADMIN_ROLE": "deployers",
+        "SHIPCORD_GUILD_IDS": "123456789012345678, 223456789012345678",
+        "SHIPCORD_LEAVE_UNCONFIGURED_GUILDS": "true",
         "SHIPCORD_DATA_DIR": str(tmp_path / "state"),
         "SHIPCORD_TARGETS_FILE": str(tmp_path / "bots.toml"),
         "SHIPCORD_LOG_LEVEL": "warn",
         "SHIPCORD_LOG_FORMAT": "JSON",
         "SHIPCORD_PROGRESS_INTERVAL": "0.5",
+        "SHIPCORD_RECONCILE_INTERVAL": "3",
         "SHIPCORD_METRICS_PORT": "9100",
+        "SHIPCORD_METRICS_ADDRESS": "0.0.0.0",
+        "SHIPCORD_DOCKER_NETWORK": "bots",
+        "SHIPCORD_PAYLOAD_KEY": PAYLOAD_KEY,
+        "SHIPCORD_CODEC_PORT": "8300",
+        "SHIPCORD_CODEC_IP": "0.0.0.0",
     }
-    assert set(environment) == set(ENV_NAMES), "test covers every setting"
+    # DISCORD_TOKEN_FILE stands in for DISCORD_TOKEN: it has tests of its own.
+    assert set(environment) | {"DISCORD_TOKEN_FILE"} == set(ENV_NAMES), "covers every setting"
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
 
@@ -104,13 +116,20 @@ def test_every_variable_is_read_from_the_environment(
     assert settings.discord_api_base == "http://127.0.0.1:9999/api/v10"
     assert settings.discord_dev_guild_id == 123456789012345678
     assert settings.admin_role == "deployers"
+    assert settings.guild_ids == [123456789012345678, 223456789012345678]
+    assert settings.leave_unconfigured_guilds is True
     assert settings.data_dir == tmp_path / "state"
     assert settings.database_path == tmp_path / "state" / "shipcord.db"
     assert settings.targets_file == tmp_path / "bots.toml"
     assert settings.log_level == "WARNING"
     assert settings.log_format == "json"
     assert settings.progress_interval == 0.5
+    assert settings.reconcile_interval == 3.0
     assert (settings.metrics_port, settings.sdk_metrics_port) == (9100, 9101)
+    assert settings.sdk_metrics_bind == "0.0.0.0:9101"
+    assert settings.docker_network == "bots"
+    assert settings.payload_key_bytes == bytes(range(32))
+    assert (settings.codec_port, settings.codec_url) == (8300, "http://127.0.0.1:8300")
     assert not settings.embedded_temporal
     assert front_end_config(settings).workflow_url("deploy-echo-1700000000000") == (
         "https://cloud.temporal.io/namespaces/opencell-prod/workflows/deploy-echo-1700000000000"
@@ -138,14 +157,27 @@ def test_environment_wins_over_env_file(tmp_path: Path, monkeypatch: pytest.Monk
 def test_env_example_documents_every_setting_with_its_default() -> None:
     example = REPO_ROOT / ".env.example"
     lines = example.read_text().splitlines()
-    assigned = [line.split("=", 1)[0] for line in lines if line and not line.startswith("#")]
-    # Beside shipcord's settings it names the example target's token variable.
-    assert sorted(assigned) == sorted([*ENV_NAMES, "ECHO_BOT_TOKEN"])
+    active = {line.split("=", 1)[0] for line in lines if line and not line.startswith("#")}
+    documented = {
+        match.group(1): match.group(2)
+        for line in lines
+        if (match := re.fullmatch(r"# ([A-Z][A-Z0-9_]*)=(.*)", line))
+    }
+    # Only what a person must fill in is set (the tokens, the servers): nothing in it
+    # overrides what the Docker image sets.
+    assert active == {"DISCORD_TOKEN", "ECHO_BOT_TOKEN", "SHIPCORD_GUILD_IDS"}
+    assert set(ENV_NAMES) <= active | set(documented)
     for index, line in enumerate(lines):
-        if line and not line.startswith("#"):
+        name = line.lstrip("# ").split("=", 1)[0]
+        if name in ENV_NAMES or name in active:
             assert lines[index - 1].startswith("# "), f"{line} has no comment"
-    for secret in ("DISCORD_TOKEN", "TEMPORAL_API_KEY"):
-        assert f"{secret}=" in lines
+    # Each commented value is the default, as the comment says.
+    for name, value in documented.items():
+        if name in ENV_NAMES and value:
+            field = next(
+                f for f, info in Settings.model_fields.items() if info.validation_alias == name
+            )
+            assert load(**{field: value}) == load(), f"{name}={value} is not the default"
     assert load_settings(_env_file=example) == load()
 
 

@@ -14,13 +14,10 @@ Temporal's retry policy, the one retry layer.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -41,34 +38,18 @@ from workflows.activity_models import (
 )
 from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
 from workflows.models import validate_version
+from workflows.release_operator import ReleaseOperator, invalid, runtime_errors
 from workflows.releases import Release
-from workflows.runtimes import (
-    PermanentRuntimeError,
-    ReleaseHandle,
-    ReleaseSpec,
-    Runtime,
-    RuntimeError_,
-)
+from workflows.runtimes import reachable_url
 from workflows.targets import Target, TargetRegistry, TargetsError, UnknownTarget
 
 log = structlog.get_logger(__name__)
 HEALTH_POLL_SECONDS = 0.25
 
 
-def invalid(message: str) -> ApplicationError:
-    return ApplicationError(message, type="ValidationError", non_retryable=True)
-
-
 def heartbeat(detail: str) -> None:
     if activity.in_activity():
         activity.heartbeat(detail)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -87,20 +68,6 @@ def discord_errors() -> Iterator[None]:
         ) from None
 
 
-@contextmanager
-def runtime_errors() -> Iterator[None]:
-    """A runtime that failed (the engine unreachable, a stop that hung): Temporal retries,
-    unless the runtime says no retry can heal it."""
-    try:
-        yield
-    except RuntimeError_ as error:
-        raise ApplicationError(
-            str(error),
-            type="RuntimeError",
-            non_retryable=isinstance(error, PermanentRuntimeError),
-        ) from None
-
-
 class DeploymentActivities:
     """The activities, with their dependencies given once (one instance per worker)."""
 
@@ -109,19 +76,19 @@ class DeploymentActivities:
         *,
         storage: Storage,
         discord: DiscordRest,
-        runtimes: dict[str, Runtime],
+        releases: ReleaseOperator,
         targets: TargetRegistry,
-        data_dir: Path,
-        discord_api_base: str,
         http: aiohttp.ClientSession,
     ) -> None:
         self._storage = storage
         self._discord = discord
-        self._runtimes = runtimes
+        self._releases = releases
         self._targets = targets
-        self._data_dir = data_dir
-        self._discord_api_base = discord_api_base
         self._http = http
+
+    @property
+    def releases(self) -> ReleaseOperator:
+        return self._releases
 
     def functions(self) -> list[Callable[..., Any]]:
         """Every activity, as registered with a worker."""
@@ -141,21 +108,44 @@ class DeploymentActivities:
 
     @activity.defn
     async def validate_deployment(self, ref: DeploymentRef) -> ValidatedDeployment:
-        """The only read of the targets file: the target travels with the deployment."""
+        """The only read of the targets file: the target travels with the deployment.
+
+        A rollback deploys the version and the target recorded with the release it puts
+        back; the bot must still be declared, and the targets file's approval applies.
+        """
         try:
-            target = self._targets.get(ref.bot_name)
-            validate_version(ref.version)
+            declared = self._targets.get(ref.bot_name)
+            target, version = declared, validate_version(ref.version)
+            if ref.restore_release is not None:
+                target, version = await self._restorable(ref.bot_name, ref.restore_release)
             target.load_command_manifest()
         except (UnknownTarget, ValueError) as error:
             raise invalid(str(error)) from None
-        self._runtime(target.runtime)
-        token = self._token(target)
+        self._releases.runtime(target.runtime)
+        token = self._releases.token(target)
         with discord_errors():
             user = await self._discord.current_user(token)
             application = await self._discord.current_application(token)
         return ValidatedDeployment(
-            target=target, bot_user_id=str(user["id"]), application_id=str(application["id"])
+            target=target,
+            version=version,
+            approval=declared.approval,
+            restored_release=ref.restore_release,
+            bot_user_id=str(user["id"]),
+            application_id=str(application["id"]),
         )
+
+    async def _restorable(self, bot_name: str, number: int) -> tuple[Target, str]:
+        record = await self._storage.get_release(bot_name, number)
+        if record is None:
+            raise invalid(f"{bot_name} has no release #{number} to roll back to.")
+        release = self._releases.release(record)
+        if release.target is None:
+            raise invalid(
+                f"Release #{number} of {bot_name} was recorded without its target, so it "
+                "cannot be put back; deploy its version instead."
+            )
+        return release.target, record.version
 
     @activity.defn
     async def create_bot_record(self, request: CreateReleaseInput) -> ReleaseInfo:
@@ -183,25 +173,26 @@ class DeploymentActivities:
     @activity.defn
     async def deploy_to_platform(self, ref: ReleaseRef) -> None:
         release = await self._release(ref)
-        target = self._recorded_target(release)
-        token = self._token(target)
+        target = self._releases.recorded_target(release)
+        token = self._releases.token(target)
         heartbeat("applying slash commands")
         await self._apply_command_manifest(ref.workflow_id, target, token)
         if target.strategy == "replace":
             heartbeat("stopping the previous release")
             await self._stop_previous(release, status="stopped")
         heartbeat("starting the new release")
-        await self._ensure_running(release, status="running")
+        await self._releases.ensure_running(release, status="running")
 
     @activity.defn
     async def run_health_check(self, ref: ReleaseRef) -> None:
         release = await self._release(ref)
-        target = self._recorded_target(release)
+        target = self._releases.recorded_target(release)
         if release.handle is None:
             raise ApplicationError(f"{release.name} was never started", type="MissingRecord")
         handle = release.handle
-        runtime = self._runtime(handle.runtime)
-        url = target.render_health_url(port=handle.port)
+        runtime = self._releases.runtime(handle.runtime)
+        health_url = target.render_health_url(port=handle.port)
+        url = reachable_url(health_url, handle) if health_url is not None else None
         # Uptime is measured here, on the monotonic clock: the process start time that
         # psutil reports is derived from boot time and can disagree with the wall clock.
         watching_since = time.monotonic()
@@ -211,6 +202,7 @@ class DeploymentActivities:
             with runtime_errors():
                 running = await runtime.is_running(handle)
             if not running:
+                # How it ended, never what it printed: its output stays in its log.
                 reason = await runtime.exit_description(handle)
                 raise ApplicationError(
                     f"Release {release.record.number} of {release.record.bot_name} is not "
@@ -252,9 +244,9 @@ class DeploymentActivities:
         record = await self._storage.get_release_of_workflow(ref.workflow_id)
         if record is None:
             return StepReport(summary="No release had been created.")
-        release = Release.of(record)
+        release = self._releases.release(record)
         heartbeat("stopping the new release")
-        await self._stop(release)
+        await self._releases.stop(release)
         await self._storage.set_release_status(record.id, "stopped")
         return StepReport(summary=f"Release #{record.number} stopped.")
 
@@ -268,7 +260,7 @@ class DeploymentActivities:
         if previous is None:
             return StepReport(summary="There was no previous release.")
         heartbeat("restarting the previous release")
-        await self._ensure_running(Release.of(previous), status="active")
+        await self._releases.ensure_running(self._releases.release(previous), status="active")
         return StepReport(summary=f"Previous release #{previous.number} restored.")
 
     @activity.defn
@@ -280,7 +272,7 @@ class DeploymentActivities:
         if record is None:
             return StepReport(summary="Slash commands were not changed.")
         application_id, commands = snapshot
-        token = self._token(self._recorded_target(Release.of(record)))
+        token = self._releases.token(self._releases.recorded_target(self._releases.release(record)))
         with discord_errors():
             await self._discord.overwrite_global_commands(token, application_id, commands)
         return StepReport(summary="Slash commands restored.")
@@ -295,33 +287,13 @@ class DeploymentActivities:
 
     # Helpers ----------------------------------------------------------------------------
 
-    def _runtime(self, name: str) -> Runtime:
-        runtime = self._runtimes.get(name)
-        if runtime is None:
-            raise invalid(f"The {name} runtime is not available on this worker.")
-        return runtime
-
-    def _token(self, target: Target) -> str:
-        token = target.read_token()
-        if token is None:
-            raise invalid(f"No token for {target.name}: {target.token_source} is not set.")
-        return token
-
-    def _recorded_target(self, release: Release) -> Target:
-        if release.target is None:
-            raise invalid(
-                f"{release.name} was recorded without its target, so it cannot be started "
-                "again; deploy it anew."
-            )
-        return release.target
-
     async def _release(self, ref: ReleaseRef) -> Release:
         record = await self._storage.get_release_of_workflow(ref.workflow_id)
         if record is None:
             raise ApplicationError(
                 f"No release recorded for {ref.workflow_id}", type="MissingRecord"
             )
-        return Release.of(record)
+        return self._releases.release(record)
 
     async def _retire_if_abandoned(self, record: ReleaseRecord) -> None:
         """Another deployment's release in flight: a conflict while that deployment runs,
@@ -340,15 +312,10 @@ class DeploymentActivities:
                 type="DeploymentConflict",
                 non_retryable=True,
             )
-        release = Release.of(record)
+        release = self._releases.release(record)
         log.warning("abandoned_release_stopped", release=record.number, owner=record.workflow_id)
-        await self._stop(release)
+        await self._releases.stop(release)
         await self._storage.set_release_status(record.id, "stopped")
-
-    async def _stop(self, release: Release) -> None:
-        runtime = self._runtime(release.record.runtime)
-        with runtime_errors():
-            await runtime.stop(release.handle_or_marker())
 
     async def _apply_command_manifest(self, workflow_id: str, target: Target, token: str) -> None:
         try:
@@ -375,68 +342,9 @@ class DeploymentActivities:
         )
         if previous is None or previous.runtime_handle is None:
             return
-        await self._stop(Release.of(previous))
+        await self._releases.stop(self._releases.release(previous))
         if previous.status == "active" or status == "superseded":
             await self._storage.set_release_status(previous.id, status)
-
-    async def _ensure_running(self, release: Release, *, status: str) -> ReleaseHandle:
-        """Start the release unless the copy we know of (or can find) already runs."""
-        record = release.record
-        runtime = self._runtime(record.runtime)
-        known = release.handle
-        if known is not None:
-            with runtime_errors():
-                running = await runtime.is_running(known)
-            if running:
-                if record.status != status:
-                    await self._storage.set_release_status(record.id, status)
-                return known
-        target = self._recorded_target(release)
-        token = self._token(target)
-        port = known.port if known is not None else free_port()
-        spec = ReleaseSpec(
-            bot_name=record.bot_name,
-            release_number=record.number,
-            version=record.version,
-            marker=release.marker,
-            command=target.render_command(version=record.version, port=port),
-            image=target.render_image(version=record.version),
-            env=self._release_environment(target, token, port),
-            working_directory=target.working_directory,
-            log_path=self._data_dir / "releases" / f"{record.bot_name}-{record.number}.log",
-            port=port,
-        )
-        try:
-            handle = await runtime.start(spec)
-        except RuntimeError_ as error:
-            raise ApplicationError(
-                f"Could not start release {record.number} of {record.bot_name}: {error}",
-                type="RuntimeError",
-                non_retryable=True,
-            ) from None
-        await self._storage.set_release_runtime(
-            record.id, runtime_handle=handle.model_dump_json(), status=status
-        )
-        log.info(
-            "release started",
-            bot=record.bot_name,
-            release=record.number,
-            runtime=handle.runtime,
-            pid=handle.pid,
-            port=handle.port,
-        )
-        return handle
-
-    def _release_environment(self, target: Target, token: str, port: int) -> dict[str, str]:
-        """A clean environment: never shipcord's own token or settings."""
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "DISCORD_TOKEN": token,
-            "PORT": str(port),
-            "DISCORD_API_BASE": self._discord_api_base,
-        }
-        env.update(target.env)
-        return env
 
     async def _probe(self, url: str) -> str:
         """'' when the URL answers 2xx, else what went wrong."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from workflows.targets import Target
+from workflows.targets import ApprovalRule, Target
 
 
 class DeploymentRef(BaseModel):
@@ -18,10 +18,17 @@ class DeploymentRef(BaseModel):
     workflow_id: str
     bot_name: str
     version: str
+    restore_release: int | None = None
 
 
 class ValidatedDeployment(BaseModel):
+    """What will be deployed: the target and version (a rollback's are those recorded
+    with the release it restores), and the approval the targets file asks for now."""
+
     target: Target
+    version: str
+    approval: ApprovalRule | None = None
+    restored_release: int | None = None
     bot_user_id: str
     application_id: str
 

@@ -22,7 +22,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from storage import DeploymentConflict, DeploymentRecord, DuplicateWorkflowId, Storage
 from workflows.models import (
+    APPROVE_SIGNAL,
     PAUSE_SIGNAL,
+    REJECT_SIGNAL,
     RESUME_SIGNAL,
     STATUS_QUERY,
     WORKFLOW_NAME,
@@ -45,6 +47,7 @@ START_TIMEOUT_SECONDS = 10.0
 # After an ambiguous start failure, how long to look whether the workflow exists after all.
 START_CHECK_SECONDS = 3.0
 RPC_TIMEOUT = timedelta(seconds=10)
+QUERY_TIMEOUT = timedelta(seconds=1.5)
 
 
 class DeploymentNotFound(LookupError):
@@ -73,13 +76,16 @@ def is_unreachable(error: BaseException) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class DeploymentSnapshot:
-    """A deployment seen from outside: live status while open, the result once closed."""
+    """A deployment seen from outside: live status while open (None while no worker
+    answers its query), the result once closed."""
 
     workflow_id: str
     is_open: bool
     status: DeploymentStatus | None
     result: DeploymentResult | None
     attempt: int | None
+    # When a deployment started with a delay will start (None once it has).
+    scheduled_for: datetime | None = None
 
 
 class DeploymentClient:
@@ -91,14 +97,22 @@ class DeploymentClient:
     def task_queue(self) -> str:
         return self._task_queue
 
-    async def start(self, request: DeploymentInput, *, workflow_id: str) -> None:
-        """Start a deployment workflow under `workflow_id`; the caller made the id."""
+    async def start(
+        self,
+        request: DeploymentInput,
+        *,
+        workflow_id: str,
+        start_delay: timedelta | None = None,
+    ) -> None:
+        """Start a deployment workflow under `workflow_id`; the caller made the id. With a
+        `start_delay`, Temporal starts it then (durably: whatever runs or restarts)."""
         await self._client.start_workflow(
             WORKFLOW_NAME,
             request,
             id=workflow_id,
             task_queue=self._task_queue,
             result_type=DeploymentResult,
+            start_delay=start_delay,
         )
 
     def handle(self, workflow_id: str) -> WorkflowHandle[object, DeploymentResult]:
@@ -113,9 +127,15 @@ class DeploymentClient:
             raise
         return True
 
-    async def status(self, workflow_id: str) -> DeploymentStatus:
+    async def status(
+        self, workflow_id: str, *, timeout: timedelta = QUERY_TIMEOUT
+    ) -> DeploymentStatus:
+        """The `status` query. A query needs a worker (Temporal routes it to the one that ran
+        the workflow last, even if that one died): it gives up after `timeout`."""
         try:
-            return await self.handle(workflow_id).query(STATUS_QUERY, result_type=DeploymentStatus)
+            return await self.handle(workflow_id).query(
+                STATUS_QUERY, result_type=DeploymentStatus, rpc_timeout=timeout
+            )
         except RPCError as error:
             raise _translate(error, workflow_id) from error
 
@@ -124,6 +144,12 @@ class DeploymentClient:
 
     async def resume(self, workflow_id: str) -> None:
         await self._signal(workflow_id, RESUME_SIGNAL)
+
+    async def approve(self, workflow_id: str, approver: str) -> None:
+        await self._signal(workflow_id, APPROVE_SIGNAL, approver)
+
+    async def reject(self, workflow_id: str, approver: str) -> None:
+        await self._signal(workflow_id, REJECT_SIGNAL, approver)
 
     async def cancel(self, workflow_id: str) -> None:
         try:
@@ -134,7 +160,9 @@ class DeploymentClient:
     async def result(self, workflow_id: str) -> DeploymentResult:
         return await self.handle(workflow_id).result()
 
-    async def snapshot(self, workflow_id: str) -> DeploymentSnapshot:
+    async def snapshot(
+        self, workflow_id: str, *, query_timeout: timedelta = QUERY_TIMEOUT
+    ) -> DeploymentSnapshot:
         """Describe first: a query to a closed workflow replays its whole history."""
         handle = self.handle(workflow_id)
         try:
@@ -142,12 +170,25 @@ class DeploymentClient:
         except RPCError as error:
             raise _translate(error, workflow_id) from error
         if description.status == WorkflowExecutionStatus.RUNNING:
+            starts = description.raw_description.workflow_execution_info.execution_time
+            if starts.seconds and starts.ToDatetime(tzinfo=UTC) > datetime.now(UTC):
+                return DeploymentSnapshot(
+                    workflow_id, True, None, None, None, starts.ToDatetime(tzinfo=UTC)
+                )
             attempt = max(
                 (activity.attempt for activity in description.raw_description.pending_activities),
                 default=None,
             )
-            status = await self.status(workflow_id)
-            if attempt is not None:
+            try:
+                status: DeploymentStatus | None = await self.status(
+                    workflow_id, timeout=query_timeout
+                )
+            except RPCError as error:
+                if not is_unreachable(error) and error.status != RPCStatusCode.CANCELLED:
+                    raise
+                # Temporal answered describe: it is the worker that does not answer yet.
+                status = None
+            if status is not None and attempt is not None:
                 status.attempt = attempt
             return DeploymentSnapshot(workflow_id, True, status, None, attempt)
         if description.status == WorkflowExecutionStatus.COMPLETED:
@@ -187,9 +228,9 @@ class DeploymentClient:
                 return None
         return None
 
-    async def _signal(self, workflow_id: str, signal: str) -> None:
+    async def _signal(self, workflow_id: str, signal: str, *args: object) -> None:
         try:
-            await self.handle(workflow_id).signal(signal)
+            await self.handle(workflow_id).signal(signal, *args)
         except RPCError as error:
             raise _translate(error, workflow_id) from error
 
@@ -215,6 +256,7 @@ class DeploymentService:
         request: DeploymentInput,
         *,
         on_reserved: Callable[[DeploymentRecord], object] | None = None,
+        start_delay: timedelta | None = None,
     ) -> DeploymentRecord:
         """Reserve the bot and start its deployment; the reserved row is returned.
 
@@ -230,7 +272,9 @@ class DeploymentService:
         workflow_id = record.workflow_id
         try:
             async with asyncio.timeout(self._start_timeout):
-                await self.deployments.start(request, workflow_id=workflow_id)
+                await self.deployments.start(
+                    request, workflow_id=workflow_id, start_delay=start_delay
+                )
         except WorkflowAlreadyStartedError:
             await self._storage.discard_reservation(workflow_id)
             raise DeploymentConflict(request.bot_name, workflow_id) from None

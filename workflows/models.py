@@ -13,13 +13,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 WORKFLOW_NAME = "botDeploymentWorkflow"
 STATUS_QUERY = "status"
 PAUSE_SIGNAL = "pause"
 RESUME_SIGNAL = "resume"
+APPROVE_SIGNAL = "approve"
+REJECT_SIGNAL = "reject"
 DEFAULT_TASK_QUEUE = "opencell-tasks"
 DEFAULT_API_BASE = "https://discord.com/api/v10"
 DEFAULT_VERSION = "latest"
@@ -40,10 +42,16 @@ def is_snowflake(value: str | None) -> bool:
     return value is not None and SNOWFLAKE.fullmatch(value) is not None
 
 
+def quoted(text: str, limit: int = 40) -> str:
+    """A user's text shown in a message: quoted, escaped and short, whatever it holds."""
+    shown = repr(text[:limit])
+    return shown if len(shown) <= limit + 12 else shown[: limit + 10] + "…'"
+
+
 def validate_bot_name(name: str) -> str:
     if not BOT_NAME.fullmatch(name):
         raise ValueError(
-            f"Bot name {name[:40]!r} is not valid: use 1-32 lowercase letters, digits and '-', "
+            f"Bot name {quoted(name)} is not valid: use 1-32 lowercase letters, digits and '-', "
             "starting with a letter or digit."
         )
     return name
@@ -53,7 +61,7 @@ def validate_version(version: str) -> str:
     """Return the version if well formed, else raise ValueError saying what is expected."""
     if not VERSION.fullmatch(version):
         raise ValueError(
-            f"Version {version[:50]!r} is not well formed: use a release number such as "
+            f"Version {quoted(version)} is not well formed: use a release number such as "
             "1.4.0 or v2.0.1-rc.1, or 'latest'."
         )
     return version
@@ -61,7 +69,7 @@ def validate_version(version: str) -> str:
 
 def validate_snowflake(value: str) -> str:
     if not SNOWFLAKE.fullmatch(value):
-        raise ValueError(f"{value[:30]!r} is not a Discord id (a number of 6 to 20 digits)")
+        raise ValueError(f"{quoted(value, 30)} is not a Discord id (a number of 6 to 20 digits)")
     return value
 
 
@@ -71,11 +79,20 @@ def validate_owner(owner: str) -> str:
     return owner
 
 
+def _number_as_text(value: Any) -> Any:
+    # JSON and TOML carry Discord ids as numbers too.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 # Lengths are bounded before any pattern is tried.
 BotName = Annotated[str, Field(max_length=64), AfterValidator(validate_bot_name)]
 Version = Annotated[str, Field(max_length=64), AfterValidator(validate_version)]
-Snowflake = Annotated[str, Field(max_length=32), AfterValidator(validate_snowflake)]
-Owner = Annotated[str, Field(max_length=64), AfterValidator(validate_owner)]
+Snowflake = Annotated[
+    str, BeforeValidator(_number_as_text), Field(max_length=32), AfterValidator(validate_snowflake)
+]
+Owner = Annotated[
+    str, BeforeValidator(_number_as_text), Field(max_length=64), AfterValidator(validate_owner)
+]
 
 
 class CamelModel(BaseModel):
@@ -90,6 +107,7 @@ class CamelModel(BaseModel):
 class DeploymentState(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
+    AWAITING_APPROVAL = "awaiting_approval"
     ROLLING_BACK = "rolling_back"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -141,6 +159,9 @@ class DeploymentInput(CamelModel):
     version: Version = DEFAULT_VERSION
     guild_id: Snowflake | None = None
     channel_id: Snowflake | None = None
+    # A rollback: put this earlier release of the bot back (its version and recorded
+    # target) instead of deploying `version`.
+    restore_release: int | None = Field(None, ge=1)
 
     @field_validator("config")
     @classmethod
@@ -148,10 +169,13 @@ class DeploymentInput(CamelModel):
         """Tokens come from the targets file; one sent in the input is never used or kept."""
         return {key: value for key, value in config.items() if key not in SECRET_CONFIG_KEYS}
 
-    @field_validator("owner", "guild_id", "channel_id", mode="before")
-    @classmethod
-    def ids_as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+class ApprovalRecord(CamelModel):
+    """How the approval gate ended: approved or rejected by someone, or timed out."""
+
+    decision: str  # "approved", "rejected" or "timed_out"
+    by: str | None = None
+    at: datetime | None = None
 
 
 class CompensationRecord(CamelModel):
@@ -178,8 +202,13 @@ class DeploymentStatus(CamelModel):
     last_error: str | None = None
     release_number: int | None = None
     previous_release_number: int | None = None
+    restored_release: int | None = None
     completed_steps: list[str] = Field(default_factory=list)
     compensations: list[CompensationRecord] = Field(default_factory=list)
+    # While awaiting approval: who may approve (a role) and until when; then the outcome.
+    approval_role: str | None = None
+    approval_deadline: datetime | None = None
+    approval: ApprovalRecord | None = None
 
 
 class DeploymentResult(CamelModel):
@@ -191,9 +220,11 @@ class DeploymentResult(CamelModel):
     state: DeploymentState = DeploymentState.SUCCEEDED
     release_number: int | None = None
     previous_release_number: int | None = None
+    restored_release: int | None = None
     step: str | None = None
     progress: int | None = None
     compensations: list[CompensationRecord] = Field(default_factory=list)
+    approval: ApprovalRecord | None = None
 
     @property
     def final_state(self) -> DeploymentState:

@@ -17,11 +17,14 @@ class Release:
     target: Target | None
     # None until the release was started (or when its start was never recorded).
     handle: ReleaseHandle | None
+    # The installation (its database) the release belongs to: part of its marker.
+    installation: str
 
     @classmethod
-    def of(cls, record: ReleaseRecord) -> Release:
+    def of(cls, record: ReleaseRecord, installation: str) -> Release:
         return cls(
             record=record,
+            installation=installation,
             target=Target.model_validate_json(record.target) if record.target else None,
             handle=(
                 ReleaseHandle.model_validate_json(record.runtime_handle)
@@ -36,9 +39,16 @@ class Release:
 
     @property
     def marker(self) -> str:
-        """What the runtime labels the release with, so that it can be found without a handle."""
+        """What the runtime labels the release with, so that it can be found without a
+        handle, and told apart from another installation's on the same machine."""
         record = self.record
-        return f"{record.bot_name}#{record.number}@{record.workflow_id}"
+        return f"{record.bot_name}#{record.number}@{record.workflow_id}" + self.marker_suffix(
+            self.installation
+        )
+
+    @staticmethod
+    def marker_suffix(installation: str) -> str:
+        return f"~{installation}"
 
     def handle_or_marker(self) -> ReleaseHandle:
         """The saved handle, or one that finds a copy an interrupted start launched."""

@@ -18,20 +18,31 @@ Relative paths are relative to the targets file's folder, which is also where a
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from workflows.models import validate_bot_name
+import workflows.tokens as tokens
+from workflows.models import Snowflake, quoted, validate_bot_name
 from workflows.validation import validation_problems
 
 # An unknown name is answered with the known ones, up to this many.
 KNOWN_LISTED = 20
+# A Discord role, by name (up to 100 characters) or by id.
+RoleName = Annotated[str, BeforeValidator(str), StringConstraints(min_length=1, max_length=100)]
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PLACEHOLDERS = frozenset({"version", "port", "python"})
@@ -50,7 +61,7 @@ class UnknownTarget(LookupError):
         listed = ", ".join(shown) or "none"
         if len(known) > len(shown):
             listed += f" and {len(known) - len(shown)} more"
-        super().__init__(f"Unknown bot {name[:40]!r}: the targets file declares {listed}.")
+        super().__init__(f"Unknown bot {quoted(name)}: the targets file declares {listed}.")
         self.name = name
 
 
@@ -60,6 +71,31 @@ def check_placeholders(text: str) -> str:
             allowed = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
             raise ValueError(f"unknown placeholder {{{name}}} (allowed: {allowed})")
     return text
+
+
+DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from `90`, `"45s"`, `"30m"`, `"2h"` or `"1d"`."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        match = DURATION.fullmatch(value.strip())
+        if match:
+            return float(match.group(1)) * DURATION_UNITS[match.group(2)]
+    raise ValueError('must be a duration such as 90, "45s", "30m" or "2h"')
+
+
+class ApprovalRule(BaseModel):
+    """Deployments of the target wait for someone with `role` (never the requester)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: RoleName
+    # Seconds; written as a duration in the targets file.
+    timeout: Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=7 * 86400)] = 1800
 
 
 class Target(BaseModel):
@@ -80,6 +116,17 @@ class Target(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     healthy_after: float = Field(default=2.0, ge=0, le=300)
     health_timeout: float = Field(default=60.0, gt=0, le=240)
+    # process: run as this user (name or uid); shipcord must run as root to use it.
+    user: str | None = Field(default=None, min_length=1, max_length=64)
+    # docker: "bridge" (default, isolated from the host's loopback) or "host".
+    network: Literal["bridge", "host"] = "bridge"
+    # Where it belongs and who may deploy it; empty lists mean the settings' defaults
+    # (the configured servers; the admin role or Manage Server).
+    guilds: list[Snowflake] = Field(default_factory=list)
+    deploy_roles: list[RoleName] = Field(default_factory=list)
+    deploy_users: list[Snowflake] = Field(default_factory=list)
+    # A deployment waits for this approval before "Deploying to platform".
+    approval: ApprovalRule | None = None
 
     @field_validator("name")
     @classmethod
@@ -134,24 +181,24 @@ class Target(BaseModel):
             raise ValueError("command: a process target needs a command (a list of strings)")
         if self.runtime == "docker" and not self.image:
             raise ValueError("image: a docker target needs an image")
+        if self.runtime == "docker" and self.user is not None:
+            raise ValueError("user: only process targets name a user (an image sets its own)")
         if (self.token_env is None) == (self.token_file is None):
             raise ValueError("set exactly one of token_env or token_file")
         return self
 
     def read_token(self) -> str | None:
-        """The bot's token from its environment variable or secrets file, if present."""
+        """The bot's token from its variable (environment or `.env`) or secrets file, if
+        present; registered with the redactor as it is read (see `workflows.tokens`)."""
         if self.token_env is not None:
-            return os.environ.get(self.token_env) or None
+            return tokens.read_variable(self.token_env)
         assert self.token_file is not None
-        try:
-            return self.token_file.read_text(encoding="utf-8").strip() or None
-        except OSError:
-            return None
+        return tokens.read_token_file(self.token_file)
 
     @property
     def token_source(self) -> str:
         if self.token_env is not None:
-            return f"the environment variable {self.token_env}"
+            return f"the variable {self.token_env} (environment or .env)"
         return f"the file {self.token_file}"
 
     def render_command(self, *, version: str, port: int) -> list[str]:

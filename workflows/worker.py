@@ -1,4 +1,8 @@
-"""Building the Temporal worker that runs botDeploymentWorkflow and its activities."""
+"""Building the Temporal worker: botDeploymentWorkflow, the supervisor, their activities.
+
+With supervision on, starting a worker also makes sure the installation's supervisor
+workflow runs (one per task queue; an existing one is kept).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 
 import aiohttp
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -18,8 +23,13 @@ from workflows.activities import DeploymentActivities
 from workflows.discord_rest import DiscordRest
 from workflows.heartbeat import AutoHeartbeat
 from workflows.log_context import ActivityLogContext
+from workflows.redacting_interceptor import RedactActivityFailures
+from workflows.release_operator import ReleaseOperator
 from workflows.runtimes import DockerRuntime, ProcessRuntime, Runtime
-from workflows.targets import TargetRegistry
+from workflows.runtimes.docker import DEFAULT_NETWORK
+from workflows.supervision import SupervisionActivities, SupervisionSettings
+from workflows.supervisor import ReleaseSupervisorWorkflow, supervisor_workflow_id
+from workflows.targets import TargetRegistry, TargetsError, load_targets
 from workflows.workflows import BotDeploymentWorkflow
 
 # The sandbox runs the workflow's module afresh for every workflow it starts, and importing
@@ -32,8 +42,9 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 # Heartbeats carry cancellation to a running activity: send them promptly.
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
 # On shutdown, activities in flight get this long to finish before they are cancelled and
-# handed back to Temporal, which retries them on another worker.
-GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+# handed back to Temporal, which retries them on another worker. Well below the 10 s that
+# `docker stop` waits, with the rest of shutdown (shipcord.app).
+GRACEFUL_SHUTDOWN = timedelta(seconds=4)
 # Well inside the deploy step's 5-minute start-to-close timeout.
 DOCKER_PULL_TIMEOUT = 120.0
 
@@ -49,15 +60,58 @@ def create_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[BotDeploymentWorkflow],
+        workflows=[BotDeploymentWorkflow, ReleaseSupervisorWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         activities=activities,
         max_concurrent_activities=max_concurrent_activities,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        interceptors=[ActivityLogContext(), AutoHeartbeat(), *interceptors],
+        # Outermost first: whatever any other layer raises is redacted on its way out.
+        interceptors=[
+            RedactActivityFailures(),
+            ActivityLogContext(),
+            AutoHeartbeat(),
+            *interceptors,
+        ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
+
+
+def register_target_tokens(targets_file: Path) -> None:
+    """Read every target's token once, so the redactor knows them all before any release
+    runs (each later read registers a rotated token too). A broken targets file is left to
+    the activities, which say what is wrong with it."""
+    try:
+        targets = load_targets(targets_file)
+    except TargetsError:
+        return
+    for target in targets.bots.values():
+        target.read_token()
+
+
+@asynccontextmanager
+async def release_operator(
+    *,
+    storage: Storage,
+    data_dir: Path,
+    discord_api_base: str,
+    runtimes: dict[str, Runtime] | None = None,
+    docker_network: str = DEFAULT_NETWORK,
+) -> AsyncIterator[ReleaseOperator]:
+    # Registered always: it touches the Docker socket only when a target uses it.
+    docker = DockerRuntime(pull_timeout_seconds=DOCKER_PULL_TIMEOUT, network=docker_network)
+    try:
+        yield ReleaseOperator(
+            storage=storage,
+            runtimes=runtimes
+            if runtimes is not None
+            else {"process": ProcessRuntime(), "docker": docker},
+            data_dir=data_dir,
+            discord_api_base=discord_api_base,
+            installation=await storage.installation_id(),
+        )
+    finally:
+        await docker.close()
 
 
 @asynccontextmanager
@@ -68,25 +122,40 @@ async def deployment_activities(
     data_dir: Path,
     discord_api_base: str,
     runtimes: dict[str, Runtime] | None = None,
+    docker_network: str = DEFAULT_NETWORK,
 ) -> AsyncIterator[DeploymentActivities]:
     """The activities with their dependencies: HTTP session, Discord client, runtimes."""
-    async with aiohttp.ClientSession() as http:
-        # Registered always: it touches the Docker socket only when a target uses it.
-        docker = DockerRuntime(pull_timeout_seconds=DOCKER_PULL_TIMEOUT)
-        try:
-            yield DeploymentActivities(
-                storage=storage,
-                discord=DiscordRest(http, discord_api_base),
-                runtimes=runtimes
-                if runtimes is not None
-                else {"process": ProcessRuntime(), "docker": docker},
-                targets=TargetRegistry(targets_file),
-                data_dir=data_dir,
-                discord_api_base=discord_api_base,
-                http=http,
-            )
-        finally:
-            await docker.close()
+    register_target_tokens(targets_file)
+    async with (
+        aiohttp.ClientSession() as http,
+        release_operator(
+            storage=storage,
+            data_dir=data_dir,
+            discord_api_base=discord_api_base,
+            runtimes=runtimes,
+            docker_network=docker_network,
+        ) as releases,
+    ):
+        yield DeploymentActivities(
+            storage=storage,
+            discord=DiscordRest(http, discord_api_base),
+            releases=releases,
+            targets=TargetRegistry(targets_file),
+            http=http,
+        )
+
+
+async def ensure_supervisor(
+    client: Client, *, task_queue: str, settings: SupervisionSettings
+) -> None:
+    """Start the installation's supervisor, or keep the one that runs."""
+    await client.start_workflow(
+        ReleaseSupervisorWorkflow.run,
+        settings,
+        id=supervisor_workflow_id(task_queue),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
 
 
 @asynccontextmanager
@@ -100,6 +169,8 @@ async def engine_worker(
     discord_api_base: str,
     runtimes: dict[str, Runtime] | None = None,
     interceptors: Sequence[Interceptor] = (),
+    docker_network: str = DEFAULT_NETWORK,
+    supervision: SupervisionSettings | None = None,
 ) -> AsyncIterator[Worker]:
     """Run a worker for the deployment engine for the duration of the block."""
     async with deployment_activities(
@@ -108,12 +179,16 @@ async def engine_worker(
         data_dir=data_dir,
         discord_api_base=discord_api_base,
         runtimes=runtimes,
+        docker_network=docker_network,
     ) as activities:
+        supervising = SupervisionActivities(storage=storage, releases=activities.releases)
         worker = create_worker(
             client,
             task_queue=task_queue,
-            activities=activities.functions(),
+            activities=[*activities.functions(), supervising.reconcile],
             interceptors=interceptors,
         )
         async with worker:
+            if supervision is not None:
+                await ensure_supervisor(client, task_queue=task_queue, settings=supervision)
             yield worker

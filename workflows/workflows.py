@@ -29,22 +29,30 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.heartbeat import HEARTBEAT_TIMEOUT
     from workflows.models import (
+        APPROVE_SIGNAL,
         PAUSE_SIGNAL,
+        REJECT_SIGNAL,
         RESUME_SIGNAL,
         STATUS_QUERY,
         WORKFLOW_NAME,
+        ApprovalRecord,
         CompensationRecord,
         DeploymentInput,
         DeploymentResult,
         DeploymentState,
         DeploymentStatus,
         Step,
+        validate_owner,
     )
+    from workflows.targets import ApprovalRule
     from workflows.validation import validation_problems
 
 ArgT = TypeVar("ArgT")
 ResultT = TypeVar("ResultT")
 Compensation = Callable[[], Awaitable[StepReport]]
+
+# The approval gate ended without an approval: the deployment ends cancelled.
+APPROVAL_REFUSED = "ApprovalRefused"
 
 RETRY_POLICY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -89,6 +97,14 @@ def describe_invalid_input(error: ValidationError) -> str:
         f"{where}: {message}" if where else message
         for where, message, _ in validation_problems(error)
     )
+
+
+def format_timeout(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    if seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
 
 
 def describe_failure(error: BaseException) -> str:
@@ -140,8 +156,11 @@ class BotDeploymentWorkflow:
                     workflow_id=info.workflow_id,
                     bot_name=request.bot_name,
                     version=request.version,
+                    restore_release=request.restore_release,
                 ),
             )
+            self._status.version = validated.version
+            self._status.restored_release = validated.restored_release
 
             await self._enter(Step.CREATING_RECORD)
             # Compensations are registered before their step runs: a step that failed
@@ -151,11 +170,13 @@ class BotDeploymentWorkflow:
                 DeploymentActivities.create_bot_record,
                 CreateReleaseInput(
                     workflow_id=info.workflow_id,
-                    version=request.version,
+                    version=validated.version,
                     target=validated.target,
                 ),
             )
             self._note_release(release)
+            if validated.approval is not None:
+                await self._await_approval(validated.approval)
 
             await self._enter(Step.DEPLOYING)
             self._on_rollback(DeploymentActivities.restore_command_snapshot, release_ref)
@@ -173,9 +194,10 @@ class BotDeploymentWorkflow:
             if not cancelled and not isinstance(error, ActivityError | ApplicationError):
                 # A bug in this workflow: let the task fail and retry after a fix.
                 raise
-            final = DeploymentState.CANCELLED if cancelled else DeploymentState.FAILED
+            refused = isinstance(error, ApplicationError) and error.type == APPROVAL_REFUSED
+            final = DeploymentState.CANCELLED if cancelled or refused else DeploymentState.FAILED
             message = "Deployment cancelled" if cancelled else describe_failure(error)
-            self._status.last_error = None if cancelled else message
+            self._status.last_error = None if cancelled or refused else message
             ended_at = (self._status.step, self._status.progress)
             await run_to_completion(self._roll_back())
             self._status.state = final
@@ -205,6 +227,61 @@ class BotDeploymentWorkflow:
                 self._status.state = DeploymentState.RUNNING
             self._status.updated_at = workflow.now()
 
+    @workflow.signal(name=APPROVE_SIGNAL)
+    def approve(self, approver: Any) -> None:
+        self._decide("approved", approver)
+
+    @workflow.signal(name=REJECT_SIGNAL)
+    def reject(self, approver: Any) -> None:
+        self._decide("rejected", approver)
+
+    def _decide(self, decision: str, approver: Any) -> None:
+        """The first decision counts; the person who asked for the deployment cannot take
+        it (four eyes), and a decision before the gate, or from nobody, is ignored."""
+        if self._status.state is not DeploymentState.AWAITING_APPROVAL:
+            return
+        if self._status.approval is not None:
+            return
+        approver = str(approver) if isinstance(approver, str | int) else ""
+        try:
+            validate_owner(approver)
+        except ValueError:
+            workflow.logger.warning("Ignored a %s signal without a valid approver", decision)
+            return
+        if approver == self._status.owner:
+            workflow.logger.warning("Ignored a %s by the requester", decision)
+            return
+        self._status.approval = ApprovalRecord(decision=decision, by=approver, at=workflow.now())
+        self._status.updated_at = workflow.now()
+
+    async def _await_approval(self, rule: ApprovalRule) -> None:
+        """Wait durably for an approval; a rejection or the timeout ends the deployment."""
+        await self._wait_while_paused()
+        status = self._status
+        status.state = DeploymentState.AWAITING_APPROVAL
+        status.approval_role = rule.role
+        status.approval_deadline = workflow.now() + timedelta(seconds=rule.timeout)
+        status.updated_at = workflow.now()
+        try:
+            await workflow.wait_condition(
+                lambda: status.approval is not None, timeout=timedelta(seconds=rule.timeout)
+            )
+        except TimeoutError:
+            status.approval = ApprovalRecord(decision="timed_out", at=workflow.now())
+        status.approval_deadline = None
+        approval = status.approval
+        assert approval is not None
+        if approval.decision == "approved":
+            status.state = DeploymentState.RUNNING
+            status.updated_at = workflow.now()
+            return
+        reason = (
+            f"Rejected by {approval.by}"
+            if approval.decision == "rejected"
+            else f"Not approved within {format_timeout(rule.timeout)}"
+        )
+        raise ApplicationError(reason, type=APPROVAL_REFUSED, non_retryable=True)
+
     def _result(
         self,
         state: DeploymentState,
@@ -222,6 +299,8 @@ class BotDeploymentWorkflow:
             state=state,
             release_number=status.release_number,
             previous_release_number=status.previous_release_number,
+            restored_release=status.restored_release,
+            approval=status.approval,
             step=step,
             progress=progress,
             compensations=list(status.compensations),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import discord
 import structlog
@@ -15,18 +15,25 @@ from bot.client import ShipcordBot
 from bot.control import TEMPORAL_UNREACHABLE
 from bot.deploy_answer import DeployAnswer
 from bot.permissions import Actor
-from bot.render import render_status_detail, render_status_line, render_status_list
-from bot.replies import UserError, reply
+from bot.render import (
+    parse_timestamp,
+    render_status_detail,
+    render_status_line,
+    render_status_list,
+)
+from bot.replies import UserError, fit, reply
 from bot.rows import closed_result
-from storage import DeploymentConflict, DeploymentRecord
+from storage import DeploymentConflict, DeploymentRecord, IncidentRecord
 from workflows.client import is_unreachable
 from workflows.models import DeploymentInput, DeploymentStatus, validate_version
-from workflows.targets import TargetsError, UnknownTarget
 
 log = structlog.get_logger(__name__)
 
 MAX_CHOICES = 25
 STATUS_LIST_LIMIT = 15
+RECENT_LIMIT = 200
+INCIDENTS_SHOWN_FOR = timedelta(hours=24)
+INCIDENTS_LISTED = 5
 
 
 class DeploymentsCog(commands.Cog, name="Deployments"):
@@ -38,42 +45,45 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
     async def bot_name_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        try:
-            names = sorted(self.bot.targets.current().bots)
-        except TargetsError:
+        """The bots this person may deploy in this server."""
+        actor = Actor.from_interaction(interaction)
+        if not self.bot.access.is_enabled(actor):
             return []
         typed = current.lower().strip()
         return [
-            app_commands.Choice(name=name, value=name) for name in names if typed in name.lower()
+            app_commands.Choice(name=name, value=name)
+            for name in self.bot.access.deployable_names(actor)
+            if typed in name.lower()
         ][:MAX_CHOICES]
 
     async def controllable_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        """Open deployments of this server that the user may pause, resume or cancel."""
+        """Open deployments that this person may pause, resume or cancel."""
         actor = Actor.from_interaction(interaction)
-        if actor.guild_id is None:
+        if not self.bot.access.is_enabled(actor):
             return []
-        records = await self.bot.storage.list_open_deployments(actor.guild_id)
-        mine = [r for r in records if self.bot.controller.may_control(actor, r)]
+        records = await self.bot.storage.list_open_deployments()
+        mine = [r for r in records if self.bot.access.may_control(actor, r)]
         return _deployment_choices(mine, current)
 
     async def visible_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        """Recent deployments of this server, open ones first."""
-        if interaction.guild_id is None:
+        """Recent deployments this person may see, open ones first."""
+        actor = Actor.from_interaction(interaction)
+        if not self.bot.access.is_enabled(actor):
             return []
-        records = await self.bot.storage.list_deployments(
-            guild_id=str(interaction.guild_id), limit=50
-        )
-        records.sort(key=lambda record: not record.is_open)
-        return _deployment_choices(records, current)
+        records = await self.bot.storage.list_deployments(limit=RECENT_LIMIT)
+        visible = [r for r in records if self.bot.access.may_see(actor, r)]
+        visible.sort(key=lambda record: not record.is_open)
+        return _deployment_choices(visible, current)
 
     # -- commands ----------------------------------------------------------------------------
 
     @app_commands.command(name="deploy")
     @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
     @app_commands.describe(
         bot="The bot to deploy, as named in the targets file",
         version="The version to deploy, e.g. 1.4.0 or latest",
@@ -84,17 +94,9 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         structlog.contextvars.bind_contextvars(
             guild_id=actor.guild_id, user_id=actor.user_id, bot_name=bot
         )
+        self.bot.access.require_enabled(actor)
         bot_name, version = bot.strip(), version.strip()
-        try:
-            target = self.bot.targets.get(bot_name)
-        except UnknownTarget as error:
-            raise UserError(str(error)) from None
-        except TargetsError as error:
-            log.error("targets_file_invalid", error=str(error))
-            raise UserError(
-                "The targets file cannot be read, so nothing can be deployed; "
-                "an admin has to fix it (see the logs)."
-            ) from None
+        target = self.bot.access.target_to_deploy(actor, bot_name)
         try:
             version = validate_version(version)
         except ValueError as error:
@@ -147,9 +149,9 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         self.bot.meter.deployment_started()
 
     async def _conflict_answer(self, actor: Actor, conflict: DeploymentConflict) -> str:
-        """The deployment in the way is named only to people of the server it belongs to."""
+        """The deployment in the way is named only to people who may see it."""
         running = await self.bot.storage.get_deployment(conflict.running_workflow_id)
-        if running is not None and running.guild_id == actor.guild_id:
+        if running is not None and self.bot.access.may_see(actor, running):
             return str(conflict)
         return (
             f"{conflict.bot_name} already has a deployment in progress; wait for it to finish "
@@ -166,6 +168,7 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
             guild_id=actor.guild_id, user_id=actor.user_id, workflow_id=deployment
         )
         await interaction.response.defer(ephemeral=True, thinking=True)
+        self.bot.access.require_enabled(actor)
         if deployment:
             await reply(interaction, await self._status_of(actor, deployment))
         else:
@@ -180,13 +183,18 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
                 record, None, closed_result(record), now=now, workflow_url=url
             )
         snapshot = await self.bot.controller.snapshot(record.workflow_id)
-        return render_status_detail(
-            record, snapshot.status, snapshot.result, now=now, workflow_url=url
-        )
+        status = snapshot.status or self.bot.board.last_status(record.workflow_id)
+        detail = render_status_detail(record, status, snapshot.result, now=now, workflow_url=url)
+        if snapshot.is_open and snapshot.status is None:
+            detail += "\nNo worker answers yet (restarting?): this is the last known status."
+        return fit(detail)
 
     async def _status_list(self, actor: Actor) -> str:
-        assert actor.guild_id is not None
-        records = await self.bot.storage.list_open_deployments(actor.guild_id)
+        records = [
+            record
+            for record in await self.bot.storage.list_open_deployments()
+            if self.bot.access.may_see(actor, record)
+        ]
         shown = records[:STATUS_LIST_LIMIT]
 
         async def line(record: DeploymentRecord) -> str:
@@ -205,10 +213,25 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
             if is_unreachable(error):
                 raise UserError(TEMPORAL_UNREACHABLE) from error
             raise
-        return render_status_list(lines, total=len(records))
+        listing = render_status_list(lines, total=len(records))
+        incidents = await self._recent_incidents(actor)
+        if incidents:
+            listing += "\n\nRecent incidents:\n" + "\n".join(map(incident_line, incidents))
+        return fit(listing)
+
+    async def _recent_incidents(self, actor: Actor) -> list[IncidentRecord]:
+        """What supervision did lately to the bots of this server."""
+        since = (datetime.now(UTC) - INCIDENTS_SHOWN_FOR).isoformat(timespec="milliseconds")
+        shown = []
+        for incident in await self.bot.storage.recent_incidents(since=since):
+            target = self.bot.access.target_of(incident.bot_name)
+            if target is not None and self.bot.access.policy.belongs_here(actor, target):
+                shown.append(incident)
+        return shown[:INCIDENTS_LISTED]
 
     @app_commands.command(name="pause")
     @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
     @app_commands.describe(deployment="The deployment to pause (its id)")
     async def pause(self, interaction: discord.Interaction, deployment: str) -> None:
         """Pause a deployment before its next step."""
@@ -216,6 +239,7 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
 
     @app_commands.command(name="resume")
     @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
     @app_commands.describe(deployment="The paused deployment to resume (its id)")
     async def resume(self, interaction: discord.Interaction, deployment: str) -> None:
         """Resume a paused deployment."""
@@ -223,6 +247,7 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
 
     @app_commands.command(name="cancel")
     @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
     @app_commands.describe(deployment="The deployment to cancel (its id); it is rolled back")
     async def cancel(self, interaction: discord.Interaction, deployment: str) -> None:
         """Cancel a deployment and roll back what it did."""
@@ -233,6 +258,12 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
     pause.autocomplete("deployment")(controllable_autocomplete)
     resume.autocomplete("deployment")(controllable_autocomplete)
     cancel.autocomplete("deployment")(controllable_autocomplete)
+
+
+def incident_line(incident: IncidentRecord) -> str:
+    created = parse_timestamp(incident.created_at)
+    when = f"<t:{int(created.timestamp())}:R> " if created else ""
+    return when + incident.message
 
 
 def _deployment_choices(

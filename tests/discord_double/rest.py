@@ -113,6 +113,7 @@ class RestHandlers:
         r.add("GET", "/gateway/bot", self.get_gateway_bot)
         r.add("GET", "/users/@me", self.get_me)
         r.add("GET", "/users/@me/guilds", self.get_my_guilds)
+        r.add("DELETE", "/users/@me/guilds/{guild_id}", self.leave_guild)
         r.add("POST", "/users/@me/channels", self.create_dm)
         r.add("GET", "/users/{user_id}", self.get_user)
         r.add("GET", "/oauth2/applications/@me", self.get_application)
@@ -173,6 +174,15 @@ class RestHandlers:
                 for g in self.state.guilds_of(bot.user_id)
             ]
         )
+
+    async def leave_guild(self, req: ApiRequest) -> ApiResult:
+        """The bot leaves a server: it is no longer a member (Discord then sends GUILD_DELETE,
+        which discord.py does not need for the call to succeed)."""
+        bot = req.require_bot()
+        guild = self._guild_for(req)
+        guild.members.pop(bot.user_id, None)
+        self.state.changed()
+        return ApiResult(status=204)
 
     async def get_user(self, req: ApiRequest) -> ApiResult:
         user = self.state.users.get(req.param("user_id"))

@@ -26,7 +26,9 @@ from workflows.activities import DeploymentActivities
 from workflows.client import DeploymentClient, unix_ms
 from workflows.models import DeploymentInput, DeploymentStatus, deployment_workflow_id
 from workflows.runtimes.process import MARKER_VARIABLE
-from workflows.worker import create_worker, deployment_activities
+from workflows.supervision import SupervisionActivities, SupervisionSettings
+from workflows.supervisor import supervisor_workflow_id
+from workflows.worker import create_worker, deployment_activities, ensure_supervisor
 
 REPO = Path(__file__).resolve().parents[2]
 ECHO_TOKEN_ENV = "SHIPCORD_TEST_ECHO_TOKEN"
@@ -121,12 +123,19 @@ class Engine:
     task_queue: str
     workflow_ids: list[str] = field(default_factory=list)
 
-    async def deploy(self, bot: str = "echo", version: str = "1.0.0", owner: str = "42") -> str:
+    async def deploy(
+        self,
+        bot: str = "echo",
+        version: str = "1.0.0",
+        owner: str = "42",
+        restore_release: int | None = None,
+    ) -> str:
         """Start a deployment as another Temporal client would: straight on Temporal."""
         workflow_id = deployment_workflow_id(bot, unix_ms() + len(self.workflow_ids))
-        await self.deployments.start(
-            DeploymentInput(bot_name=bot, version=version, owner=owner), workflow_id=workflow_id
+        request = DeploymentInput(
+            bot_name=bot, version=version, owner=owner, restore_release=restore_release
         )
+        await self.deployments.start(request, workflow_id=workflow_id)
         self.workflow_ids.append(workflow_id)
         return workflow_id
 
@@ -202,6 +211,7 @@ async def running_engine(
     *,
     replace: Mapping[str, Callable[[DeploymentActivities], Callable[..., Any]]] | None = None,
     extra_targets: str = "",
+    supervision: SupervisionSettings | None = None,
 ) -> AsyncIterator[Engine]:
     """A worker on a fresh task queue; `replace` swaps activities, by name, for the test's own
     (registered under the same name, as Temporal's samples do)."""
@@ -221,6 +231,8 @@ async def running_engine(
         functions = activities.functions()
         for name, wrap in (replace or {}).items():
             functions = [wrap(activities) if f.__name__ == name else f for f in functions]
+        supervising = SupervisionActivities(storage=storage, releases=activities.releases)
+        functions.append(supervising.reconcile)
         worker = create_worker(
             client, task_queue=task_queue, activities=functions, interceptors=[gate]
         )
@@ -235,6 +247,9 @@ async def running_engine(
         )
         try:
             async with worker:
+                if supervision is not None:
+                    await ensure_supervisor(client, task_queue=task_queue, settings=supervision)
+                    engine.workflow_ids.append(supervisor_workflow_id(task_queue))
                 yield engine
         finally:
             for workflow_id in engine.workflow_ids:

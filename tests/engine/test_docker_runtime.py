@@ -14,9 +14,11 @@ through aiodocker directly, independently of the runtime.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -33,8 +35,14 @@ import aiodocker
 import aiohttp
 import pytest
 
-from workflows.activities import free_port
-from workflows.runtimes import DockerRuntime, ReleaseHandle, ReleaseSpec, RuntimeError_
+from workflows.release_operator import free_port
+from workflows.runtimes import (
+    DockerRuntime,
+    ReleaseHandle,
+    ReleaseSpec,
+    RuntimeError_,
+    reachable_url,
+)
 from workflows.runtimes.docker import (
     BOT_LABEL,
     PORT_LABEL,
@@ -55,6 +63,8 @@ PROBE_TIMEOUT = 5.0
 BUILD_TIMEOUT = 120.0
 DEADLINE_SECONDS = 15.0
 STOP_GRACE = 2
+# The releases' network of these tests: created by the runtime on first use, like the default.
+NETWORK = f"shipcord-test-releases-{uuid.uuid4().hex[:8]}"
 TEST_BOT = f"dockertest-{uuid.uuid4().hex[:8]}"
 # A registry on a closed local port: the pull fails at once, with no DNS or network.
 UNPULLABLE_IMAGE = "127.0.0.1:1/shipcord-missing:never"
@@ -130,9 +140,13 @@ async def image(docker: aiodocker.Docker) -> str:
 
 @pytest.fixture(scope="module")
 async def module_runtime(docker: aiodocker.Docker) -> AsyncIterator[DockerRuntime]:
-    runtime = DockerRuntime(SOCKET, stop_grace_seconds=STOP_GRACE, pull_timeout_seconds=20)
+    runtime = DockerRuntime(
+        SOCKET, stop_grace_seconds=STOP_GRACE, pull_timeout_seconds=20, network=NETWORK
+    )
     yield runtime
     await runtime.close()
+    with contextlib.suppress(aiodocker.DockerError):
+        await (await docker.networks.get(NETWORK)).delete()
 
 
 @pytest.fixture
@@ -227,8 +241,14 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
         await asyncio.sleep(0.1)
 
 
-async def answers_healthy(port: int) -> bool:
-    return await answers(f"http://127.0.0.1:{port}/healthz")
+async def config_as_the_runtime_makes_it(runtime: DockerRuntime, spec: ReleaseSpec) -> Any:
+    gateway = await runtime._network_gateway()
+    return container_config(spec, network=runtime.network, publish_on=gateway)
+
+
+async def answers_healthy(handle: ReleaseHandle) -> bool:
+    """The release's health URL, where shipcord reaches it (the handle's host, or loopback)."""
+    return await answers(reachable_url(f"http://127.0.0.1:{handle.port}/healthz", handle))
 
 
 async def answers(url: str) -> bool:
@@ -264,10 +284,18 @@ async def test_started_release_runs_the_image_command_and_answers_its_health_url
     assert handle.marker == spec.marker and handle.port == spec.port
     assert handle.container_id
     assert await runtime.is_running(handle)
-    await eventually(lambda: answers_healthy(spec.port), "the health URL answering 200")
+    await eventually(lambda: answers_healthy(handle), "the health URL answering 200")
     details = await docker.containers.container(handle.container_id).show()
     assert details["Name"] == f"/{container_name(spec)}"
-    assert details["HostConfig"]["NetworkMode"] == "host"
+    # Its own bridge network; its port published on that network's gateway only.
+    assert details["HostConfig"]["NetworkMode"] == NETWORK
+    network = await (await docker.networks.get(NETWORK)).show()
+    assert network["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+    gateway = network["IPAM"]["Config"][0]["Gateway"]
+    assert handle.host == gateway
+    assert details["HostConfig"]["PortBindings"] == {
+        f"{spec.port}/tcp": [{"HostIp": gateway, "HostPort": str(spec.port)}]
+    }
     assert details["HostConfig"]["RestartPolicy"]["Name"] == "no"
     assert (
         details["Config"]["Labels"].items()
@@ -304,7 +332,7 @@ async def test_adopted_release_keeps_the_port_it_was_started_with(
 
     assert adopted.container_id == first.container_id
     assert adopted.port == spec.port
-    await eventually(lambda: answers_healthy(adopted.port), "the health URL answering 200")
+    await eventually(lambda: answers_healthy(adopted), "the health URL answering 200")
 
 
 async def test_a_created_but_never_started_container_is_adopted_and_started(
@@ -312,7 +340,9 @@ async def test_a_created_but_never_started_container_is_adopted_and_started(
 ) -> None:
     spec = release_spec(tmp_path, image=image)
     # What an attempt interrupted between creating the container and starting it leaves.
-    created = await docker.containers.create(container_config(spec), name=container_name(spec))
+    created = await docker.containers.create(
+        await config_as_the_runtime_makes_it(runtime, spec), name=container_name(spec)
+    )
 
     handle = await runtime.start(spec)
 
@@ -338,7 +368,7 @@ async def test_a_stranger_holding_the_release_name_is_a_clear_error(
     runtime: DockerRuntime, docker: aiodocker.Docker, image: str, tmp_path: Path
 ) -> None:
     spec = release_spec(tmp_path, image=image)
-    stranger = container_config(spec)
+    stranger = await config_as_the_runtime_makes_it(runtime, spec)
     stranger["Labels"] = {BOT_LABEL: TEST_BOT}
     await docker.containers.create(stranger, name=container_name(spec))
 
@@ -357,7 +387,7 @@ async def test_stop_removes_the_container_and_is_idempotent(
     spec = release_spec(tmp_path, image=image)
     handle = await runtime.start(spec)
     assert handle.container_id is not None
-    await eventually(lambda: answers_healthy(spec.port), "the health URL answering 200")
+    await eventually(lambda: answers_healthy(handle), "the health URL answering 200")
 
     started = time.monotonic()
     await runtime.stop(handle)
@@ -377,7 +407,7 @@ async def test_stop_kills_a_release_that_ignores_sigterm_after_the_grace(
     spec = release_spec(tmp_path, image=image, command=mode("stubborn"))
     handle = await runtime.start(spec)
     assert handle.container_id is not None
-    await eventually(lambda: answers_healthy(spec.port), "the health URL answering 200")
+    await eventually(lambda: answers_healthy(handle), "the health URL answering 200")
 
     started = time.monotonic()
     await runtime.stop(handle)
@@ -413,7 +443,10 @@ async def test_exited_release_is_described_with_its_status_and_output(
     await wait_until_exited(runtime, handle)
     description = await runtime.exit_description(handle)
 
-    assert description == ("the container exited with status 3; last output: bad config: no token")
+    # How it ended, never what it printed: that is for its log, read by those allowed.
+    assert re.fullmatch(r"the container exited with status 3 after \d+\.\d s", description)
+    output, truncated = await runtime.read_log(handle, 4096)
+    assert output.strip() == "bad config: no token" and not truncated
 
 
 async def test_start_replaces_a_stopped_container_of_the_same_release(
@@ -465,7 +498,7 @@ async def test_a_missing_image_is_pulled_then_run(
         handle = await runtime.start(spec)
 
         assert await runtime.is_running(handle)
-        await eventually(lambda: answers_healthy(spec.port), "the health URL answering 200")
+        await eventually(lambda: answers_healthy(handle), "the health URL answering 200")
         assert (await docker.images.inspect(f"{remote}:latest"))["Id"] == (
             await docker.images.inspect(image)
         )["Id"]
@@ -486,7 +519,9 @@ async def test_command_missing_from_the_image_is_described(
     description = await runtime.exit_description(handle)
 
     assert "exited with status 127" in description
-    assert "no-such-program-in-the-image" in description
+    assert "no-such-program-in-the-image" not in description
+    output, _ = await runtime.read_log(handle, 4096)
+    assert "no-such-program-in-the-image" in output
 
 
 async def test_a_docker_target_deploys_through_the_workflow(
@@ -629,3 +664,93 @@ def test_container_config_keeps_the_image_path_and_default_command(tmp_path: Pat
     assert "Cmd" not in config
     assert not any(variable.startswith("PATH=") for variable in config["Env"])
     assert "DISCORD_TOKEN=t" in config["Env"]
+
+
+# Isolation ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    """A real embedded Temporal dev server on free loopback ports, as `shipcord run` starts it."""
+    from shipcord.embedded_temporal import EmbeddedTemporal
+
+    server = EmbeddedTemporal(
+        tmp_path_factory.mktemp("embedded"), port=free_port(), ui_port=free_port()
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def probed(runtime: DockerRuntime, handle: ReleaseHandle, count: int) -> dict[str, str]:
+    """What the `probe` release printed: address -> open/closed."""
+    found: dict[str, str] = {}
+
+    async def printed_all() -> bool:
+        output, _ = await runtime.read_log(handle, 4096)
+        found.clear()
+        for line in output.splitlines():
+            address, _, state = line.partition(" ")
+            if state in ("open", "closed"):
+                found[address] = state
+        return len(found) == count
+
+    await eventually(printed_all, "the probe's report")
+    return found
+
+
+async def test_a_bridged_release_cannot_reach_the_embedded_servers_ports(
+    runtime: DockerRuntime, image: str, embedded_server: Any, tmp_path: Path
+) -> None:
+    ports = [embedded_server.port, embedded_server.ui_port]
+    network = await runtime._network_gateway()
+    # From the container: its own loopback, and the host through the network's gateway.
+    targets = [f"{host}:{port}" for host in ("127.0.0.1", network) for port in ports]
+    spec = release_spec(tmp_path, image=image, command=mode("probe") + targets)
+
+    handle = await runtime.start(spec)
+
+    assert await probed(runtime, handle, len(targets)) == dict.fromkeys(targets, "closed")
+    # ...while its own port still answers shipcord, published on the gateway.
+    await eventually(lambda: answers_healthy(handle), "the health URL answering 200")
+
+
+async def test_a_host_network_release_shares_the_hosts_loopback(
+    runtime: DockerRuntime,
+    docker: aiodocker.Docker,
+    image: str,
+    embedded_server: Any,
+    tmp_path: Path,
+) -> None:
+    # The contrast that shows the probe can see an open port: what `network = "host"` gives.
+    targets = [f"127.0.0.1:{embedded_server.port}", f"127.0.0.1:{embedded_server.ui_port}"]
+    spec = release_spec(tmp_path, image=image, command=mode("probe") + targets).model_copy(
+        update={"network": "host"}
+    )
+
+    handle = await runtime.start(spec)
+
+    assert handle.host is None
+    assert await probed(runtime, handle, len(targets)) == dict.fromkeys(targets, "open")
+    assert handle.container_id is not None
+    details = await docker.containers.container(handle.container_id).show()
+    assert details["HostConfig"]["NetworkMode"] == "host"
+
+
+async def test_the_log_outlives_the_container(
+    runtime: DockerRuntime, image: str, tmp_path: Path
+) -> None:
+    spec = release_spec(tmp_path, image=image)
+    handle = await runtime.start(spec)
+    await eventually(lambda: answers_healthy(handle), "the health URL answering 200")
+    live, _ = await runtime.read_log(handle, 4096)
+    assert f"serving on {spec.port}" in live
+
+    await runtime.stop(handle)
+
+    kept, _ = await runtime.read_log(handle, 4096)
+    assert f"serving on {spec.port}" in kept and "exited with status" in kept
+    assert spec.log_path.stat().st_mode & 0o777 == 0o600
+    assert spec.log_path.parent.stat().st_mode & 0o777 == 0o700

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -352,15 +353,21 @@ async def test_rejected_token_fails_at_once_without_retry(start_engine: StartEng
         assert await engine.scheduled_activities(workflow_id) == [VALIDATE]
 
 
-async def test_crashing_release_fails_the_health_check_with_its_output(
+async def test_crashing_release_fails_the_health_check_saying_how_it_ended(
     start_engine: StartEngine,
 ) -> None:
     async with start_engine() as engine:
         workflow_id = await engine.deploy(bot="crashy", version="1.0.0")
         result = await engine.deployments.result(workflow_id)
         assert not result.success
-        assert result.error is not None and "not running" in result.error
-        assert "boom" in result.error
+        assert result.error is not None
+        assert re.fullmatch(
+            r"Release 1 of crashy is not running: the process exited with status 3 "
+            r"after \d+\.\d s",
+            result.error,
+        ), result.error
+        # Its output stays in its log, for those who may read it (workflows.release_logs).
+        assert "boom" not in result.error
         assert engine.attempts(HEALTH_CHECK) == [1]
 
 
@@ -524,3 +531,50 @@ async def test_a_first_deployment_that_fails_says_there_was_no_previous_release(
         restore = next(c for c in result.compensations if c.name == RESTORE_PREVIOUS)
         assert restore.ok and restore.detail == "There was no previous release."
         assert (result.step, result.progress) == ("Running health check", 85)
+
+
+async def test_a_rollback_puts_an_earlier_release_back_as_a_new_release(
+    start_engine: StartEngine,
+) -> None:
+    async with start_engine() as engine:
+        for version in ("1.0.0", "1.1.0"):
+            assert (await engine.deployments.result(await engine.deploy(version=version))).success
+        rollback = await engine.deploy(restore_release=1)
+        result = await engine.deployments.result(rollback)
+        assert result.success and (result.release_number, result.restored_release) == (3, 1)
+        [running] = engine.processes()
+        assert "1.0.0" in running.cmdline()
+        releases = {
+            r.number: (r.version, r.status) for r in await engine.storage.list_releases("echo")
+        }
+        assert releases == {
+            1: ("1.0.0", "superseded"),
+            2: ("1.1.0", "superseded"),
+            3: ("1.0.0", "active"),
+        }
+        status = await engine.deployments.status(rollback)
+        assert (status.version, status.restored_release) == ("1.0.0", 1)
+
+
+async def test_a_failing_rollback_rolls_back_to_what_ran(start_engine: StartEngine) -> None:
+    failing = failing_after_work(HEALTH_CHECK, only_version="1.0.0", failing_attempts=99)
+    async with start_engine(replace={HEALTH_CHECK: failing}) as engine:
+        first = await engine.deploy(version="1.0.0")
+        assert not (await engine.deployments.result(first)).success
+        second = await engine.deploy(version="2.0.0")
+        assert (await engine.deployments.result(second)).success
+        rollback = await engine.deploy(restore_release=1)
+        result = await engine.deployments.result(rollback)
+        assert not result.success
+        assert "Previous release #2 restored." in [c.detail for c in result.compensations]
+        [running] = engine.processes()
+        assert "2.0.0" in running.cmdline()
+
+
+async def test_a_rollback_to_a_release_that_does_not_exist_fails_at_once(
+    start_engine: StartEngine,
+) -> None:
+    async with start_engine() as engine:
+        result = await engine.deployments.result(await engine.deploy(restore_release=7))
+        assert not result.success and result.error == "echo has no release #7 to roll back to."
+        assert engine.attempts(VALIDATE) == [1]

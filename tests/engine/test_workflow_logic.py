@@ -4,7 +4,7 @@ same names (as Temporal's samples do), on the session's real Temporal server."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from tests.engine.harness import wait_until
 from workflows.activities import DeploymentActivities
 from workflows.activity_models import (
     CreateReleaseInput,
@@ -24,18 +25,22 @@ from workflows.activity_models import (
 )
 from workflows.client import DeploymentClient
 from workflows.models import DeploymentInput, DeploymentResult, DeploymentState
-from workflows.targets import Target
+from workflows.targets import ApprovalRule, Target
 from workflows.worker import create_worker
 
 A = DeploymentActivities
+OWNER, APPROVER = "111111111111111111", "222222222222222222"
 TARGET = Target(name="echo", working_directory=Path("/srv"), command=["run"], token_env="T")
 
 
 class StandIns:
     """Every activity, doing nothing but noting its call; `failing` ones raise."""
 
-    def __init__(self, failing: set[str] | None = None) -> None:
+    def __init__(
+        self, failing: set[str] | None = None, approval: ApprovalRule | None = None
+    ) -> None:
         self.failing = failing or set()
+        self.approval = approval
         self.calls: list[str] = []
 
     def _note(self, name: str) -> None:
@@ -46,7 +51,13 @@ class StandIns:
     @activity.defn(name=A.validate_deployment.__name__)
     async def validate(self, ref: DeploymentRef) -> ValidatedDeployment:
         self._note(A.validate_deployment.__name__)
-        return ValidatedDeployment(target=TARGET, bot_user_id="1", application_id="2")
+        return ValidatedDeployment(
+            target=TARGET,
+            version=ref.version,
+            approval=self.approval,
+            bot_user_id="1",
+            application_id="2",
+        )
 
     @activity.defn(name=A.create_bot_record.__name__)
     async def create(self, request: CreateReleaseInput) -> ReleaseInfo:
@@ -92,7 +103,11 @@ class StandIns:
 
 @pytest.fixture
 async def run(temporal_client: Client) -> AsyncIterator[Any]:
-    async def deploy(stand_ins: StandIns, request: Any = None) -> DeploymentResult:
+    async def deploy(
+        stand_ins: StandIns,
+        request: Any = None,
+        meanwhile: Callable[[DeploymentClient, str], Awaitable[None]] | None = None,
+    ) -> DeploymentResult:
         queue = f"logic-{uuid.uuid4().hex[:10]}"
         worker = create_worker(temporal_client, task_queue=queue, activities=stand_ins.functions())
         async with worker:
@@ -100,13 +115,15 @@ async def run(temporal_client: Client) -> AsyncIterator[Any]:
             workflow_id = f"deploy-echo-{uuid.uuid4().int % 10**13}"
             if request is None:
                 await client.start(
-                    DeploymentInput(bot_name="echo", owner="42", version="1.0.0"),
+                    DeploymentInput(bot_name="echo", owner=OWNER, version="1.0.0"),
                     workflow_id=workflow_id,
                 )
             else:
                 await temporal_client.start_workflow(
                     "botDeploymentWorkflow", request, id=workflow_id, task_queue=queue
                 )
+            if meanwhile is not None:
+                await meanwhile(client, workflow_id)
             return await client.result(workflow_id)
 
     yield deploy
@@ -175,3 +192,49 @@ async def test_input_that_is_not_a_deployment_ends_at_once(run: Any, request_bod
     assert stand_ins.calls == []
     assert result.state is DeploymentState.FAILED
     assert result.error is not None and result.error.startswith("Invalid deployment input")
+
+
+async def awaiting_approval(client: DeploymentClient, workflow_id: str) -> None:
+    async def reached() -> bool:
+        return (await client.status(workflow_id)).state is DeploymentState.AWAITING_APPROVAL
+
+    await wait_until(reached, what="the approval gate")
+
+
+async def test_an_approval_lets_the_deployment_go_on_and_is_recorded(run: Any) -> None:
+    stand_ins = StandIns(approval=ApprovalRule(role="ops", timeout=600))
+
+    async def approve(client: DeploymentClient, workflow_id: str) -> None:
+        await awaiting_approval(client, workflow_id)
+        status = await client.status(workflow_id)
+        assert status.approval_role == "ops" and status.approval_deadline is not None
+        # The requester cannot approve their own deployment: ignored.
+        await client.approve(workflow_id, OWNER)
+        await client.approve(workflow_id, APPROVER)
+
+    result = await run(stand_ins, meanwhile=approve)
+    assert result.success and stand_ins.calls == FORWARD
+    assert result.approval is not None
+    assert (result.approval.decision, result.approval.by) == ("approved", APPROVER)
+
+
+async def test_a_rejection_ends_it_cancelled_with_the_reason(run: Any) -> None:
+    stand_ins = StandIns(approval=ApprovalRule(role="ops", timeout=600))
+
+    async def reject(client: DeploymentClient, workflow_id: str) -> None:
+        await awaiting_approval(client, workflow_id)
+        await client.reject(workflow_id, APPROVER)
+
+    result = await run(stand_ins, meanwhile=reject)
+    assert result.state is DeploymentState.CANCELLED
+    assert result.error == f"Rejected by {APPROVER}"
+    assert A.deploy_to_platform.__name__ not in stand_ins.calls
+    assert [c.name for c in result.compensations] == COMPENSATIONS[-1:]
+
+
+async def test_no_approval_in_time_ends_it_cancelled(run: Any) -> None:
+    stand_ins = StandIns(approval=ApprovalRule(role="ops", timeout=1))
+    result = await run(stand_ins)
+    assert result.state is DeploymentState.CANCELLED
+    assert result.error == "Not approved within 1s"
+    assert result.approval is not None and result.approval.decision == "timed_out"

@@ -35,12 +35,14 @@ SHIPCORD_TOKEN = "shipcord-test-token." + "x" * 24
 TARGET_TOKEN_ENV = "SHIPCORD_TEST_TARGET_TOKEN"
 TARGET_TOKEN = "target-bot-token." + "y" * 24
 ADMIN_ROLE = "deployers"
+RELEASE_ROLE = "release"
 WAIT = 30.0
 # Bots the tests deploy: each test takes its own so no two deployments collide.
 SLEEPERS = [f"sleeper-{n}" for n in range(12)]
 FAILERS = [f"failer-{n}" for n in range(6)]
 LOAD_BOTS = [f"load-{n:03d}" for n in range(100)]
 QUICK_BOTS = [f"quick-{n}" for n in range(12)]
+FLAKY_BOTS = [f"flaky-{n}" for n in range(2)]
 
 
 def targets_toml(health_gate_port: int) -> str:
@@ -70,12 +72,23 @@ env = {{ PYTHONPATH = "{REPO}" }}
             f'[bots.{name}]\ncommand = ["{python}", "-c", "raise SystemExit(3)"]\n'
             f'token_env = "{TARGET_TOKEN_ENV}"\nhealthy_after = 1\n'
         )
+    for name in FLAKY_BOTS:
+        # Healthy, then it crashes every time: what supervision restarts and gives up on.
+        blocks.append(
+            f'[bots.{name}]\ncommand = ["{python}", "-c", '
+            '"import sys, time; time.sleep(1.5); sys.exit(7)"]\n'
+            f'token_env = "{TARGET_TOKEN_ENV}"\nhealthy_after = 0.5\n'
+        )
     for name in [*LOAD_BOTS, *QUICK_BOTS]:
         blocks.append(
             f'[bots.{name}]\ncommand = ["sleep", "600"]\n'
             f'token_env = "{TARGET_TOKEN_ENV}"\nhealthy_after = 0\n'
         )
-    return "\n".join(blocks)
+    # Every target may be deployed by the release role (besides admins).
+    return "\n".join(blocks).replace(
+        f'token_env = "{TARGET_TOKEN_ENV}"',
+        f'token_env = "{TARGET_TOKEN_ENV}"\ndeploy_roles = ["{RELEASE_ROLE}"]',
+    )
 
 
 @dataclass
@@ -92,6 +105,12 @@ class World:
     admin: UserRecord
     manager: UserRecord
     outsider: UserRecord  # a member of the other server only
+    founder: UserRecord  # owns both servers
+    deployer: UserRecord  # has the release role, like the owner
+    unconfigured_guild: GuildRecord  # has shipcord, but shipcord does not serve it
+    unconfigured_channel_id: int
+    unconfigured_member: UserRecord
+    elsewhere_deployer: UserRecord  # has Elsewhere's release role
 
 
 @dataclass
@@ -278,6 +297,7 @@ def make_config(world: World, engine: Engine, **overrides: Any) -> FrontEndConfi
         "targets_file": engine.targets_file,
         "api_base": world.double.api_base,
         "dev_guild_id": world.guild.id,
+        "guild_ids": frozenset({str(world.guild.id), str(world.other_guild.id)}),
         "admin_role": ADMIN_ROLE,
         "web_ui_base": "http://temporal-ui.test",
         "progress_interval": 0.25,
@@ -287,10 +307,15 @@ def make_config(world: World, engine: Engine, **overrides: Any) -> FrontEndConfi
 
 
 async def start_shipcord(
-    world: World, engine: Engine, *, service: DeploymentService | None = None, **options: Any
+    world: World,
+    engine: Engine,
+    *,
+    service: DeploymentService | None = None,
+    config: dict[str, Any] | None = None,
+    **options: Any,
 ) -> ShipcordBot:
     bot = ShipcordBot(
-        config=make_config(world, engine),
+        config=make_config(world, engine, **(config or {})),
         service=service or DeploymentService(engine.deployments, engine.storage),
         storage=engine.storage,
         guild_ready_timeout=0.2,
@@ -323,22 +348,32 @@ def build_world(double: DiscordDouble) -> World:
     founder = double.add_user("founder")
     guild = double.add_guild("Ops", owner_id=founder.id, channels=("deploys",))
     other_guild = double.add_guild("Elsewhere", owner_id=founder.id, channels=("general",))
-    app = double.add_bot(SHIPCORD_TOKEN, "shipcord", guilds=[guild, other_guild])
+    unconfigured = double.add_guild("Nowhere", owner_id=founder.id, channels=("general",))
+    app = double.add_bot(SHIPCORD_TOKEN, "shipcord", guilds=[guild, other_guild, unconfigured])
     target_bot = double.add_bot(TARGET_TOKEN, "target-bot")
     admin_role = double.add_role(guild.id, ADMIN_ROLE)
     manager_role = double.add_role(guild.id, "server-managers", permissions=MANAGE_GUILD)
+    release_role = double.add_role(guild.id, RELEASE_ROLE)
     owner = double.add_user("alice")
     stranger = double.add_user("mallory")
     admin = double.add_user("ada")
     manager = double.add_user("max")
     outsider = double.add_user("olga")
-    for user in (owner, stranger, admin, manager):
-        double.add_member(guild.id, user.id)
+    deployer = double.add_user("dora")
+    wanderer = double.add_user("uma")
+    double.add_member(guild.id, stranger.id)
+    double.add_member(guild.id, owner.id, roles=[release_role.id])
+    double.add_member(guild.id, deployer.id, roles=[release_role.id])
     double.add_member(other_guild.id, owner.id)
     double.add_member(other_guild.id, outsider.id, roles=[])
     double.add_member(guild.id, admin.id, roles=[admin_role.id])
     double.add_member(guild.id, manager.id, roles=[manager_role.id])
+    double.add_member(unconfigured.id, wanderer.id)
+    elsewhere_release = double.add_role(other_guild.id, RELEASE_ROLE)
+    eve = double.add_user("eve")
+    double.add_member(other_guild.id, eve.id, roles=[elsewhere_release.id])
     assert guild.default_channel_id is not None and other_guild.default_channel_id is not None
+    assert unconfigured.default_channel_id is not None
     return World(
         double=double,
         app=app,
@@ -352,6 +387,12 @@ def build_world(double: DiscordDouble) -> World:
         admin=admin,
         manager=manager,
         outsider=outsider,
+        founder=founder,
+        deployer=deployer,
+        unconfigured_guild=unconfigured,
+        unconfigured_channel_id=unconfigured.default_channel_id,
+        unconfigured_member=wanderer,
+        elsewhere_deployer=eve,
     )
 
 
@@ -366,7 +407,8 @@ def double_options() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def shipcord_options() -> dict[str, Any]:
-    """Override in a test module to change ShipcordBot's pacing."""
+    """Override in a test module to change ShipcordBot's pacing (or, with the key
+    `config`, its FrontEndConfig)."""
     return {}
 
 
@@ -413,11 +455,18 @@ async def health_gate() -> AsyncIterator[HealthGate]:
 
 
 @pytest.fixture(scope="module")
+def engine_options() -> dict[str, Any]:
+    """Override in a test module to change the worker (for example, to supervise)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 async def engine(
     temporal_client: Client,
     world: World,
     health_gate: HealthGate,
     tmp_path_factory: pytest.TempPathFactory,
+    engine_options: dict[str, Any],
 ) -> AsyncIterator[Engine]:
     import os
 
@@ -435,6 +484,7 @@ async def engine(
             targets_file=targets_file,
             data_dir=data_dir,
             discord_api_base=world.double.api_base,
+            **engine_options,
         ):
             yield Engine(
                 client=temporal_client,

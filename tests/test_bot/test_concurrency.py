@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.engine.harness import wait_until
 from tests.test_bot.conftest import (
     QUICK_BOTS,
     SLEEPERS,
+    WAIT,
     Engine,
     Front,
     HealthGate,
@@ -107,11 +109,19 @@ async def test_deploys_of_two_bots_in_one_millisecond_both_start(
     ids = [deployment_workflow_id(name, clock.millis) for name in (first, second)]
     assert [answer.startswith("Deploying") for answer in answers] == [True, True], answers
     for workflow_id in ids:
-        message = await front.progress_message(workflow_id)
-        await front.wait_for_text(message, "State: succeeded")
+        await closed(front, workflow_id)
 
     # The same bot again, still in that millisecond: the next free id, not the closed one's.
     again = await front.command("deploy", {"bot": first, "version": "1.0.1"}, user=alice)
     assert f"`{deployment_workflow_id(first, clock.millis + 1)}`" in again
-    message = await front.progress_message(deployment_workflow_id(first, clock.millis + 1))
-    await front.wait_for_text(message, "State: succeeded")
+    await closed(front, deployment_workflow_id(first, clock.millis + 1))
+
+
+async def closed(front: Front, workflow_id: str) -> None:
+    """Wait until the front end has recorded the deployment's end (the bot is free again)."""
+
+    async def is_closed() -> bool:
+        record = await front.engine.storage.get_deployment(workflow_id)
+        return record is not None and not record.is_open
+
+    await wait_until(is_closed, timeout=WAIT, what=f"{workflow_id} to close")

@@ -6,6 +6,7 @@ from workflows.runtimes.base import (
     ReleaseSpec,
     Runtime,
     RuntimeError_,
+    reachable_url,
 )
 from workflows.runtimes.docker import DockerRuntime
 from workflows.runtimes.process import ProcessRuntime
@@ -18,4 +19,5 @@ __all__ = [
     "ReleaseSpec",
     "Runtime",
     "RuntimeError_",
+    "reachable_url",
 ]

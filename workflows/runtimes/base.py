@@ -1,11 +1,14 @@
-"""What every runtime offers: start a release, tell whether it runs, stop it."""
+"""What every runtime offers: start a release, tell whether it runs, stop it, read its log."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
 class ReleaseSpec(BaseModel):
@@ -21,6 +24,10 @@ class ReleaseSpec(BaseModel):
     working_directory: Path
     log_path: Path
     port: int
+    # process: the user to run as (shipcord must be root); None runs as shipcord's user.
+    run_as: str | None = None
+    # docker: "bridge" (its own network namespace) or "host" (the host's, loopback included).
+    network: Literal["bridge", "host"] = "bridge"
 
 
 class ReleaseHandle(BaseModel):
@@ -33,6 +40,9 @@ class ReleaseHandle(BaseModel):
     pid: int | None = None
     process_started_at: float | None = None
     container_id: str | None = None
+    # Where shipcord reaches the release's port when that is not its own loopback (a
+    # bridged container's port is published on its network's gateway address).
+    host: str | None = None
 
 
 class RuntimeError_(Exception):
@@ -53,9 +63,31 @@ class Runtime(Protocol):
     async def is_running(self, handle: ReleaseHandle) -> bool: ...
 
     async def stop(self, handle: ReleaseHandle) -> None:
-        """Stop the release; stopping one that is not running does nothing."""
+        """Stop the release and everything it started; stopping one that is not running
+        does nothing."""
+        ...
+
+    async def running(self) -> list[ReleaseHandle]:
+        """Every release this runtime runs now, whoever started it (by its marker)."""
         ...
 
     async def exit_description(self, handle: ReleaseHandle) -> str:
-        """A short explanation of why a release is not running, for error messages."""
+        """How a release that is not running ended ("exited with status 3 after 0.4 s"),
+        for error messages: never a word of the release's own output."""
         ...
+
+    async def read_log(self, handle: ReleaseHandle, max_bytes: int) -> tuple[str, bool]:
+        """The last `max_bytes` of the release's output (unredacted: callers redact), and
+        whether older output was left out."""
+        ...
+
+
+def reachable_url(url: str, handle: ReleaseHandle) -> str:
+    """`url` as shipcord reaches it: a loopback host becomes the release's own address."""
+    if handle.host is None:
+        return url
+    parts = urlsplit(url)
+    if parts.hostname not in LOOPBACK_HOSTS:
+        return url
+    netloc = handle.host if parts.port is None else f"{handle.host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))

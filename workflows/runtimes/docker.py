@@ -8,11 +8,18 @@ Invariants:
   name when the create answers 409; started if it never was), and a stop finds it even when
   the handle never got saved. An adopted release's handle carries the port the container was
   given, which a retry that picked a new port cannot know.
-- shipcord supervises releases itself: the restart policy is "no". Containers share the
-  host's network, so the target's `PORT` and `health_url` on 127.0.0.1 work as they do for
-  processes.
-- A container's output is appended to the release log before the container is removed: the
-  log outlives the container.
+- shipcord supervises releases itself: the restart policy is "no".
+- Isolation: a release runs on a bridge network of its own (`shipcord-releases` by
+  default, created on first use with inter-container traffic off), so it cannot reach
+  anything on the host's loopback (the embedded Temporal server, metrics, the codec
+  endpoint) nor other containers directly. Its `PORT` is published on that network's
+  gateway address only (a host address reachable from the host and from other
+  containers, never from outside the host), and the handle's `host` says so: a health URL
+  on 127.0.0.1 is checked there. A target with `network = "host"` shares the host's
+  network instead, loopback included, as before.
+- A container's output is appended to the release log (0600) before the container is
+  removed: the log outlives the container. Errors describe how a container ended ("exited
+  with status 3 after 0.4 s"), never its output.
 - Every failure is a `RuntimeError_` whose message is one line naming what failed. Two of
   them never heal by retrying and have their own subclasses: the socket refuses this user
   (`EngineAccessDenied`) and the image is absent and cannot be pulled (`ImageUnavailable`).
@@ -28,6 +35,7 @@ import hashlib
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,10 +44,12 @@ import aiohttp
 from aiodocker.containers import DockerContainer
 from aiodocker.exceptions import DockerError
 
+import workflows.runtimes.release_files as release_files
 from workflows.runtimes.base import PermanentRuntimeError, ReleaseHandle, ReleaseSpec, RuntimeError_
-from workflows.runtimes.process import log_tail
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
+DEFAULT_NETWORK = "shipcord-releases"
+NETWORK_LABEL = "shipcord.network"
 STOP_GRACE_SECONDS = 10.0
 PULL_TIMEOUT_SECONDS = 300.0
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -54,8 +64,9 @@ PORT_LABEL = "shipcord.port"
 # reserves a name before the container it names can be inspected.
 ADOPT_WAIT_SECONDS = 5.0
 
-OUTPUT_TAIL_LINES = 20
 OUTPUT_TAIL_CHARS = 300
+# Lines asked of the engine for a log tail; the bytes are cut to size afterwards.
+LOG_TAIL_LINES = 400
 # The host's PATH means nothing inside an image, which sets its own.
 HOST_ONLY_VARIABLES = frozenset({"PATH"})
 NAME_FORBIDDEN = re.compile(r"[^a-zA-Z0-9_.-]+")
@@ -96,11 +107,14 @@ class DockerRuntime:
         stop_grace_seconds: float = STOP_GRACE_SECONDS,
         *,
         pull_timeout_seconds: float = PULL_TIMEOUT_SECONDS,
+        network: str = DEFAULT_NETWORK,
     ) -> None:
         self.socket_path = socket_path
+        self.network = network
         self._stop_grace = stop_grace_seconds
         self._pull_timeout = pull_timeout_seconds
         self._client: aiodocker.Docker | None = None
+        self._gateway: str | None = None
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -110,18 +124,19 @@ class DockerRuntime:
     # Runtime protocol -------------------------------------------------------------------
 
     async def start(self, spec: ReleaseSpec) -> ReleaseHandle:
+        gateway = await self._network_gateway() if spec.network == "bridge" else None
         existing = await self._find_by_marker(spec.marker)
         if existing is not None and existing["State"] == "running":
-            return self._handle(spec, existing)
+            return self._handle(spec, existing, gateway)
         if existing is not None and existing["State"] != "created":
             # A copy that ran and stopped: start afresh rather than resume it.
             await self._remove(existing["Id"], log_path=str(spec.log_path))
             existing = None
         # A created container was never started (its attempt was interrupted, or another
         # attempt is about to start it): starting it twice is harmless.
-        container = existing or await self._create(spec)
+        container = existing or await self._create(spec, gateway)
         await self._start_container(container["Id"], spec.image or "")
-        return self._handle(spec, container)
+        return self._handle(spec, container, gateway)
 
     async def is_running(self, handle: ReleaseHandle) -> bool:
         details = await self._inspect_release(handle)
@@ -132,15 +147,46 @@ class DockerRuntime:
             await self._stop_container(container_id)
             await self._remove(container_id, log_path=handle.log_path)
 
+    async def running(self) -> list[ReleaseHandle]:
+        found = await self._call(
+            "cannot list containers",
+            lambda docker: docker.containers.list(filters={"label": [RELEASE_LABEL]}),
+        )
+        return [
+            ReleaseHandle(
+                runtime=self.name,
+                marker=container["Labels"][RELEASE_LABEL],
+                port=0,
+                log_path="",
+                container_id=container.id,
+            )
+            for container in found
+            if is_running_state({"Running": container["State"] == "running"})
+        ]
+
     async def exit_description(self, handle: ReleaseHandle) -> str:
         details = await self._inspect_release(handle)
         if details is None:
-            tail = await asyncio.to_thread(log_tail, handle.log_path) if handle.log_path else ""
-            gone = "the container no longer exists"
-            return f"{gone}; last output: {tail}" if tail else gone
-        what = describe_state(details["State"])
-        output = one_line(await self._output(details["Id"], tail=OUTPUT_TAIL_LINES))
-        return f"{what}; last output: {output}" if output else what
+            return "the container no longer exists"
+        return describe_state(details["State"])
+
+    async def read_log(self, handle: ReleaseHandle, max_bytes: int) -> tuple[str, bool]:
+        """The live container's output while it exists, else what the release log kept."""
+        details = await self._inspect_release(handle)
+        if details is not None:
+            output = await self._output(details["Id"], tail=LOG_TAIL_LINES)
+            data = output.encode("utf-8", "replace")
+            if len(data) <= max_bytes:
+                return output, output.count("\n") >= LOG_TAIL_LINES
+            text = data[-max_bytes:].decode("utf-8", "replace")
+            return text.partition("\n")[2], True
+        if not handle.log_path:
+            return "", False
+        return await asyncio.to_thread(release_files.read_tail, Path(handle.log_path), max_bytes)
+
+    async def check_engine(self) -> None:
+        """Raise the runtime's own one-line error unless the engine answers this user."""
+        await self._call("cannot ask the Docker engine its version", lambda d: d.version())
 
     # Talking to the engine --------------------------------------------------------------
 
@@ -188,6 +234,49 @@ class DockerRuntime:
 
     def _container(self, container_id: str) -> Callable[[aiodocker.Docker], DockerContainer]:
         return lambda docker: docker.containers.container(container_id)
+
+    # The releases' network ----------------------------------------------------------------
+
+    async def _network_gateway(self) -> str:
+        """The gateway address of the releases' network, creating the network if needed."""
+        if self._gateway is not None:
+            return self._gateway
+        details = await self._inspect_network()
+        if details is None:
+            await self._create_network()
+            details = await self._inspect_network()
+            if details is None:
+                raise RuntimeError_(f"the Docker network {self.network} vanished as it was made")
+        for config in (details.get("IPAM") or {}).get("Config") or []:
+            gateway = config.get("Gateway")
+            if gateway and ":" not in gateway:
+                self._gateway = gateway
+                return gateway
+        raise PermanentRuntimeError(
+            f"the Docker network {self.network} has no IPv4 gateway to publish release ports on"
+        )
+
+    async def _inspect_network(self) -> dict[str, Any] | None:
+        try:
+            return await self._call(
+                f"cannot inspect the Docker network {self.network}",
+                lambda docker: network_details(docker, self.network),
+            )
+        except EngineRefused as refused:
+            if refused.status == 404:
+                return None
+            raise
+
+    async def _create_network(self) -> None:
+        config = network_config(self.network)
+        try:
+            await self._call(
+                f"cannot create the Docker network {self.network}",
+                lambda docker: docker.networks.create(config),
+            )
+        except EngineRefused as refused:
+            if refused.status != 409:  # made by a concurrent start: as good
+                raise
 
     # Finding containers -----------------------------------------------------------------
 
@@ -237,13 +326,13 @@ class DockerRuntime:
 
     # Creating and starting --------------------------------------------------------------
 
-    async def _create(self, spec: ReleaseSpec) -> dict[str, Any]:
+    async def _create(self, spec: ReleaseSpec, gateway: str | None) -> dict[str, Any]:
         """The new container's Id and Labels; the existing one's if another attempt won."""
         image = spec.image or ""
         if not image:
             raise RuntimeError_(f"the {spec.bot_name} target names no image to run")
         try:
-            return await self._create_request(spec)
+            return await self._create_request(spec, gateway)
         except EngineRefused as refused:
             if refused.status == 409:
                 return await self._adopt(spec)
@@ -251,14 +340,14 @@ class DockerRuntime:
                 raise
         await self._pull(image)
         try:
-            return await self._create_request(spec)
+            return await self._create_request(spec, gateway)
         except EngineRefused as refused:
             if refused.status == 409:
                 return await self._adopt(spec)
             raise
 
-    async def _create_request(self, spec: ReleaseSpec) -> dict[str, Any]:
-        config = container_config(spec)
+    async def _create_request(self, spec: ReleaseSpec, gateway: str | None) -> dict[str, Any]:
+        config = container_config(spec, network=self.network, publish_on=gateway)
         created = await self._call(
             f"cannot create a container from {spec.image}",
             lambda docker: docker.containers.create(config, name=container_name(spec)),
@@ -371,7 +460,9 @@ class DockerRuntime:
         )
         await asyncio.to_thread(append_text, log_path, text)
 
-    def _handle(self, spec: ReleaseSpec, container: dict[str, Any]) -> ReleaseHandle:
+    def _handle(
+        self, spec: ReleaseSpec, container: dict[str, Any], gateway: str | None
+    ) -> ReleaseHandle:
         port = (container.get("Labels") or {}).get(PORT_LABEL, "")
         return ReleaseHandle(
             runtime=self.name,
@@ -379,6 +470,7 @@ class DockerRuntime:
             port=int(port) if port.isdigit() else spec.port,
             log_path=str(spec.log_path),
             container_id=container["Id"],
+            host=gateway,
         )
 
 
@@ -392,7 +484,35 @@ def container_name(spec: ReleaseSpec) -> str:
     return f"shipcord-{bot}-{spec.release_number}-{digest}"
 
 
-def container_config(spec: ReleaseSpec) -> dict[str, Any]:
+async def network_details(docker: aiodocker.Docker, name: str) -> dict[str, Any]:
+    network = await docker.networks.get(name)
+    return await network.show()
+
+
+def network_config(name: str) -> dict[str, Any]:
+    """A bridge network on which releases cannot talk to each other directly."""
+    return {
+        "Name": name,
+        "Driver": "bridge",
+        "CheckDuplicate": True,
+        "Options": {"com.docker.network.bridge.enable_icc": "false"},
+        "Labels": {NETWORK_LABEL: "releases"},
+    }
+
+
+def container_config(
+    spec: ReleaseSpec, *, network: str = DEFAULT_NETWORK, publish_on: str | None = None
+) -> dict[str, Any]:
+    """The container for `spec`: on `network` with its port published on `publish_on`
+    (the network's gateway), or on the host's network when the target asks for it."""
+    port = f"{spec.port}/tcp"
+    host_config: dict[str, Any] = {
+        "NetworkMode": "host" if spec.network == "host" else network,
+        "RestartPolicy": {"Name": "no"},
+        # A tiny init as PID 1 passes SIGTERM on, so a bot without a signal handler
+        # still stops at once instead of after the whole grace period.
+        "Init": True,
+    }
     config: dict[str, Any] = {
         "Image": spec.image,
         "Env": [f"{key}={value}" for key, value in environment(spec.env)],
@@ -405,14 +525,13 @@ def container_config(spec: ReleaseSpec) -> dict[str, Any]:
         },
         "Tty": False,
         "OpenStdin": False,
-        "HostConfig": {
-            "NetworkMode": "host",
-            "RestartPolicy": {"Name": "no"},
-            # A tiny init as PID 1 passes SIGTERM on, so a bot without a signal handler
-            # still stops at once instead of after the whole grace period.
-            "Init": True,
-        },
+        "HostConfig": host_config,
     }
+    if spec.network == "bridge":
+        config["ExposedPorts"] = {port: {}}
+        host_config["PortBindings"] = {
+            port: [{"HostIp": publish_on or "127.0.0.1", "HostPort": str(spec.port)}]
+        }
     if spec.command:
         config["Cmd"] = list(spec.command)
     return config
@@ -449,17 +568,32 @@ def is_running_state(state: dict[str, Any]) -> bool:
 
 
 def describe_state(state: dict[str, Any]) -> str:
+    """How the container stands or ended, from the engine's own fields (never its output)."""
     if is_running_state(state):
         return "the container is still running"
     if state.get("Paused"):
         return "the container is paused"
+    seconds = run_seconds(state)
+    after = f" after {seconds:.1f} s" if seconds is not None else ""
     if state.get("OOMKilled"):
-        return f"the container ran out of memory (status {state.get('ExitCode')})"
+        return f"the container ran out of memory (status {state.get('ExitCode')}){after}"
     if state.get("Error"):
-        return f"the container could not run: {state['Error']}"
+        return f"the container could not run: {one_line(str(state['Error']))}"
     if state.get("Status") == "created":
         return "the container was created but never started"
-    return f"the container exited with status {state.get('ExitCode')}"
+    return f"the container exited with status {state.get('ExitCode')}{after}"
+
+
+def run_seconds(state: dict[str, Any]) -> float | None:
+    """How long the container ran, from its StartedAt and FinishedAt (RFC 3339)."""
+    try:
+        started = datetime.fromisoformat(str(state["StartedAt"]))
+        finished = datetime.fromisoformat(str(state["FinishedAt"]))
+    except (KeyError, ValueError):
+        return None
+    if started.year < 2000 or finished < started:  # the engine's zero time: never ran
+        return None
+    return (finished - started).total_seconds()
 
 
 def one_line(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:
@@ -467,6 +601,4 @@ def one_line(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:
 
 
 def append_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as log:
-        log.write(text)
+    release_files.append(path, text)

@@ -4,6 +4,17 @@ Releases run in their own session, so they outlive a restart of shipcord. A rele
 recognised by its pid together with the process start time (a recycled pid has another
 start time), and by a marker in its environment, which lets a retried start adopt the
 copy that an interrupted attempt already launched instead of starting a second one.
+
+Invariants:
+
+- Stopping a release stops everything it started: its session (and process group), its
+  descendants, and every process that carries its marker even in another session (a
+  `setsid` child inherits the environment). SIGTERM first, SIGKILL after the grace.
+- A release's output goes to its log (0600, see `release_files`), never anywhere else;
+  how its process ended is recorded beside the log, so an error can say "exited with
+  status 3 after 0.4 s" without quoting the output.
+- A target that names a `user` runs as that user, which needs shipcord to run as root;
+  otherwise the start fails without retries.
 """
 
 from __future__ import annotations
@@ -11,20 +22,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from workflows.runtimes.base import ReleaseHandle, ReleaseSpec, RuntimeError_
+import workflows.runtimes.release_files as release_files
+from workflows.runtimes.base import PermanentRuntimeError, ReleaseHandle, ReleaseSpec, RuntimeError_
 
 MARKER_VARIABLE = "SHIPCORD_RELEASE"
 STOP_GRACE_SECONDS = 10.0
 KILL_WAIT_SECONDS = 5.0
 START_TIME_TOLERANCE = 0.05
+POLL_SECONDS = 0.05
 
 
 class ProcessRuntime:
@@ -40,11 +56,12 @@ class ProcessRuntime:
         return await asyncio.to_thread(self._launch, spec)
 
     def _launch(self, spec: ReleaseSpec) -> ReleaseHandle:
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        identity = run_as(spec.run_as)
         env = dict(spec.env, **{MARKER_VARIABLE: spec.marker})
-        with open(spec.log_path, "ab") as log:
-            log.write(f"--- shipcord: starting release {spec.release_number} ---\n".encode())
-            log.flush()
+        log = release_files.open_log(spec.log_path)
+        try:
+            os.write(log, f"--- shipcord: starting release {spec.release_number} ---\n".encode())
+            started = time.monotonic()
             try:
                 child = subprocess.Popen(
                     spec.command,
@@ -54,20 +71,26 @@ class ProcessRuntime:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    **identity,
                 )
             except OSError as error:
                 raise RuntimeError_(
                     f"cannot start {spec.command[0]!r}: {error.strerror or error}"
                 ) from None
-        # Reap the child if it exits while we still are its parent (no zombies), and say
-        # how it ended in its log.
+        finally:
+            os.close(log)
+        # Reap the child if it exits while we still are its parent (no zombies), and record
+        # how it ended.
         threading.Thread(
-            target=reap, args=(child, spec.log_path), name=f"reap-{child.pid}", daemon=True
+            target=reap,
+            args=(child, spec.log_path, started),
+            name=f"reap-{child.pid}",
+            daemon=True,
         ).start()
         try:
             return self._handle(spec, psutil.Process(child.pid))
         except psutil.NoSuchProcess:
-            # Already gone: a handle without a pid is never running (its log says why).
+            # Already gone: a handle without a pid is never running (its record says why).
             return self._handle(spec, None)
 
     def _handle(self, spec: ReleaseSpec, process: psutil.Process | None) -> ReleaseHandle:
@@ -87,26 +110,96 @@ class ProcessRuntime:
         await asyncio.to_thread(self._stop, handle)
 
     def _stop(self, handle: ReleaseHandle) -> None:
-        process = own_process(handle) or find_process_with_marker(handle.marker)
-        if process is None:
+        leader = own_process(handle) or find_process_with_marker(handle.marker)
+        members = release_members(handle, leader)
+        if not members:
             return
-        signal_group(process.pid, signal.SIGTERM)
-        if wait_for_exit(process, self._stop_grace):
+        if leader is not None:
+            signal_group(leader.pid, signal.SIGTERM)
+        send(members, signal.SIGTERM)
+        survivors = wait_for_exit(members, self._stop_grace)
+        if not survivors:
             return
-        signal_group(process.pid, signal.SIGKILL)
-        if not wait_for_exit(process, KILL_WAIT_SECONDS):
-            raise RuntimeError_(f"release process {process.pid} did not stop")
+        if leader is not None:
+            signal_group(leader.pid, signal.SIGKILL)
+        send(survivors, signal.SIGKILL)
+        stubborn = wait_for_exit(survivors, KILL_WAIT_SECONDS)
+        if stubborn:
+            pids = ", ".join(str(process.pid) for process in stubborn)
+            raise RuntimeError_(f"release processes {pids} did not stop")
+
+    async def running(self) -> list[ReleaseHandle]:
+        return await asyncio.to_thread(self._running)
+
+    def _running(self) -> list[ReleaseHandle]:
+        handles = []
+        for process in psutil.process_iter():
+            try:
+                marker = process.environ().get(MARKER_VARIABLE)
+                # The session leader is the release itself; its children share the marker.
+                if marker and process.pid == os.getsid(process.pid) and is_alive(process):
+                    handles.append(
+                        ReleaseHandle(
+                            runtime=self.name,
+                            marker=marker,
+                            port=0,
+                            log_path="",
+                            pid=process.pid,
+                            process_started_at=process.create_time(),
+                        )
+                    )
+            except (psutil.Error, OSError):
+                continue
+        return handles
 
     async def exit_description(self, handle: ReleaseHandle) -> str:
-        tail = await asyncio.to_thread(log_tail, handle.log_path)
-        return f"the process exited; last output: {tail}" if tail else "the process exited"
+        return await asyncio.to_thread(describe_exit, handle)
+
+    async def read_log(self, handle: ReleaseHandle, max_bytes: int) -> tuple[str, bool]:
+        if not handle.log_path:
+            return "", False
+        return await asyncio.to_thread(release_files.read_tail, Path(handle.log_path), max_bytes)
 
 
-def reap(child: subprocess.Popen[bytes], log_path: Path) -> None:
+def run_as(user: str | None) -> dict[str, Any]:
+    """Popen's identity options for a release that names a user; none when it does not."""
+    if user is None:
+        return {}
+    try:
+        account = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
+    except KeyError:
+        raise PermanentRuntimeError(f"no user {user!r} on this machine") from None
+    if account.pw_uid == os.geteuid():
+        return {}
+    if os.geteuid() != 0:
+        raise PermanentRuntimeError(
+            f"cannot run a release as {user!r}: shipcord runs as uid {os.geteuid()}, "
+            "and only root may start a process as another user"
+        )
+    # No supplementary groups: the release gets the user's own group and nothing of root's.
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+
+def reap(child: subprocess.Popen[bytes], log_path: Path, started: float) -> None:
     status = child.wait()
-    ending = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
-    with contextlib.suppress(OSError), open(log_path, "ab") as log:
-        log.write(f"--- shipcord: release process ended ({ending}) ---\n".encode())
+    seconds = round(time.monotonic() - started, 3)
+    ending = release_files.describe_ending(status, seconds)
+    with contextlib.suppress(OSError):
+        release_files.append(log_path, f"--- shipcord: release process {ending} ---\n")
+    release_files.write_exit_record(
+        log_path, {"pid": child.pid, "status": status, "seconds": seconds}
+    )
+
+
+def describe_exit(handle: ReleaseHandle) -> str:
+    """How the release's process ended, without a word of its output."""
+    record = release_files.read_exit_record(Path(handle.log_path)) if handle.log_path else None
+    if record is not None and (handle.pid is None or record.get("pid") == handle.pid):
+        return "the process " + release_files.describe_ending(
+            record.get("status"), record.get("seconds")
+        )
+    # Ended while another shipcord was its parent (or was never watched): no status known.
+    return "the process " + release_files.describe_ending(None, None)
 
 
 def own_process(handle: ReleaseHandle) -> psutil.Process | None:
@@ -122,15 +215,61 @@ def own_process(handle: ReleaseHandle) -> psutil.Process | None:
     return process if is_alive(process) else None
 
 
-def wait_for_exit(process: psutil.Process, seconds: float) -> bool:
-    """Poll rather than wait(): waiting would reap our own child before its reaper thread
-    reads the exit status (which it writes to the release log)."""
+def release_members(handle: ReleaseHandle, leader: psutil.Process | None) -> list[psutil.Process]:
+    """Every live process the release started: its session, its descendants, its marker."""
+    found: dict[int, psutil.Process] = {}
+    session = leader.pid if leader is not None else orphaned_session(handle)
+    for process in psutil.process_iter():
+        try:
+            if not is_alive(process) or process.pid == os.getpid():
+                continue
+            in_session = session is not None and os.getsid(process.pid) == session
+            if in_session or process.environ().get(MARKER_VARIABLE) == handle.marker:
+                found[process.pid] = process
+        except (psutil.Error, OSError):
+            continue
+    if leader is not None:
+        found[leader.pid] = leader
+        with contextlib.suppress(psutil.Error):
+            for child in leader.children(recursive=True):
+                found[child.pid] = child
+    return list(found.values())
+
+
+def orphaned_session(handle: ReleaseHandle) -> int | None:
+    """The release's session id once its leader is gone (or a zombie), unless that pid now
+    names another process. (The kernel never hands out a pid that is still some session's
+    id, so while members of the old session live, the pid cannot lead a new one.)"""
+    if handle.pid is None:
+        return None
+    try:
+        holder = psutil.Process(handle.pid)
+        same = handle.process_started_at is not None and (
+            abs(holder.create_time() - handle.process_started_at) <= START_TIME_TOLERANCE
+        )
+    except psutil.NoSuchProcess:
+        return handle.pid
+    except psutil.Error:
+        return None
+    # The leader itself, not yet reaped; anything else holding the pid is a stranger.
+    return handle.pid if same else None
+
+
+def send(processes: Iterable[psutil.Process], signum: signal.Signals) -> None:
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(signum)
+
+
+def wait_for_exit(processes: list[psutil.Process], seconds: float) -> list[psutil.Process]:
+    """Those of `processes` still alive after `seconds`. Polls rather than wait(): waiting
+    would reap our own child before its reaper thread records the exit status."""
     deadline = time.monotonic() + seconds
-    while is_alive(process):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    alive = [process for process in processes if is_alive(process)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+        alive = [process for process in alive if is_alive(process)]
+    return alive
 
 
 def is_alive(process: psutil.Process) -> bool:
@@ -157,14 +296,3 @@ def signal_group(pid: int, signum: signal.Signals) -> None:
         os.killpg(pid, signum)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def log_tail(path: str, limit: int = 300) -> str:
-    try:
-        with open(path, "rb") as log:
-            log.seek(0, os.SEEK_END)
-            size = log.tell()
-            log.seek(max(0, size - limit))
-            return log.read().decode("utf-8", "replace").strip().replace("\n", " | ")[-limit:]
-    except OSError:
-        return ""

@@ -1,0 +1,43 @@
+"""What `/deploy … at:` understands."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.schedule import BadTime, parse_when
+
+NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("in 30m", NOW + timedelta(minutes=30)),
+        ("30m", NOW + timedelta(minutes=30)),
+        ("1h30m", NOW + timedelta(minutes=90)),
+        ("90s", NOW + timedelta(seconds=90)),
+        ("14:30", NOW.replace(hour=14, minute=30)),
+        ("09:15", NOW.replace(hour=9, minute=15) + timedelta(days=1)),
+        ("2026-12-24T18:00", datetime(2026, 12, 24, 18, 0, tzinfo=UTC)),
+        ("2026-12-24T18:00+01:00", datetime(2026, 12, 24, 17, 0, tzinfo=UTC)),
+    ],
+)
+def test_understood(text: str, expected: datetime) -> None:
+    assert parse_when(text, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("soon", "not a time I understand"),
+        ("2025-01-01T00:00", "in the past"),
+        ("in 40d", "at most 30 days"),
+        ("x" * 5000, "not a time I understand"),
+    ],
+)
+def test_refused_with_a_reason(text: str, problem: str) -> None:
+    with pytest.raises(BadTime) as refused:
+        parse_when(text, NOW)
+    assert problem in str(refused.value) and len(str(refused.value)) < 400

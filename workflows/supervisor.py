@@ -1,0 +1,52 @@
+"""shipcordSupervisor: a long-running workflow that reconciles releases every few seconds.
+
+One per installation (its id names the task queue), started by every worker and kept
+when it already runs. It continues as new after a fixed number of rounds, so its history
+stays short. A round that fails is logged and the next round tries again: supervision
+must outlive any single bad round.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.heartbeat import HEARTBEAT_TIMEOUT
+    from workflows.supervision import SupervisionActivities, SupervisionSettings
+
+SUPERVISOR_WORKFLOW = "shipcordSupervisor"
+ROUNDS_PER_RUN = 200
+ROUND_TIMEOUT = timedelta(minutes=5)
+ROUND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=3,
+)
+
+
+def supervisor_workflow_id(task_queue: str) -> str:
+    return f"shipcord-supervisor-{task_queue}"
+
+
+@workflow.defn(name=SUPERVISOR_WORKFLOW)
+class ReleaseSupervisorWorkflow:
+    @workflow.run
+    async def run(self, settings: SupervisionSettings) -> None:
+        for _ in range(ROUNDS_PER_RUN):
+            try:
+                await workflow.execute_activity_method(
+                    SupervisionActivities.reconcile,
+                    settings,
+                    start_to_close_timeout=ROUND_TIMEOUT,
+                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                    retry_policy=ROUND_RETRY,
+                )
+            except ActivityError as error:
+                workflow.logger.warning("Supervision round failed: %s", error.cause or error)
+            await workflow.sleep(timedelta(seconds=settings.interval_seconds))
+        workflow.continue_as_new(settings)
