@@ -183,15 +183,24 @@ class Shipcord:
         await self.process.wait()
         self._new_line.set()  # its end is news too
 
+    async def _said(self, text: str) -> bool:
+        """Whether this run printed `text`, or logged it (in JSON mode, shipcord's
+        announcements are log events)."""
+        if any(text in line for line in self.lines):
+            return True
+        return await asyncio.to_thread(self.logged, text.encode())
+
     async def wait_for_line(self, text: str, timeout: float = 120.0) -> float:
-        """Seconds from the start until a line containing `text` was printed."""
+        """Seconds from the start until a line containing `text` was printed or logged."""
         deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
+        while not await self._said(text):
             if self.process.returncode is not None:
                 raise RuntimeError(f"shipcord exited ({self.process.returncode}): {self.lines}")
             self._new_line.clear()
+            # Its log is another process's file: looked at again at least every 0.1 s.
+            wait = min(0.1, max(0.0, deadline - time.monotonic()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._new_line.wait(), max(0.0, deadline - time.monotonic()))
+                await asyncio.wait_for(self._new_line.wait(), wait)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"shipcord never printed {text!r}: {self.lines}")
         return time.monotonic() - self.started
