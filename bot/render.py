@@ -268,6 +268,15 @@ def render_status_line(record: DeploymentRecord, status: DeploymentStatus | None
     )
 
 
+def render_scheduled_line(record: DeploymentRecord, starts: datetime) -> str:
+    """A deployment started with a delay, which has not run yet."""
+    stamp = int(starts.timestamp())
+    return (
+        f"`{record.workflow_id}` **{record.bot_name}** `{record.version}` — scheduled for "
+        f"<t:{stamp}:F> (<t:{stamp}:R>) · {mention(record.owner_id)}"
+    )
+
+
 def render_status_list(lines: Sequence[str], *, total: int) -> str:
     if not lines:
         return "No deployments are running in this server."
