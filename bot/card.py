@@ -96,6 +96,8 @@ class Card:
     content: str
     embed: dict[str, Any]
     buttons_for: DeploymentState | None  # the state the buttons fit; None: no buttons
+    # A finished card's one button: the failed release's log (for those who may read it).
+    show_log: bool = False
 
     def discord_embed(self) -> discord.Embed:
         return discord.Embed.from_dict(self.embed)
@@ -197,6 +199,8 @@ def final_card(
         content=_final_summary(record, state, step, percent, result.release_number),
         embed=_embed(record, state, lines, fields, started, workflow_url),
         buttons_for=None,
+        # Why a started release failed is in its output, which only this button shows.
+        show_log=state == "failed" and result.release_number is not None,
     )
 
 

@@ -4,12 +4,11 @@
 permission as deploying the bot, same progress message, lock and refusals; its input
 names the release to restore (`restoreRelease`), and the workflow deploys that release's
 version from the target recorded with it. /logs answers only the person who asked, and
-only people who may control the bot (`Access.may_read_logs`) get anything but a refusal.
+only people who may control the bot (`Access.may_read_logs`) get anything but a refusal;
+it answers as the "Show log" button does (`bot.log_answer`).
 """
 
 from __future__ import annotations
-
-import io
 
 import discord
 import structlog
@@ -18,9 +17,11 @@ from discord.ext import commands
 
 from bot.client import ShipcordBot
 from bot.launch import launch
+from bot.log_answer import send_release_log
+from bot.log_button import ShowLogButton
 from bot.permissions import Actor
-from bot.releases import choose_rollback, log_answer, release_label
-from bot.replies import NO_MENTIONS, UserError, reply
+from bot.releases import choose_rollback, release_label
+from bot.replies import UserError
 from storage import ReleaseRecord
 from workflows.models import DeploymentInput
 from workflows.targets import Target
@@ -28,8 +29,6 @@ from workflows.targets import Target
 log = structlog.get_logger(__name__)
 
 MAX_CHOICES = 25
-# The most of a log /logs reads; beyond one message's worth it is sent as a file.
-LOG_FILE_CHARS = 256_000
 
 
 class ReleasesCog(commands.Cog, name="Releases"):
@@ -116,27 +115,13 @@ class ReleasesCog(commands.Cog, name="Releases"):
         target = self._target_here(actor, bot.strip())
         releases = await self.bot.storage.list_releases(target.name)
         chosen = _release_to_read(target.name, releases, release)
-        made_by = await self.bot.storage.get_deployment(chosen.workflow_id)
-        if not self.bot.access.may_read_logs(actor, target, made_by):
-            raise UserError(
-                f"Only the admins of **{target.name}**'s server (the admin role or Manage "
-                "Server), or the owner of the deployment that made that release, may read "
-                "its log."
-            )
-        tail = await self.bot.log_tails.tail(target.name, chosen.number, max_chars=LOG_FILE_CHARS)
-        if tail is None:
-            raise UserError(f"**{target.name}** has no release #{chosen.number}.")
-        text, attached = log_answer(tail)
-        log.info("release_log_read", release=chosen.number, attached=attached is not None)
-        if attached is None:
-            await reply(interaction, text)
-            return
-        name = f"{target.name}-{chosen.number}.log"
-        await interaction.followup.send(
-            text,
-            file=discord.File(io.BytesIO(attached.encode()), filename=name),
-            ephemeral=True,
-            allowed_mentions=NO_MENTIONS,
+        await send_release_log(
+            interaction,
+            actor,
+            chosen,
+            access=self.bot.access,
+            storage=self.bot.storage,
+            log_tails=self.bot.log_tails,
         )
 
     def _target_here(self, actor: Actor, bot_name: str) -> Target:
@@ -219,4 +204,5 @@ def _release_choices(releases: list[ReleaseRecord], current: str) -> list[app_co
 
 async def setup(bot: commands.Bot) -> None:
     assert isinstance(bot, ShipcordBot)
+    bot.add_dynamic_items(ShowLogButton)
     await bot.add_cog(ReleasesCog(bot))

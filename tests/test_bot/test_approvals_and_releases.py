@@ -99,6 +99,13 @@ def module_targets(engine: Engine, health_gate: HealthGate) -> None:
         'sys.stdout.flush(); time.sleep(600)"]\n'
         f"healthy_after = 0.5\n{common}"
     )
+    # Prints, then exits: its deployment fails in the health check.
+    blocks.append(
+        f'[bots.crasher]\ncommand = ["{python}", "-c", '
+        "\"import os; print('boom with', os.environ['DISCORD_TOKEN'], flush=True); "
+        'raise SystemExit(3)"]\n'
+        f"healthy_after = 1\n{common}"
+    )
     with engine.targets_file.open("a", encoding="utf-8") as file:
         file.write("\n" + "\n".join(blocks))
 
@@ -188,8 +195,12 @@ async def test_an_approver_approves_after_the_requester_and_a_stranger_are_refus
     assert f"(approved by <@{people.approver.id}>)" in history
 
 
-async def test_a_rejection_ends_it_cancelled_with_the_reason(front: Front, people: People) -> None:
+async def test_a_rejection_after_a_restart_ends_it_cancelled_with_the_reason(
+    front: Front, people: People
+) -> None:
     workflow_id, message = await awaiting(front, GATED[1], people.requester)
+    # The wait is durable and the buttons carry what they act on: a restart changes nothing.
+    await front.restart()
     answer = await front.click(message, "reject", user=people.approver)
     assert answer.startswith(f"Rejected `{workflow_id}`"), answer
     state, error = await closed_as(front, workflow_id)
@@ -304,6 +315,20 @@ async def test_logs_are_redacted_for_admins_and_refused_to_strangers(front: Fron
     versioned = await front.command("logs", {"bot": "versioned", "release": 1}, user=world.owner)
     assert versioned.startswith("Log of **versioned** release #1:\n```"), versioned
     assert f"{MARKER} 1.0.0" in versioned
+
+
+async def test_show_log_on_a_failed_deployment(front: Front) -> None:
+    world = front.world
+    failed = await front.deploy("crasher", "1.0.0", user=world.owner)
+    assert (await closed_as(front, failed))[0] is DeploymentState.FAILED
+    message = await front.progress_message(failed)
+    await front.wait_for_text(message, "**Failed**")
+    await buttons_show(front, message, "log")
+    refused = await front.click(message, "log", user=world.stranger)
+    assert refused.startswith("Only the admins of **crasher**'s server"), refused
+    shown_log = await front.click(message, "log", user=world.owner)
+    assert shown_log.startswith("Log of **crasher** release #1:\n```\nboom with ***"), shown_log
+    assert TARGET_TOKEN not in shown_log
 
 
 # -- scheduled deploys --------------------------------------------------------------------
