@@ -9,7 +9,7 @@ rules, a callback for "something changed") so that it depends on nothing else of
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -95,14 +95,7 @@ class Controller:
                 f"Only the owner ({mention(record.owner_id)}) or an admin (the admin role or "
                 f"Manage Server) of the bot's server can {action} `{workflow_id}`."
             )
-        if not record.is_open:
-            state = closed_result(record).final_state
-            raise UserError(f"`{workflow_id}` already finished: {state.value}.")
-        snapshot = await self.snapshot(workflow_id, query_timeout=CONTROL_QUERY_TIMEOUT)
-        if not snapshot.is_open:
-            self._on_change()
-            state_word = snapshot.result.final_state.value if snapshot.result else "closed"
-            raise UserError(f"`{workflow_id}` already finished: {state_word}.")
+        snapshot = await self._open_snapshot(record)
         if snapshot.status is not None:
             self._refuse_in_state(snapshot.status.state, action, workflow_id)
         # Without a status (no worker answers yet), signals and cancellation still go
@@ -112,15 +105,7 @@ class Controller:
             "resume": self._deployments.resume,
             "cancel": self._deployments.cancel,
         }[action]
-        try:
-            async with asyncio.timeout(TEMPORAL_TIMEOUT):
-                await operation(workflow_id)
-        except DeploymentNotFound:
-            raise unknown_deployment(workflow_id) from None
-        except Exception as error:
-            if is_unreachable(error):
-                raise UserError(TEMPORAL_UNREACHABLE) from error
-            raise
+        await self._send(workflow_id, operation(workflow_id))
         log.info("deployment_controlled", action=action)
         self._on_change()
         return {
@@ -128,6 +113,31 @@ class Controller:
             "resume": f"Resumed `{workflow_id}`.",
             "cancel": f"Cancelling `{workflow_id}`: completed steps are being rolled back.",
         }[action]
+
+    async def _open_snapshot(self, record: DeploymentRecord) -> DeploymentSnapshot:
+        """The deployment as Temporal sees it now; a refusal once it has finished."""
+        workflow_id = record.workflow_id
+        if not record.is_open:
+            state = closed_result(record).final_state
+            raise UserError(f"`{workflow_id}` already finished: {state.value}.")
+        snapshot = await self.snapshot(workflow_id, query_timeout=CONTROL_QUERY_TIMEOUT)
+        if not snapshot.is_open:
+            self._on_change()
+            state_word = snapshot.result.final_state.value if snapshot.result else "closed"
+            raise UserError(f"`{workflow_id}` already finished: {state_word}.")
+        return snapshot
+
+    async def _send(self, workflow_id: str, operation: Awaitable[None]) -> None:
+        """A signal or a cancellation, with Temporal's failures as refusals."""
+        try:
+            async with asyncio.timeout(TEMPORAL_TIMEOUT):
+                await operation
+        except DeploymentNotFound:
+            raise unknown_deployment(workflow_id) from None
+        except Exception as error:
+            if is_unreachable(error):
+                raise UserError(TEMPORAL_UNREACHABLE) from error
+            raise
 
     @staticmethod
     def _refuse_in_state(state: DeploymentState, action: str, workflow_id: str) -> None:
@@ -149,28 +159,13 @@ class Controller:
         """Approve or reject a deployment awaiting approval for `actor`; the confirmation."""
         record = await self.find_visible(actor, workflow_id)
         workflow_id = record.workflow_id
-        if not record.is_open:
-            state = closed_result(record).final_state
-            raise UserError(f"`{workflow_id}` already finished: {state.value}.")
-        snapshot = await self.snapshot(workflow_id, query_timeout=CONTROL_QUERY_TIMEOUT)
-        if not snapshot.is_open:
-            self._on_change()
-            state_word = snapshot.result.final_state.value if snapshot.result else "closed"
-            raise UserError(f"`{workflow_id}` already finished: {state_word}.")
+        snapshot = await self._open_snapshot(record)
         target = self._access.target_of(record.bot_name)
         refused = refusal(self._access.policy, actor, record, target, snapshot.status, action)
         if refused is not None:
             raise UserError(refused)
         operation = self._deployments.approve if action == "approve" else self._deployments.reject
-        try:
-            async with asyncio.timeout(TEMPORAL_TIMEOUT):
-                await operation(workflow_id, actor.user_id)
-        except DeploymentNotFound:
-            raise unknown_deployment(workflow_id) from None
-        except Exception as error:
-            if is_unreachable(error):
-                raise UserError(TEMPORAL_UNREACHABLE) from error
-            raise
+        await self._send(workflow_id, operation(workflow_id, actor.user_id))
         log.info("deployment_decided", action=action)
         self._on_change()
         if action == "approve":
