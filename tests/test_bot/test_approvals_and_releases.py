@@ -367,6 +367,8 @@ async def test_a_scheduled_deploy_cancelled_before_its_start(front: Front) -> No
     workflow_id = answer.split("`")[3]
     blocked = await front.command("deploy", {"bot": bot, "version": "1.0.1"}, user=world.owner)
     assert "already has a deployment in progress" in blocked
+    detail = await front.command("status", {"deployment": workflow_id}, user=world.owner)
+    assert detail.startswith(f"`{workflow_id}` **{bot}** `1.0.0` — scheduled for <t:"), detail
 
     cancelled = await front.command("cancel", {"deployment": workflow_id}, user=world.owner)
     assert cancelled.startswith(f"Cancelling `{workflow_id}`"), cancelled
