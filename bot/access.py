@@ -77,6 +77,13 @@ class Access:
     def may_control(self, actor: Actor, record: DeploymentRecord) -> bool:
         return self.policy.may_control(actor, record, self.target_of(record.bot_name))
 
+    def may_read_logs(self, actor: Actor, target: Target, made_by: DeploymentRecord | None) -> bool:
+        """A release's log: for whoever may control the deployment that made it (`made_by`),
+        and for the admins of the bot's servers."""
+        if self.policy.may_control_bot(actor, target):
+            return True
+        return made_by is not None and self.may_control(actor, made_by)
+
     def _unknown(self, actor: Actor, bot_name: str) -> str:
         names = self.deployable_names(actor)
         listed = ", ".join(names[:NAMES_LISTED]) or "none"

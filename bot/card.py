@@ -23,6 +23,7 @@ from typing import Any
 
 import discord
 
+from bot.approvals import role_label
 from bot.render import (
     STATE_ICONS,
     format_duration,
@@ -34,6 +35,7 @@ from bot.render import (
 from storage import DeploymentRecord
 from workflows.models import (
     STEP_PROGRESS,
+    ApprovalRecord,
     CompensationRecord,
     DeploymentResult,
     DeploymentState,
@@ -94,6 +96,8 @@ class Card:
     content: str
     embed: dict[str, Any]
     buttons_for: DeploymentState | None  # the state the buttons fit; None: no buttons
+    # A finished card's one button: the failed release's log (for those who may read it).
+    show_log: bool = False
 
     def discord_embed(self) -> discord.Embed:
         return discord.Embed.from_dict(self.embed)
@@ -118,6 +122,18 @@ def running_card(
     lines = [f"**{step}** — {percent}%", f"`{progress_bar(percent)}`"]
     if status and status.attempt and status.attempt > 1:
         lines.append(f"Attempt {status.attempt} of this step")
+    if status and state == "awaiting_approval" and status.approval_role:
+        until = status.approval_deadline
+        lines.append(
+            f"Waiting for a member with the role {role_label(status.approval_role)} "
+            "(not the person who asked) to approve or reject"
+            + (
+                f", until <t:{int(until.timestamp())}:t> (<t:{int(until.timestamp())}:R>)"
+                if until
+                else ""
+            )
+            + "."
+        )
     lines += ["", *checklist(state, step, percent)]
     fields = [
         _field("State", WORDS.get(state, state)),
@@ -125,6 +141,10 @@ def running_card(
     ]
     if started:
         fields.append(_field("Started", f"<t:{int(started.timestamp())}:R>"))
+    if status and status.restored_release:
+        fields.append(_field("Rollback to", f"release #{status.restored_release}"))
+    if status and status.approval:
+        fields.append(_field("Approval", approval_text(status.approval)))
     fields.append(_field("Deployment", f"`{record.workflow_id}`", inline=False))
     if status and status.last_error:
         fields.append(_field("Last error", shorten(status.last_error), inline=False))
@@ -164,6 +184,10 @@ def final_card(
         lines.append(f"Release #{result.release_number} is live.")
     lines += ["", *checklist(state, step, percent)]
     fields = [_field("State", f"{WORDS[state]}{took}"), *_facts(record, result.release_number)]
+    if result.restored_release:
+        fields.append(_field("Rollback to", f"release #{result.restored_release}"))
+    if result.approval:
+        fields.append(_field("Approval", approval_text(result.approval)))
     fields.append(_field("Deployment", f"`{record.workflow_id}`", inline=False))
     if state == "failed" and result.error:
         fields.append(_field("Error", shorten(result.error), inline=False))
@@ -175,7 +199,18 @@ def final_card(
         content=_final_summary(record, state, step, percent, result.release_number),
         embed=_embed(record, state, lines, fields, started, workflow_url),
         buttons_for=None,
+        # Why a started release failed is in its output, which only this button shows.
+        show_log=state == "failed" and result.release_number is not None,
     )
+
+
+def approval_text(approval: ApprovalRecord) -> str:
+    """How the approval gate ended: who decided and when, or that time ran out."""
+    if approval.decision == "timed_out":
+        return "not approved in time"
+    who = f" by {mention(approval.by)}" if approval.by else ""
+    when = f" <t:{int(approval.at.timestamp())}:R>" if approval.at else ""
+    return f"{approval.decision}{who}{when}"
 
 
 def ended_at(result: DeploymentResult, last_status: DeploymentStatus | None) -> tuple[str, int]:

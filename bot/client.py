@@ -28,6 +28,7 @@ from bot.discord_api import configure_api_base, discover_gateway
 from bot.incidents import IncidentNotifier
 from bot.interaction_replies import InteractionReplies
 from bot.log_redaction import hide_interaction_tokens
+from bot.log_tails import LogTails
 from bot.meter import FrontEndMeter, NoMeter
 from bot.pacing import Pacer
 from bot.permissions import AccessPolicy
@@ -40,7 +41,7 @@ from workflows.targets import TargetRegistry
 
 log = structlog.get_logger(__name__)
 
-COGS = ("bot.cogs.deployments", "bot.cogs.history")
+COGS = ("bot.cogs.deployments", "bot.cogs.history", "bot.cogs.releases")
 
 
 class ShipcordTree(app_commands.CommandTree["ShipcordBot"]):
@@ -129,6 +130,8 @@ class ShipcordBot(commands.Bot):
             forbidden=self.board.forbidden_channels,
             interval=config.progress_interval,
         )
+        # One reader of release logs for the whole front end, closed with it.
+        self.log_tails = LogTails(storage)
         self.controller = Controller(
             storage=storage,
             deployments=service.deployments,
@@ -174,6 +177,7 @@ class ShipcordBot(commands.Bot):
     async def close(self) -> None:
         await self.incidents.stop()
         await self.board.stop()
+        await self.log_tails.close()
         await super().close()
 
     async def on_ready(self) -> None:

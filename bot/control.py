@@ -1,4 +1,4 @@
-"""What /pause, /resume, /cancel and the buttons do, in one place.
+"""What /pause, /resume, /cancel and the buttons (Approve and Reject too) do, in one place.
 
 A deployment a person may not see does not exist for them ("unknown deployment"); who may
 see and control which deployment is `bot.permissions`' model, applied by `bot.access`.
@@ -9,7 +9,7 @@ rules, a callback for "something changed") so that it depends on nothing else of
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ import discord
 import structlog
 
 from bot.access import Access
+from bot.approvals import DECISIONS, refusal
 from bot.permissions import Actor
 from bot.render import STATE_WORDS, mention
 from bot.replies import UserError, reply, report_unexpected
@@ -40,7 +41,7 @@ CONTROL_QUERY_TIMEOUT = timedelta(seconds=0.8)
 TEMPORAL_UNREACHABLE = (
     "Temporal is unreachable right now, so nothing was changed. Try again in a minute."
 )
-ACTIONS = ("pause", "resume", "cancel")
+ACTIONS = ("pause", "resume", "cancel", *DECISIONS)
 
 
 def unknown_deployment(workflow_id: str) -> UserError:
@@ -94,14 +95,7 @@ class Controller:
                 f"Only the owner ({mention(record.owner_id)}) or an admin (the admin role or "
                 f"Manage Server) of the bot's server can {action} `{workflow_id}`."
             )
-        if not record.is_open:
-            state = closed_result(record).final_state
-            raise UserError(f"`{workflow_id}` already finished: {state.value}.")
-        snapshot = await self.snapshot(workflow_id, query_timeout=CONTROL_QUERY_TIMEOUT)
-        if not snapshot.is_open:
-            self._on_change()
-            state_word = snapshot.result.final_state.value if snapshot.result else "closed"
-            raise UserError(f"`{workflow_id}` already finished: {state_word}.")
+        snapshot = await self._open_snapshot(record)
         if snapshot.status is not None:
             self._refuse_in_state(snapshot.status.state, action, workflow_id)
         # Without a status (no worker answers yet), signals and cancellation still go
@@ -111,15 +105,7 @@ class Controller:
             "resume": self._deployments.resume,
             "cancel": self._deployments.cancel,
         }[action]
-        try:
-            async with asyncio.timeout(TEMPORAL_TIMEOUT):
-                await operation(workflow_id)
-        except DeploymentNotFound:
-            raise unknown_deployment(workflow_id) from None
-        except Exception as error:
-            if is_unreachable(error):
-                raise UserError(TEMPORAL_UNREACHABLE) from error
-            raise
+        await self._send(workflow_id, operation(workflow_id))
         log.info("deployment_controlled", action=action)
         self._on_change()
         return {
@@ -127,6 +113,31 @@ class Controller:
             "resume": f"Resumed `{workflow_id}`.",
             "cancel": f"Cancelling `{workflow_id}`: completed steps are being rolled back.",
         }[action]
+
+    async def _open_snapshot(self, record: DeploymentRecord) -> DeploymentSnapshot:
+        """The deployment as Temporal sees it now; a refusal once it has finished."""
+        workflow_id = record.workflow_id
+        if not record.is_open:
+            state = closed_result(record).final_state
+            raise UserError(f"`{workflow_id}` already finished: {state.value}.")
+        snapshot = await self.snapshot(workflow_id, query_timeout=CONTROL_QUERY_TIMEOUT)
+        if not snapshot.is_open:
+            self._on_change()
+            state_word = snapshot.result.final_state.value if snapshot.result else "closed"
+            raise UserError(f"`{workflow_id}` already finished: {state_word}.")
+        return snapshot
+
+    async def _send(self, workflow_id: str, operation: Awaitable[None]) -> None:
+        """A signal or a cancellation, with Temporal's failures as refusals."""
+        try:
+            async with asyncio.timeout(TEMPORAL_TIMEOUT):
+                await operation
+        except DeploymentNotFound:
+            raise unknown_deployment(workflow_id) from None
+        except Exception as error:
+            if is_unreachable(error):
+                raise UserError(TEMPORAL_UNREACHABLE) from error
+            raise
 
     @staticmethod
     def _refuse_in_state(state: DeploymentState, action: str, workflow_id: str) -> None:
@@ -136,10 +147,30 @@ class Controller:
                 if action != "cancel"
                 else f"`{workflow_id}` is already {STATE_WORDS[state]}."
             )
+        if action == "pause" and state is DeploymentState.AWAITING_APPROVAL:
+            # The workflow waits for a person already; pausing would mean nothing.
+            raise UserError(f"`{workflow_id}` is awaiting approval: approve, reject or cancel it.")
         if action == "pause" and state is DeploymentState.PAUSED:
             raise UserError(f"`{workflow_id}` is already paused.")
         if action == "resume" and state is not DeploymentState.PAUSED:
             raise UserError(f"`{workflow_id}` is not paused (it is {STATE_WORDS[state]}).")
+
+    async def decide(self, actor: Actor, action: str, workflow_id: str) -> str:
+        """Approve or reject a deployment awaiting approval for `actor`; the confirmation."""
+        record = await self.find_visible(actor, workflow_id)
+        workflow_id = record.workflow_id
+        snapshot = await self._open_snapshot(record)
+        target = self._access.target_of(record.bot_name)
+        refused = refusal(self._access.policy, actor, record, target, snapshot.status, action)
+        if refused is not None:
+            raise UserError(refused)
+        operation = self._deployments.approve if action == "approve" else self._deployments.reject
+        await self._send(workflow_id, operation(workflow_id, actor.user_id))
+        log.info("deployment_decided", action=action)
+        self._on_change()
+        if action == "approve":
+            return f"Approved `{workflow_id}`: it carries on."
+        return f"Rejected `{workflow_id}`: it ends cancelled, and what it did is rolled back."
 
     async def run_interaction(
         self, interaction: discord.Interaction[Any], action: str, workflow_id: str
@@ -152,7 +183,11 @@ class Controller:
             try:
                 await interaction.response.defer(ephemeral=True, thinking=True)
                 self._access.require_enabled(actor)
-                await reply(interaction, await self.control(actor, action, workflow_id))
+                if action in DECISIONS:
+                    answer = await self.decide(actor, action, workflow_id)
+                else:
+                    answer = await self.control(actor, action, workflow_id)
+                await reply(interaction, answer)
             except UserError as refusal:
                 await reply(interaction, str(refusal))
             except Exception as error:

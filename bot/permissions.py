@@ -11,6 +11,8 @@ Discord's own command permissions (Server Settings → Integrations) already let
   bot's servers wherever it was started (another server, another Temporal client).
 * Controlling it (pause, resume, cancel) takes its owner where it is visible, an admin of
   the server it was started from, or an admin of one of the bot's servers.
+* A release's log is read by those who may control the deployment that made it, and by
+  the admins of the bot's servers.
 """
 
 from __future__ import annotations
@@ -124,6 +126,10 @@ class AccessPolicy:
             record.owner_id == actor.user_id or self.is_admin(actor)
         ):
             return True
+        return self._admin_of_bot(actor, target)
+
+    def may_control_bot(self, actor: Actor, target: Target) -> bool:
+        """Every deployment of the bot, and what it runs: an admin of one of its servers."""
         return self._admin_of_bot(actor, target)
 
     def _admin_of_bot(self, actor: Actor, target: Target | None) -> bool:

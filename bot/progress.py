@@ -49,6 +49,7 @@ from bot.rows import closed_result
 from storage import DeploymentRecord, Storage
 from workflows.client import DeploymentClient, DeploymentNotFound
 from workflows.models import DeploymentResult, DeploymentState, DeploymentStatus
+from workflows.redaction import redact
 
 log = structlog.get_logger(__name__)
 
@@ -518,7 +519,11 @@ class ProgressBoard:
         if record.is_open:
             # The front end records the outcome; from here on the bot is free again.
             if await self._storage.close_deployment(
-                workflow_id, state=state.value, error=result.error, result=result.model_dump_json()
+                workflow_id,
+                state=state.value,
+                # SQLite is an exit too: the error is redacted (a client's result may not be).
+                error=redact(result.error) if result.error else None,
+                result=redact(result.model_dump_json()),
             ):
                 started = parse_timestamp(record.created_at)
                 seconds = (datetime.now(UTC) - started).total_seconds() if started else None

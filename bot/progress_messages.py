@@ -20,6 +20,7 @@ import structlog
 from bot.card import Card
 from bot.channels import ForbiddenChannels
 from bot.interaction_replies import InteractionReplies, InteractionReply
+from bot.log_button import log_view
 from bot.meter import FrontEndMeter
 from bot.pacing import Pacer, Priority
 from bot.views import progress_view
@@ -224,4 +225,6 @@ class ProgressMessages:
 
 
 def _view(workflow_id: str, card: Card) -> discord.ui.View | None:
-    return progress_view(workflow_id, card.buttons_for) if card.buttons_for else None
+    if card.buttons_for:
+        return progress_view(workflow_id, card.buttons_for)
+    return log_view(workflow_id) if card.show_log else None

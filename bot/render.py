@@ -20,6 +20,7 @@ from workflows.models import (
     DeploymentStatus,
     is_snowflake,
 )
+from workflows.redaction import redact
 
 BAR_WIDTH = 10
 # Discord rejects message content above 2000 characters; errors are cut well below that.
@@ -29,6 +30,7 @@ MAX_CONTENT_CHARS = 2000
 STATE_ICONS = {
     DeploymentState.RUNNING: "🔄",
     DeploymentState.PAUSED: "⏸️",
+    DeploymentState.AWAITING_APPROVAL: "✋",
     DeploymentState.ROLLING_BACK: "↩️",
     DeploymentState.SUCCEEDED: "✅",
     DeploymentState.FAILED: "❌",
@@ -37,6 +39,7 @@ STATE_ICONS = {
 STATE_WORDS = {
     DeploymentState.RUNNING: "running",
     DeploymentState.PAUSED: "paused",
+    DeploymentState.AWAITING_APPROVAL: "awaiting approval",
     DeploymentState.ROLLING_BACK: "rolling back",
     DeploymentState.SUCCEEDED: "succeeded",
     DeploymentState.FAILED: "failed",
@@ -78,7 +81,8 @@ def format_duration(seconds: float) -> str:
 
 
 def shorten(text: str, limit: int = MAX_ERROR_CHARS) -> str:
-    text = " ".join(text.split())
+    """One line of at most `limit` characters, redacted: errors reach Discord through here."""
+    text = " ".join(redact(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -261,6 +265,15 @@ def render_status_line(record: DeploymentRecord, status: DeploymentStatus | None
     return (
         f"`{record.workflow_id}` **{record.bot_name}** `{record.version}` — {step}"
         f" `{progress_bar(percent)}` {STATE_WORDS[state]} · {mention(record.owner_id)}"
+    )
+
+
+def render_scheduled_line(record: DeploymentRecord, starts: datetime) -> str:
+    """A deployment started with a delay, which has not run yet."""
+    stamp = int(starts.timestamp())
+    return (
+        f"`{record.workflow_id}` **{record.bot_name}** `{record.version}` — scheduled for "
+        f"<t:{stamp}:F> (<t:{stamp}:R>) · {mention(record.owner_id)}"
     )
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import discord
 import structlog
 
+from workflows.redaction import redact
+
 log = structlog.get_logger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
@@ -24,7 +26,9 @@ class UserError(Exception):
 
 
 def fit(text: str, limit: int = MAX_CONTENT_CHARS) -> str:
-    """Cut a text to what Discord accepts, saying so."""
+    """Redact a text (every answer leaves through here), then cut it to what Discord
+    accepts, saying so."""
+    text = redact(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

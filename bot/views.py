@@ -1,4 +1,5 @@
-"""Buttons on the progress message: Pause or Resume, and Cancel.
+"""Buttons on the progress message: Pause or Resume, and Cancel; Approve and Reject (and
+Cancel) while a deployment awaits approval.
 
 Each button is a `DynamicItem` whose custom id names the action and the workflow
 (`shipcord:pause:deploy-echo-1700000000000`). The class is registered once with
@@ -15,12 +16,15 @@ from bot.control import Controller
 from workflows.models import DeploymentState
 
 CUSTOM_ID_PREFIX = "shipcord"
-_TEMPLATE = rf"{CUSTOM_ID_PREFIX}:(?P<action>pause|resume|cancel):(?P<workflow_id>[\w.:-]{{1,80}})"
+_ACTIONS = "pause|resume|cancel|approve|reject"
+_TEMPLATE = rf"{CUSTOM_ID_PREFIX}:(?P<action>{_ACTIONS}):(?P<workflow_id>[\w.:-]{{1,80}})"
 
 _STYLE = {
     "pause": (discord.ButtonStyle.secondary, "Pause", "⏸️"),
     "resume": (discord.ButtonStyle.success, "Resume", "▶️"),
     "cancel": (discord.ButtonStyle.danger, "Cancel", "🛑"),
+    "approve": (discord.ButtonStyle.success, "Approve", "✅"),
+    "reject": (discord.ButtonStyle.danger, "Reject", "✋"),
 }
 
 
@@ -61,12 +65,15 @@ class DeploymentButton(
 def progress_view(workflow_id: str, state: DeploymentState) -> discord.ui.View | None:
     """The buttons that make sense in `state`; None (no buttons) once nothing can be done."""
     if state is DeploymentState.RUNNING:
-        first = "pause"
+        actions = ["pause", "cancel"]
     elif state is DeploymentState.PAUSED:
-        first = "resume"
+        actions = ["resume", "cancel"]
+    elif state is DeploymentState.AWAITING_APPROVAL:
+        # Who may click which is the controller's business: the buttons are the same for all.
+        actions = ["approve", "reject", "cancel"]
     else:
         return None
     view = discord.ui.View(timeout=None)
-    view.add_item(DeploymentButton(first, workflow_id))
-    view.add_item(DeploymentButton("cancel", workflow_id))
+    for action in actions:
+        view.add_item(DeploymentButton(action, workflow_id))
     return view

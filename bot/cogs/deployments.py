@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime, timedelta
 
 import discord
@@ -13,17 +12,19 @@ from discord.ext import commands
 
 from bot.client import ShipcordBot
 from bot.control import TEMPORAL_UNREACHABLE
-from bot.deploy_answer import DeployAnswer
+from bot.launch import launch
 from bot.permissions import Actor
 from bot.render import (
     parse_timestamp,
+    render_scheduled_line,
     render_status_detail,
     render_status_line,
     render_status_list,
 )
 from bot.replies import UserError, fit, reply
 from bot.rows import closed_result
-from storage import DeploymentConflict, DeploymentRecord, IncidentRecord
+from bot.schedule import BadTime, parse_when
+from storage import DeploymentRecord, IncidentRecord
 from workflows.client import is_unreachable
 from workflows.models import DeploymentInput, DeploymentStatus, validate_version
 
@@ -87,8 +88,11 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
     @app_commands.describe(
         bot="The bot to deploy, as named in the targets file",
         version="The version to deploy, e.g. 1.4.0 or latest",
+        at="Start later: a delay such as in 30m, a UTC time such as 14:30, or 2026-12-24T18:00",
     )
-    async def deploy(self, interaction: discord.Interaction, bot: str, version: str) -> None:
+    async def deploy(
+        self, interaction: discord.Interaction, bot: str, version: str, at: str | None = None
+    ) -> None:
         """Deploy a bot; the answer is its progress, shown in this channel."""
         actor = Actor.from_interaction(interaction)
         structlog.contextvars.bind_contextvars(
@@ -101,62 +105,21 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
             version = validate_version(version)
         except ValueError as error:
             raise UserError(str(error)) from None
-        channel_id = str(interaction.channel_id) if interaction.channel_id else None
+        when = None
+        if at is not None and at.strip():
+            try:
+                when = parse_when(at)
+            except BadTime as error:
+                raise UserError(str(error)) from None
         request = DeploymentInput(
             bot_name=target.name,
             bot_type=target.type,
             owner=actor.user_id,
             version=version,
             guild_id=actor.guild_id,
-            channel_id=channel_id,
+            channel_id=str(interaction.channel_id) if interaction.channel_id else None,
         )
-        board = self.bot.board
-        answer = DeployAnswer(interaction, board)
-
-        def accepted(reserved: DeploymentRecord) -> None:
-            # Until the answer is recorded as its progress message, the board keeps off.
-            held.enter_context(board.hold(reserved.workflow_id))
-            if channel_id:
-                answer.accept(reserved)
-
-        with contextlib.ExitStack() as held:
-            try:
-                record = await answer.starting(
-                    self.bot.service.start(request, on_reserved=accepted)
-                )
-            except DeploymentConflict as conflict:
-                await answer.retract()
-                raise UserError(await self._conflict_answer(actor, conflict)) from None
-            except Exception as error:
-                await answer.retract()
-                if is_unreachable(error):
-                    log.warning("temporal_unreachable", error=str(error))
-                    raise UserError(
-                        "Temporal is unreachable right now, so nothing was deployed. "
-                        "Try again in a minute."
-                    ) from error
-                raise
-            structlog.contextvars.bind_contextvars(workflow_id=record.workflow_id)
-            if channel_id:
-                await answer.started(record)
-            else:
-                await reply(
-                    interaction,
-                    f"Deploying **{target.name}** `{version}` as "
-                    f"`{record.workflow_id}`; follow it with /status.",
-                )
-        log.info("deployment_started", version=version)
-        self.bot.meter.deployment_started()
-
-    async def _conflict_answer(self, actor: Actor, conflict: DeploymentConflict) -> str:
-        """The deployment in the way is named only to people who may see it."""
-        running = await self.bot.storage.get_deployment(conflict.running_workflow_id)
-        if running is not None and self.bot.access.may_see(actor, running):
-            return str(conflict)
-        return (
-            f"{conflict.bot_name} already has a deployment in progress; wait for it to finish "
-            "or ask an admin of the server that started it."
-        )
+        await launch(self.bot, interaction, actor, request, at=when)
 
     @app_commands.command(name="status")
     @app_commands.guild_only()
@@ -183,6 +146,9 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
                 record, None, closed_result(record), now=now, workflow_url=url
             )
         snapshot = await self.bot.controller.snapshot(record.workflow_id)
+        if snapshot.scheduled_for is not None:
+            scheduled = render_scheduled_line(record, snapshot.scheduled_for)
+            return fit(scheduled + (f"\n[Open in Temporal Web UI](<{url}>)" if url else ""))
         status = snapshot.status or self.bot.board.last_status(record.workflow_id)
         detail = render_status_detail(record, status, snapshot.result, now=now, workflow_url=url)
         if snapshot.is_open and snapshot.status is None:
@@ -205,6 +171,9 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
                     status = snapshot.status
                 except UserError:
                     status = None
+                else:
+                    if snapshot.scheduled_for is not None:
+                        return render_scheduled_line(record, snapshot.scheduled_for)
             return render_status_line(record, status)
 
         try:
