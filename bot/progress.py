@@ -128,6 +128,9 @@ class ProgressBoard:
         self._wanted: dict[str, Card] = {}  # workflow id -> card last sent or queued
         self._last_status: dict[str, DeploymentStatus] = {}
         self._last_look: dict[str, float] = {}  # workflow id -> monotonic time
+        # Scheduled deployments: nothing to show before their start (monotonic time), and
+        # the feed reports the start itself, so passes do not ask before then.
+        self._starts_at: dict[str, float] = {}
         self._held: set[str] = set()  # /deploy is answering with these deployments' messages
         self._posting: set[str] = set()
         self._finalising: set[str] = set()
@@ -291,6 +294,8 @@ class ProgressBoard:
                 self._finalise(record, closed_result(record))
                 continue
             self.feed.watch(workflow_id)
+            if self._starts_at.get(workflow_id, 0) > now:
+                continue
             if record.message_id is None or self._due(workflow_id, now):
                 self._visiting.add(workflow_id)
                 visits.append(self._visit_in_pass(record))
@@ -422,6 +427,9 @@ class ProgressBoard:
                     return snapshot.result or _unknown_result()
                 if snapshot.scheduled_for is None:
                     self.counts.status_queries += 1
+                else:
+                    wait = (snapshot.scheduled_for - datetime.now(UTC)).total_seconds()
+                    self._starts_at[workflow_id] = time.monotonic() + wait
                 self._last_look[workflow_id] = time.monotonic()
                 return snapshot.status
             self.counts.status_queries += 1
@@ -560,6 +568,7 @@ class ProgressBoard:
         self._wanted.pop(workflow_id, None)
         self._last_status.pop(workflow_id, None)
         self._last_look.pop(workflow_id, None)
+        self._starts_at.pop(workflow_id, None)
         self._dirty.pop(workflow_id, None)
         log.info("deployment_finalised", state=state.value)
 
