@@ -19,6 +19,7 @@ from temporalio.client import Client
 
 from storage import Storage
 from tests.cli_world import Shipcord, World, start_shipcord
+from tests.discord_double import MessageRecord
 from tests.engine.harness import release_processes
 from tests.test_cli import world
 from workflows.client import DeploymentClient
@@ -87,8 +88,8 @@ async def test_kill_9_at_random_moments_loses_doubles_and_orphans_nothing(world:
     temporal = DeploymentClient(await Client.connect(address), "opencell-tasks")
     async with await Storage.open(world.data_dir / "shipcord.db") as storage:
         deadline = time.monotonic() + ENDED_WITHIN
-        while await storage.list_open_deployments() or not await all_final(world, storage):
-            assert time.monotonic() < deadline, "deployments still open or messages not final"
+        while waiting := await unfinished(world, storage):
+            assert time.monotonic() < deadline, f"not final: {waiting}"
             await asyncio.sleep(0.5)
         rows = [r for r in await storage.list_deployments(limit=100) if r.bot_name != "slow"]
 
@@ -148,13 +149,24 @@ def progress_messages(world: World, message_id: str | None, workflow_id: str) ->
     ]
 
 
-async def all_final(world: World, storage: Storage) -> bool:
-    """Every deployment's message has its final form (no buttons left)."""
+def control_buttons(message: MessageRecord) -> list[str]:
+    """The custom ids of the buttons that steer a deployment (a failed one's final form
+    keeps only "Show log")."""
+    ids = [item["custom_id"] for row in message.components for item in row["components"]]
+    return [custom_id for custom_id in ids if not custom_id.startswith("shipcord:log:")]
+
+
+async def unfinished(world: World, storage: Storage) -> list[str]:
+    """The deployments whose message has not its final form yet (buttons left), and why."""
+    waiting = []
     for row in await storage.list_deployments(limit=100):
         if row.channel_id is None or row.bot_name == "slow":
             continue
         if row.is_open or not row.message_final or row.message_id is None:
-            return False
-        if world.double.message(int(row.message_id)).components:
-            return False
-    return True
+            waiting.append(
+                f"{row.workflow_id}: {row.state}, message {row.message_id}, "
+                f"final {row.message_final}"
+            )
+        elif controls := control_buttons(world.double.message(int(row.message_id))):
+            waiting.append(f"{row.workflow_id}: message {row.message_id} still has {controls}")
+    return waiting
