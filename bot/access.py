@@ -71,6 +71,10 @@ class Access:
     def deployable_names(self, actor: Actor) -> list[str]:
         return sorted(t.name for t in self.policy.deployable(actor, self.targets()))
 
+    def names_here(self, actor: Actor) -> list[str]:
+        """The bots that belong to the actor's server, whoever may deploy them."""
+        return sorted(t.name for t in self.targets() if self.policy.belongs_here(actor, t))
+
     def may_see(self, actor: Actor, record: DeploymentRecord) -> bool:
         return self.policy.may_see(actor, record, self.target_of(record.bot_name))
 

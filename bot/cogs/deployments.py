@@ -10,6 +10,7 @@ import structlog
 from discord import app_commands
 from discord.ext import commands
 
+from bot.choices import deployment_choices, name_choices
 from bot.client import ShipcordBot
 from bot.control import TEMPORAL_UNREACHABLE
 from bot.launch import launch
@@ -30,7 +31,6 @@ from workflows.models import DeploymentInput, DeploymentStatus, validate_version
 
 log = structlog.get_logger(__name__)
 
-MAX_CHOICES = 25
 STATUS_LIST_LIMIT = 15
 RECENT_LIMIT = 200
 INCIDENTS_SHOWN_FOR = timedelta(hours=24)
@@ -50,12 +50,7 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         actor = Actor.from_interaction(interaction)
         if not self.bot.access.is_enabled(actor):
             return []
-        typed = current.lower().strip()
-        return [
-            app_commands.Choice(name=name, value=name)
-            for name in self.bot.access.deployable_names(actor)
-            if typed in name.lower()
-        ][:MAX_CHOICES]
+        return name_choices(self.bot.access.deployable_names(actor), current)
 
     async def controllable_autocomplete(
         self, interaction: discord.Interaction, current: str
@@ -66,7 +61,7 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
             return []
         records = await self.bot.storage.list_open_deployments()
         mine = [r for r in records if self.bot.access.may_control(actor, r)]
-        return _deployment_choices(mine, current)
+        return deployment_choices(mine, current)
 
     async def visible_autocomplete(
         self, interaction: discord.Interaction, current: str
@@ -78,7 +73,7 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         records = await self.bot.storage.list_deployments(limit=RECENT_LIMIT)
         visible = [r for r in records if self.bot.access.may_see(actor, r)]
         visible.sort(key=lambda record: not record.is_open)
-        return _deployment_choices(visible, current)
+        return deployment_choices(visible, current)
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -233,19 +228,6 @@ def incident_line(incident: IncidentRecord) -> str:
     created = parse_timestamp(incident.created_at)
     when = f"<t:{int(created.timestamp())}:R> " if created else ""
     return when + incident.message
-
-
-def _deployment_choices(
-    records: list[DeploymentRecord], current: str
-) -> list[app_commands.Choice[str]]:
-    typed = current.lower().strip()
-    choices = []
-    for record in records:
-        if typed and typed not in record.workflow_id.lower():
-            continue
-        label = f"{record.workflow_id} · {record.bot_name} {record.version} · {record.state}"
-        choices.append(app_commands.Choice(name=label[:100], value=record.workflow_id))
-    return choices[:MAX_CHOICES]
 
 
 async def setup(bot: commands.Bot) -> None:

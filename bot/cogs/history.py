@@ -10,6 +10,7 @@ import structlog
 from discord import app_commands
 from discord.ext import commands
 
+from bot.choices import name_choices
 from bot.client import ShipcordBot
 from bot.history import PAGE_SIZE, render_history
 from bot.permissions import Actor
@@ -19,7 +20,6 @@ from storage import DeploymentRecord
 log = structlog.get_logger(__name__)
 
 HISTORY_ROWS = 500
-MAX_CHOICES = 25
 
 
 async def visible_history(bot: ShipcordBot, actor: Actor, bot_name: str) -> list[DeploymentRecord]:
@@ -120,15 +120,7 @@ class HistoryCog(commands.Cog, name="History"):
         actor = Actor.from_interaction(interaction)
         if not self.bot.access.is_enabled(actor):
             return []
-        typed = current.lower().strip()
-        names = sorted(
-            target.name
-            for target in self.bot.access.targets()
-            if self.bot.access.policy.belongs_here(actor, target)
-        )
-        return [app_commands.Choice(name=name, value=name) for name in names if typed in name][
-            :MAX_CHOICES
-        ]
+        return name_choices(self.bot.access.names_here(actor), current)
 
 
 async def setup(bot: commands.Bot) -> None:

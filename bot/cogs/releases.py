@@ -15,20 +15,19 @@ import structlog
 from discord import app_commands
 from discord.ext import commands
 
+from bot.choices import name_choices, release_choices
 from bot.client import ShipcordBot
 from bot.launch import launch
 from bot.log_answer import send_release_log
 from bot.log_button import ShowLogButton
 from bot.permissions import Actor
-from bot.releases import choose_rollback, release_label
+from bot.releases import choose_rollback
 from bot.replies import UserError
 from storage import ReleaseRecord
 from workflows.models import DeploymentInput
 from workflows.targets import Target
 
 log = structlog.get_logger(__name__)
-
-MAX_CHOICES = 25
 
 
 class ReleasesCog(commands.Cog, name="Releases"):
@@ -75,23 +74,19 @@ class ReleasesCog(commands.Cog, name="Releases"):
         if not self.bot.access.is_enabled(actor):
             return []
         names = self.bot.access.deployable_names(actor)
-        return _name_choices(names, current)
+        return name_choices(names, current)
 
     @rollback.autocomplete("release")
     async def rollback_releases(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[int]]:
         """The releases of the bot being rolled back, for people who may deploy it."""
-        actor = Actor.from_interaction(interaction)
-        if not self.bot.access.is_enabled(actor):
-            return []
-        bot_name = str(getattr(interaction.namespace, "bot", "") or "").strip()
-        target = self.bot.access.target_of(bot_name)
+        actor, target = self._typed_target(interaction)
         if target is None or not self.bot.access.policy.may_deploy(actor, target):
             return []
         releases = await self.bot.storage.list_releases(target.name)
         shown = [r for r in releases if r.status != "active" and not r.in_flight]
-        return _release_choices(shown, current)
+        return release_choices(shown, current)
 
     # -- /logs --------------------------------------------------------------------------------
 
@@ -124,6 +119,15 @@ class ReleasesCog(commands.Cog, name="Releases"):
             log_tails=self.bot.log_tails,
         )
 
+    def _typed_target(self, interaction: discord.Interaction) -> tuple[Actor, Target | None]:
+        """Who is typing, and the target named in the command's `bot` option so far (None
+        when there is none, or commands are not enabled for them here)."""
+        actor = Actor.from_interaction(interaction)
+        if not self.bot.access.is_enabled(actor):
+            return actor, None
+        bot_name = str(getattr(interaction.namespace, "bot", "") or "").strip()
+        return actor, self.bot.access.target_of(bot_name)
+
     def _target_here(self, actor: Actor, bot_name: str) -> Target:
         target = self.bot.access.target_of(bot_name)
         if target is None or not self.bot.access.policy.belongs_here(actor, target):
@@ -137,23 +141,14 @@ class ReleasesCog(commands.Cog, name="Releases"):
         actor = Actor.from_interaction(interaction)
         if not self.bot.access.is_enabled(actor):
             return []
-        names = sorted(
-            target.name
-            for target in self.bot.access.targets()
-            if self.bot.access.policy.belongs_here(actor, target)
-        )
-        return _name_choices(names, current)
+        return name_choices(self.bot.access.names_here(actor), current)
 
     @logs.autocomplete("release")
     async def readable_releases(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[int]]:
         """The bot's releases whose log this person may read."""
-        actor = Actor.from_interaction(interaction)
-        if not self.bot.access.is_enabled(actor):
-            return []
-        bot_name = str(getattr(interaction.namespace, "bot", "") or "").strip()
-        target = self.bot.access.target_of(bot_name)
+        actor, target = self._typed_target(interaction)
         if target is None or not self.bot.access.policy.belongs_here(actor, target):
             return []
         releases = await self.bot.storage.list_releases(target.name)
@@ -164,7 +159,7 @@ class ReleasesCog(commands.Cog, name="Releases"):
                 if made_by is not None and self.bot.access.may_control(actor, made_by):
                     readable.append(release)
             releases = readable
-        return _release_choices(releases, current)
+        return release_choices(releases, current)
 
 
 def _release_to_read(
@@ -179,27 +174,6 @@ def _release_to_read(
             return release
     newest = max(release.number for release in releases)
     raise UserError(f"**{bot_name}** has no release #{number} (its releases: #1 to #{newest}).")
-
-
-def _name_choices(names: list[str], current: str) -> list[app_commands.Choice[str]]:
-    typed = current.lower().strip()
-    return [app_commands.Choice(name=name, value=name) for name in names if typed in name][
-        :MAX_CHOICES
-    ]
-
-
-def _release_choices(releases: list[ReleaseRecord], current: str) -> list[app_commands.Choice[int]]:
-    """Newest first; what is typed matches the number or the version."""
-    typed = current.strip().lstrip("#").lower()
-    matching = [
-        release
-        for release in sorted(releases, key=lambda release: release.number, reverse=True)
-        if not typed or typed in str(release.number) or typed in release.version.lower()
-    ]
-    return [
-        app_commands.Choice(name=release_label(release), value=release.number)
-        for release in matching[:MAX_CHOICES]
-    ]
 
 
 async def setup(bot: commands.Bot) -> None:
