@@ -228,12 +228,23 @@ async def wait_until_final(
         state = await double.control.state(requests=False)
         messages = progress_messages(state, workflow_ids, channel_ids)
         final = [m for m in messages.values() if shown_step(m["versions"][-1]) == FINAL]
-        if len(final) == len(workflow_ids) and all(not m["components"] for m in final):
+        steering = [m["id"] for m in final if control_buttons(m)]
+        if len(final) == len(workflow_ids) and not steering:
             return await double.control.state()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(final)} of {len(workflow_ids)} messages final")
+            raise TimeoutError(
+                f"{len(final)} of {len(workflow_ids)} messages final; "
+                f"{len(steering)} of those still have buttons that steer a deployment"
+            )
         # Asking another process's state: a poll with a deadline, not a synchronisation.
         await asyncio.sleep(1.0)
+
+
+def control_buttons(message: dict[str, Any]) -> list[str]:
+    """The custom ids of a message's buttons that steer a deployment: a failed one's final
+    form keeps its "Show log" button."""
+    ids = [item["custom_id"] for row in message["components"] for item in row["components"]]
+    return [custom_id for custom_id in ids if not custom_id.startswith("shipcord:log:")]
 
 
 def progress_messages(

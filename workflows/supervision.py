@@ -73,8 +73,10 @@ class SupervisionActivities:
         for marker, (runtime, handle) in (await self._releases.running_markers()).items():
             if marker in wanted or parse_marker(marker)[0] in busy_bots:
                 continue
-            await runtime.stop(handle)
             bot_name, number, workflow_id = parse_marker(marker)
+            if await self._wanted_since(bot_name, number, workflow_id):
+                continue
+            await runtime.stop(handle)
             await self._incident(
                 f"orphan:{marker}:{handle.pid or handle.container_id}",
                 bot_name,
@@ -86,6 +88,18 @@ class SupervisionActivities:
             )
             report.stopped.append(marker)
         return report
+
+    async def _wanted_since(
+        self, bot_name: str, number: int | None, workflow_id: str | None
+    ) -> bool:
+        """Whether a copy found running became wanted after the releases were read: a
+        deployment that started meanwhile has recorded its release and started it since."""
+        if workflow_id is not None and await self._deployment_open(workflow_id):
+            return True
+        if number is None:
+            return False
+        record = await self._storage.get_release(bot_name, number)
+        return record is not None and record.status == "active"
 
     async def _deployment_open(self, workflow_id: str) -> bool:
         try:

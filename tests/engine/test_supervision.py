@@ -173,3 +173,25 @@ async def supervisor_rounds(engine: Engine) -> int:
 
 async def more_rounds(engine: Engine, seen: int, more: int) -> bool:
     return await supervisor_rounds(engine) >= seen + more
+
+
+async def test_a_copy_started_after_the_releases_were_read_is_no_orphan(
+    start_engine: StartEngine, temporal_client: Client
+) -> None:
+    # The reconciler reads the releases, then lists what runs: a deployment may record and
+    # start its release in between. Its row is hidden from the read here (as if written
+    # after it); the copy belongs to an open deployment, so it is left to that deployment.
+    async with start_engine(supervision=FAST, extra_targets=HELD) as engine:
+        workflow_id = await engine.deploy(bot="held", version="1.0.0")
+        await engine.status_when(workflow_id, lambda s: s.step == "Running health check")
+        await wait_until(lambda: runs(engine, 1), what="the release to start")
+        release = await engine.storage.get_release_of_workflow(workflow_id)
+        assert release is not None
+        await engine.storage.set_release_status(release.id, "stopped")
+        [copy] = engine.processes()
+        seen = await supervisor_rounds(engine)
+        await wait_until(lambda: more_rounds(engine, seen, 3), what="three more rounds")
+        assert copy.is_running() and await incidents(engine, "orphan_stopped") == []
+        # Once its deployment is gone, nothing wants it any more, and it stops.
+        terminate(temporal_client, workflow_id)
+        await wait_until(lambda: nothing_runs(engine), what="the left-over copy to stop")
