@@ -165,13 +165,13 @@ class ShipcordBot(commands.Bot):
         except discord.HTTPException as error:
             log.error("command_sync_failed", guild_id=guild_id, status=error.status)
             return []
-        log.info("commands_synced", guild_id=guild_id, count=len(synced))
+        log.info("commands_synced", guild_id=guild_id, commands=sorted(c.name for c in synced))
         return synced
 
     async def sync_global(self) -> list[app_commands.AppCommand]:
         """Register the commands in every server (an explicit admin action)."""
         synced = await self.tree.sync()
-        log.info("commands_synced_globally", count=len(synced))
+        log.info("commands_synced_globally", commands=sorted(c.name for c in synced))
         return synced
 
     async def close(self) -> None:

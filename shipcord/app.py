@@ -239,7 +239,7 @@ async def serve(settings: Settings, *, with_bot: bool, with_worker: bool) -> int
             bot_task = await start_bot(
                 front_end_config(settings), settings, client, storage, token, stack
             )
-            announce("Discord bot connecting (commands: /deploy /status /pause /resume /cancel)")
+            announce("Discord bot connecting")
         waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(stop.wait())}
         if bot_task is not None:
             waiters.add(bot_task)  # type: ignore[arg-type]
