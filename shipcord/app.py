@@ -226,11 +226,14 @@ async def serve(settings: Settings, *, with_bot: bool, with_worker: bool) -> int
                     discord_api_base=settings.discord_api_base,
                     supervision=SupervisionSettings(interval_seconds=settings.reconcile_interval),
                     docker_network=settings.docker_network,
+                    host=settings.host,
+                    default_host=settings.resolved_default_host,
+                    host_start_timeout=settings.host_start_timeout,
                 )
             )
             announce(
                 f"Worker running: address {address}, namespace {settings.temporal_namespace}, "
-                f"task queue {settings.temporal_task_queue}"
+                f"task queue {settings.temporal_task_queue}, host {settings.host}"
             )
         if web_ui:
             announce(f"Temporal Web UI: {web_ui}")

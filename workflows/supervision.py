@@ -35,6 +35,10 @@ class SupervisionSettings(BaseModel):
     restart_limit: int = Field(5, ge=1)
     restart_window_seconds: float = Field(600.0, gt=0)
     max_backoff_seconds: float = Field(60.0, ge=0)
+    # The host supervised, and its queue, where the rounds run (None: the shared queue,
+    # as a supervisor started before hosts does).
+    host: str | None = None
+    task_queue: str | None = None
 
 
 class ReconcileReport(BaseModel):

@@ -1,9 +1,11 @@
 """shipcordSupervisor: a long-running workflow that reconciles releases every few seconds.
 
-One per installation (its id names the task queue), started by every worker and kept
-when it already runs. It continues as new after a fixed number of rounds, so its history
-stays short. A round that fails is logged and the next round tries again: supervision
-must outlive any single bad round.
+One per host (its id names the task queue and the host), started by that host's workers
+and kept when it already runs; the workflow itself may run on any worker, its rounds run
+on the host's own queue, against that host's releases. While the host has no worker the
+round waits for one, and supervision resumes when the host comes back. It continues as
+new after a fixed number of rounds, so its history stays short. A round that fails is
+logged and the next round tries again: supervision must outlive any single bad round.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ ROUND_RETRY = RetryPolicy(
 )
 
 
-def supervisor_workflow_id(task_queue: str) -> str:
-    return f"shipcord-supervisor-{task_queue}"
+def supervisor_workflow_id(task_queue: str, host: str | None = None) -> str:
+    """The supervisor of `host`; without a host, the one supervisor from before hosts."""
+    if host is None:
+        return f"shipcord-supervisor-{task_queue}"
+    return f"shipcord-supervisor-{task_queue}@host-{host}"
 
 
 @workflow.defn(name=SUPERVISOR_WORKFLOW)
@@ -42,6 +47,7 @@ class ReleaseSupervisorWorkflow:
                 await workflow.execute_activity_method(
                     SupervisionActivities.reconcile,
                     settings,
+                    task_queue=settings.task_queue,
                     start_to_close_timeout=ROUND_TIMEOUT,
                     heartbeat_timeout=HEARTBEAT_TIMEOUT,
                     retry_policy=ROUND_RETRY,
