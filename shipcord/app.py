@@ -42,8 +42,10 @@ from shipcord.temporal_client import TemporalUnavailable, connect_temporal
 from storage import Storage
 from workflows import tokens
 from workflows.client import DeploymentClient, DeploymentService
+from workflows.host_directory import HostDirectory, known_hosts
+from workflows.host_watch import HostWatch
 from workflows.supervision import SupervisionSettings
-from workflows.targets import TargetsError, load_targets
+from workflows.targets import TargetRegistry, TargetsError, load_targets
 from workflows.worker import engine_worker
 
 log = structlog.get_logger(__name__)
@@ -282,13 +284,30 @@ async def start_bot(
     stack: AsyncExitStack,
 ) -> asyncio.Task[None]:
     deployments = DeploymentClient(client, settings.temporal_task_queue)
+    targets = TargetRegistry(settings.targets_file)
+    hosts = HostDirectory(
+        client,
+        settings.temporal_task_queue,
+        names=known_hosts(targets, settings.resolved_default_host),
+        heartbeat_timeout=settings.host_heartbeat_timeout,
+        default_host=settings.resolved_default_host,
+    )
     bot = ShipcordBot(
         config=config,
-        service=DeploymentService(deployments, storage),
+        service=DeploymentService(deployments, storage, hosts=hosts),
         storage=storage,
         meter=PrometheusMeter(),
     )
     stack.push_async_callback(bot.close)
+    # Hosts that go or come back become incidents, which the bot tells their owners.
+    watch = HostWatch(
+        directory=hosts,
+        storage=storage,
+        targets=targets,
+        interval=settings.host_watch_interval,
+    )
+    watch.start()
+    stack.push_async_callback(watch.stop)
     task = asyncio.create_task(bot.start(token), name="discord-bot")
     return task
 

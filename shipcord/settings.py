@@ -172,10 +172,13 @@ class Settings(BaseSettings):
     host_start_timeout: float = Field(
         60.0, gt=0, le=600, validation_alias="SHIPCORD_HOST_START_TIMEOUT"
     )
-    # A host whose workers have not polled its queue for this long is gone.
+    # A host whose workers have not polled its queue for this long is gone (an idle worker
+    # polls at least once per the server's long-poll interval, a minute by default).
     host_heartbeat_timeout: float = Field(
         90.0, gt=0, validation_alias="SHIPCORD_HOST_HEARTBEAT_TIMEOUT"
     )
+    # Seconds between two looks of the front end at the hosts' heartbeats.
+    host_watch_interval: float = Field(10.0, gt=0, validation_alias="SHIPCORD_HOST_WATCH_INTERVAL")
 
     # -- field validators -------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from discord.ext import commands
 
 from bot.client import ShipcordBot
 from bot.control import TEMPORAL_UNREACHABLE
+from bot.hosts_view import render_hosts, worth_showing
 from bot.permissions import Actor
 from bot.render import (
     parse_timestamp,
@@ -182,6 +183,9 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         snapshot = await self.bot.controller.snapshot(record.workflow_id)
         status = snapshot.status or self.bot.board.last_status(record.workflow_id)
         detail = render_status_detail(record, status, snapshot.result, now=now, workflow_url=url)
+        host = status.host if status is not None else None
+        if host is not None:
+            detail += f"\nHost: {host}"
         if snapshot.is_open and snapshot.status is None:
             detail += "\nNo worker answers yet (restarting?): this is the last known status."
         return fit(detail)
@@ -214,6 +218,9 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         incidents = await self._recent_incidents(actor)
         if incidents:
             listing += "\n\nRecent incidents:\n" + "\n".join(map(incident_line, incidents))
+        hosts = await self.bot.service.hosts()
+        if worth_showing(hosts):
+            listing += "\n\n" + render_hosts(hosts)
         return fit(listing)
 
     async def _recent_incidents(self, actor: Actor) -> list[IncidentRecord]:
