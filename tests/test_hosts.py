@@ -184,6 +184,12 @@ async def test_two_hosts_keep_their_own_releases_and_a_lost_host_is_a_clear_stat
     [release] = await cluster.releases("alpha", "on-alpha")
     assert alive(release_pid(release))
     assert not await cluster.incidents(cluster.data_dir("beta"), "on-alpha", "restarted")
+    # The front end, with a database of its own, hears of it from alpha's supervisor.
+    await world.double.wait_for_message(
+        world.channel_id,
+        lambda m: m.content.startswith("🔁") and "**on-alpha**" in m.content,
+        timeout=20,
+    )
 
     listing = await cluster.command("status", {})
     assert "**alpha**: up" in listing and "**beta**: up" in listing, listing

@@ -4,7 +4,9 @@ A host is known when the targets file names it, or it is the default host. Its h
 is the last time one of its workers polled the host's own task queue (the poller info of
 `DescribeTaskQueue`): an idle worker long-polls, so a live host's heartbeat is never older
 than the server's long-poll interval (a minute by default). A host is alive while its
-heartbeat is more recent than the timeout; nothing but Temporal is asked.
+heartbeat is more recent than the timeout; nothing but Temporal is asked. A host's latest
+supervision incidents come from its supervisor's `incidents` query, so that a front end
+with a database of its own hears of them too.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.hosts import host_task_queue
+from workflows.supervision import IncidentNote
+from workflows.supervisor import INCIDENTS_QUERY, supervisor_workflow_id
 from workflows.targets import TargetRegistry, TargetsError
 
 DESCRIBE_TIMEOUT = timedelta(seconds=5)
+QUERY_TIMEOUT = timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +92,15 @@ class HostDirectory:
         last = max(polls, default=None)
         alive = last is not None and datetime.now(UTC) - last < self._timeout
         return HostInfo(name=name, last_heartbeat=last, alive=alive, workers=len(polls))
+
+    async def supervision_incidents(self, host: str) -> list[IncidentNote]:
+        """The latest incidents of `host`'s supervisor (none while it has not started)."""
+        handle = self._client.get_workflow_handle(supervisor_workflow_id(self._task_queue, host))
+        try:
+            return await handle.query(
+                INCIDENTS_QUERY, result_type=list[IncidentNote], rpc_timeout=QUERY_TIMEOUT
+            )
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return []
+            raise

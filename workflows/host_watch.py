@@ -6,7 +6,9 @@ front end's SQLite: the bots whose target runs there and that were ever deployed
 owner and channel are those of the latest deployment). The incident notifier tells each
 owner once. The host's last known state is the kind of its latest host incident, so a
 restarted front end neither repeats nor misses a change; a host never seen gone counts as
-up.
+up. Each round also copies the hosts' supervision incidents (restarts, crash loops) from
+their supervisors into the front end's SQLite, by key, so each is told once even where the
+host keeps its own database.
 """
 
 from __future__ import annotations
@@ -84,7 +86,26 @@ class HostWatch:
         recorded = 0
         for host in await self._directory.describe():
             recorded += await self._check(host)
+            recorded += await self._copy_incidents(host.name)
         return recorded
+
+    async def _copy_incidents(self, host: str) -> int:
+        try:
+            notes = await self._directory.supervision_incidents(host)
+        except Exception as error:  # a query no worker answers now: the next round asks again
+            log.info("host_incidents_not_read", host=host, error=type(error).__name__)
+            return 0
+        copied = 0
+        for note in notes:
+            copied += await self._storage.record_incident(
+                key=note.key,
+                bot_name=note.bot_name,
+                kind=note.kind,
+                message=note.message,
+                release_number=note.release_number,
+                workflow_id=note.workflow_id,
+            )
+        return copied
 
     async def _check(self, host: HostInfo) -> int:
         latest = await self._storage.latest_incident_keyed(host_key_prefix(host.name))

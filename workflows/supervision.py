@@ -41,10 +41,22 @@ class SupervisionSettings(BaseModel):
     task_queue: str | None = None
 
 
+class IncidentNote(BaseModel):
+    """An incident as the host recorded it, for a front end with another database."""
+
+    key: str
+    bot_name: str
+    kind: str
+    message: str
+    release_number: int | None = None
+    workflow_id: str | None = None
+
+
 class ReconcileReport(BaseModel):
     restarted: list[str] = Field(default_factory=list)
     crash_looping: list[str] = Field(default_factory=list)
     stopped: list[str] = Field(default_factory=list)
+    incidents: list[IncidentNote] = Field(default_factory=list)
 
 
 def iso(moment: datetime) -> str:
@@ -80,6 +92,7 @@ class SupervisionActivities:
             await runtime.stop(handle)
             bot_name, number, workflow_id = parse_marker(marker)
             await self._incident(
+                report,
                 f"orphan:{marker}:{handle.pid or handle.container_id}",
                 bot_name,
                 "orphan_stopped",
@@ -105,6 +118,7 @@ class SupervisionActivities:
         await self._releases.stop(release)
         await self._storage.set_release_status(record.id, "stopped")
         await self._incident(
+            report,
             f"abandoned:{record.id}",
             record.bot_name,
             "abandoned_stopped",
@@ -142,6 +156,7 @@ class SupervisionActivities:
                 ReleaseWatch(record.id, tuple(recent), None, crash_looping=True)
             )
             await self._incident(
+                report,
                 f"crash-loop:{record.id}:{recent[0]}",
                 record.bot_name,
                 "crash_looping",
@@ -160,6 +175,7 @@ class SupervisionActivities:
             ReleaseWatch(record.id, tuple(recent), iso(now + timedelta(seconds=backoff)), False)
         )
         await self._incident(
+            report,
             f"restart:{record.id}:{iso(now)}",
             record.bot_name,
             "restarted",
@@ -173,6 +189,7 @@ class SupervisionActivities:
 
     async def _incident(
         self,
+        report: ReconcileReport,
         key: str,
         bot_name: str,
         kind: str,
@@ -181,6 +198,17 @@ class SupervisionActivities:
         release_number: int | None,
         workflow_id: str | None,
     ) -> None:
+        # Reported whether new or not: a retried round must not lose it on its way out.
+        report.incidents.append(
+            IncidentNote(
+                key=key,
+                bot_name=bot_name,
+                kind=kind,
+                message=message,
+                release_number=release_number,
+                workflow_id=workflow_id,
+            )
+        )
         if await self._storage.record_incident(
             key=key,
             bot_name=bot_name,

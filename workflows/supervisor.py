@@ -18,9 +18,13 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from workflows.heartbeat import HEARTBEAT_TIMEOUT
-    from workflows.supervision import SupervisionActivities, SupervisionSettings
+    from workflows.supervision import IncidentNote, SupervisionActivities, SupervisionSettings
 
 SUPERVISOR_WORKFLOW = "shipcordSupervisor"
+INCIDENTS_QUERY = "incidents"
+# The incidents a front end with another database can still copy (it looks every few
+# seconds; a round finds a handful at most).
+INCIDENTS_KEPT = 50
 ROUNDS_PER_RUN = 200
 ROUND_TIMEOUT = timedelta(minutes=5)
 ROUND_RETRY = RetryPolicy(
@@ -40,11 +44,23 @@ def supervisor_workflow_id(task_queue: str, host: str | None = None) -> str:
 
 @workflow.defn(name=SUPERVISOR_WORKFLOW)
 class ReleaseSupervisorWorkflow:
+    def __init__(self) -> None:
+        self._incidents: list[IncidentNote] = []
+
+    @workflow.query(name=INCIDENTS_QUERY)
+    def incidents(self) -> list[IncidentNote]:
+        """The latest incidents of this host: the host's own database has them all, the
+        front end copies them from here (by key, so twice is once)."""
+        return self._incidents
+
     @workflow.run
-    async def run(self, settings: SupervisionSettings) -> None:
+    async def run(
+        self, settings: SupervisionSettings, incidents: list[IncidentNote] | None = None
+    ) -> None:
+        self._incidents = list(incidents or [])
         for _ in range(ROUNDS_PER_RUN):
             try:
-                await workflow.execute_activity_method(
+                report = await workflow.execute_activity_method(
                     SupervisionActivities.reconcile,
                     settings,
                     task_queue=settings.task_queue,
@@ -52,7 +68,8 @@ class ReleaseSupervisorWorkflow:
                     heartbeat_timeout=HEARTBEAT_TIMEOUT,
                     retry_policy=ROUND_RETRY,
                 )
+                self._incidents = (self._incidents + report.incidents)[-INCIDENTS_KEPT:]
             except ActivityError as error:
                 workflow.logger.warning("Supervision round failed: %s", error.cause or error)
             await workflow.sleep(timedelta(seconds=settings.interval_seconds))
-        workflow.continue_as_new(settings)
+        workflow.continue_as_new(args=[settings, self._incidents])

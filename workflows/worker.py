@@ -151,9 +151,10 @@ async def ensure_supervisor(
     """Start the supervisor of the settings' host, or keep the one that runs."""
     if settings.host is not None:
         await retire_supervisor_before_hosts(client, task_queue)
+    # Both arguments, always: the SDK decodes by the signature only when the counts match.
     await client.start_workflow(
         ReleaseSupervisorWorkflow.run,
-        settings,
+        args=[settings, []],
         id=supervisor_workflow_id(task_queue, settings.host),
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
