@@ -193,6 +193,8 @@ async def test_two_hosts_keep_their_own_releases_and_a_lost_host_is_a_clear_stat
 
     listing = await cluster.command("status", {})
     assert "**alpha**: up" in listing and "**beta**: up" in listing, listing
+    history = await cluster.command("history", {"bot": "on-beta"})
+    assert "#1 on beta " in history, history
 
     # Host beta is lost (its worker, and the bot running there, killed).
     [beta_release] = await cluster.releases("beta", "on-beta")

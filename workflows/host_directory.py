@@ -69,6 +69,10 @@ class HostDirectory:
         self._timeout = timedelta(seconds=heartbeat_timeout)
         self.default_host = default_host
 
+    @property
+    def heartbeat_timeout(self) -> timedelta:
+        return self._timeout
+
     def names(self) -> list[str]:
         return sorted(set(self._names()))
 

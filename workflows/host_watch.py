@@ -6,15 +6,17 @@ front end's SQLite: the bots whose target runs there and that were ever deployed
 owner and channel are those of the latest deployment). The incident notifier tells each
 owner once. The host's last known state is the kind of its latest host incident, so a
 restarted front end neither repeats nor misses a change; a host never seen gone counts as
-up. Each round also copies the hosts' supervision incidents (restarts, crash loops) from
-their supervisors into the front end's SQLite, by key, so each is told once even where the
-host keeps its own database.
+up, and no host is called gone before the watch has looked for a whole heartbeat timeout
+(a worker started a moment ago may not have polled yet). Each round also copies the hosts'
+supervision incidents (restarts, crash loops) from their supervisors into the front end's
+SQLite, by key, so each is told once even where the host keeps its own database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from datetime import UTC, datetime
 
 import structlog
@@ -61,6 +63,7 @@ class HostWatch:
         self._targets = targets
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._watching_since: float | None = None
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -84,6 +87,7 @@ class HostWatch:
     async def check_all(self) -> int:
         """One round; returns how many incidents it recorded."""
         recorded = 0
+        self._watched_long_enough()  # the watch starts with its first round
         for host in await self._directory.describe():
             recorded += await self._check(host)
             recorded += await self._copy_incidents(host.name)
@@ -107,7 +111,15 @@ class HostWatch:
             )
         return copied
 
+    def _watched_long_enough(self) -> bool:
+        now = time.monotonic()
+        if self._watching_since is None:
+            self._watching_since = now
+        return now - self._watching_since >= self._directory.heartbeat_timeout.total_seconds()
+
     async def _check(self, host: HostInfo) -> int:
+        if not host.alive and not self._watched_long_enough():
+            return 0
         latest = await self._storage.latest_incident_keyed(host_key_prefix(host.name))
         was_alive = latest is None or latest.kind == HOST_BACK
         if host.alive == was_alive:

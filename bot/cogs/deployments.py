@@ -25,6 +25,7 @@ from bot.replies import UserError, fit, reply
 from bot.rows import closed_result
 from storage import DeploymentConflict, DeploymentRecord, IncidentRecord
 from workflows.client import is_unreachable
+from workflows.hosts import DEFAULT_HOST
 from workflows.models import DeploymentInput, DeploymentStatus, validate_version
 
 log = structlog.get_logger(__name__)
@@ -184,7 +185,7 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         status = snapshot.status or self.bot.board.last_status(record.workflow_id)
         detail = render_status_detail(record, status, snapshot.result, now=now, workflow_url=url)
         host = status.host if status is not None else None
-        if host is not None:
+        if host is not None and host != DEFAULT_HOST:  # one machine: as before hosts
             detail += f"\nHost: {host}"
         if snapshot.is_open and snapshot.status is None:
             detail += "\nNo worker answers yet (restarting?): this is the last known status."
