@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from bot.render import format_duration, mention, parse_timestamp, shorten
 from bot.rows import closed_result
 from storage import DeploymentRecord
+from workflows.hosts import DEFAULT_HOST
 from workflows.models import DeploymentState
 
 PAGE_SIZE = 10
@@ -41,6 +42,8 @@ def history_line(record: DeploymentRecord, workflow_url: str | None, now: dateti
         release = f"#{result.release_number} " if result.release_number else ""
         if result.restored_release:
             release += f"(rollback to #{result.restored_release}) "
+        if result.host and result.host != DEFAULT_HOST:
+            release += f"on {result.host} "
         finished = parse_timestamp(record.finished_at)
         took = format_duration((finished - started).total_seconds()) if started and finished else ""
     link = f" · [workflow](<{workflow_url}>)" if workflow_url else ""

@@ -29,7 +29,15 @@ log = structlog.get_logger(__name__)
 NONCE_LENGTH = 25
 # Incidents older than this are not told any more (say, after a long outage of the bot).
 TELL_HORIZON = timedelta(days=1)
-ICONS = {"restarted": "🔁", "crash_looping": "🚨", "orphan_stopped": "🧹"}
+ICONS = {
+    "restarted": "🔁",
+    "crash_looping": "🚨",
+    "orphan_stopped": "🧹",
+    "host_gone": "🔴",
+    "host_back": "🟢",
+}
+# The bot may be down, or cannot be helped: its owner hears of it by DM as well.
+DM_KINDS = frozenset({"crash_looping", "host_gone"})
 
 
 def incident_nonce(incident: IncidentRecord, where: str) -> str:
@@ -99,7 +107,7 @@ class IncidentNotifier:
         if deployment is not None and deployment.channel_id:
             if not await self._post(incident, deployment, text):
                 return False
-        if incident.kind == "crash_looping" and owner_id and is_snowflake(owner_id):
+        if incident.kind in DM_KINDS and owner_id and is_snowflake(owner_id):
             if not await self._send_dm(incident, int(owner_id), text):
                 return False
         if deployment is None or not deployment.channel_id:

@@ -42,8 +42,10 @@ from shipcord.temporal_client import TemporalUnavailable, connect_temporal
 from storage import Storage
 from workflows import tokens
 from workflows.client import DeploymentClient, DeploymentService
+from workflows.host_directory import HostDirectory, known_hosts
+from workflows.host_watch import HostWatch
 from workflows.supervision import SupervisionSettings
-from workflows.targets import TargetsError, load_targets
+from workflows.targets import TargetRegistry, TargetsError, load_targets
 from workflows.worker import engine_worker
 
 log = structlog.get_logger(__name__)
@@ -226,11 +228,14 @@ async def serve(settings: Settings, *, with_bot: bool, with_worker: bool) -> int
                     discord_api_base=settings.discord_api_base,
                     supervision=SupervisionSettings(interval_seconds=settings.reconcile_interval),
                     docker_network=settings.docker_network,
+                    host=settings.host,
+                    default_host=settings.resolved_default_host,
+                    host_start_timeout=settings.host_start_timeout,
                 )
             )
             announce(
                 f"Worker running: address {address}, namespace {settings.temporal_namespace}, "
-                f"task queue {settings.temporal_task_queue}"
+                f"task queue {settings.temporal_task_queue}, host {settings.host}"
             )
         if web_ui:
             announce(f"Temporal Web UI: {web_ui}")
@@ -279,13 +284,30 @@ async def start_bot(
     stack: AsyncExitStack,
 ) -> asyncio.Task[None]:
     deployments = DeploymentClient(client, settings.temporal_task_queue)
+    targets = TargetRegistry(settings.targets_file)
+    hosts = HostDirectory(
+        client,
+        settings.temporal_task_queue,
+        names=known_hosts(targets, settings.resolved_default_host),
+        heartbeat_timeout=settings.host_heartbeat_timeout,
+        default_host=settings.resolved_default_host,
+    )
     bot = ShipcordBot(
         config=config,
-        service=DeploymentService(deployments, storage),
+        service=DeploymentService(deployments, storage, hosts=hosts),
         storage=storage,
         meter=PrometheusMeter(),
     )
     stack.push_async_callback(bot.close)
+    # Hosts that go or come back become incidents, which the bot tells their owners.
+    watch = HostWatch(
+        directory=hosts,
+        storage=storage,
+        targets=targets,
+        interval=settings.host_watch_interval,
+    )
+    watch.start()
+    stack.push_async_callback(watch.stop)
     task = asyncio.create_task(bot.start(token), name="discord-bot")
     return task
 

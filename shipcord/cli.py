@@ -39,8 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"shipcord {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("run", help="the Discord bot and the worker in one process (default)")
-    commands.add_parser("worker", help="only the Temporal worker (run many to scale out)")
+    run = commands.add_parser("run", help="the Discord bot and the worker in one process (default)")
+    worker = commands.add_parser(
+        "worker", help="only the Temporal worker (run many to scale out, on many hosts)"
+    )
+    for parser_with_host in (run, worker):
+        parser_with_host.add_argument(
+            "--host",
+            metavar="NAME",
+            help="the host this worker runs on (overrides SHIPCORD_HOST; default: local)",
+        )
     commands.add_parser("bot", help="only the Discord front end")
     check = commands.add_parser(
         "check", help="validate settings, targets file, Temporal and the Discord token"
@@ -67,8 +75,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = args.command or "run"
     handed_over = HANDOVER_VARIABLE in os.environ
     received = receive_secrets()
+    overrides = setting_overrides(received)
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
     try:
-        settings = load_settings(**setting_overrides(received))
+        settings = load_settings(**overrides)
     except SettingsError as error:
         sys.exit(fail(str(error), EXIT_CONFIG))
     if command in LONG_RUNNING and not handed_over:

@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from workflows.hosts import DEFAULT_HOST, HostName
 from workflows.models import DEFAULT_API_BASE, DEFAULT_TASK_QUEUE
 from workflows.validation import validation_problems
 
@@ -160,6 +161,24 @@ class Settings(BaseSettings):
     docker_network: NonBlank = Field(
         "shipcord-releases", validation_alias="SHIPCORD_DOCKER_NETWORK"
     )
+    # The host this worker runs on (`shipcord worker --host NAME` overrides it): a stable
+    # name, not the machine's hostname, since its releases and supervisor are found by it.
+    host: HostName = Field(DEFAULT_HOST, validation_alias="SHIPCORD_HOST")
+    # Where a target without `host` runs (default: this worker's host). Set it to the same
+    # value on every worker once there are several hosts.
+    default_host: HostName | None = Field(None, validation_alias="SHIPCORD_DEFAULT_HOST")
+    # How long an activity waits for a worker of its host before the deployment fails with
+    # "host NAME has no running worker" (the guide's schedule-to-start: 1 minute).
+    host_start_timeout: float = Field(
+        60.0, gt=0, le=600, validation_alias="SHIPCORD_HOST_START_TIMEOUT"
+    )
+    # A host whose workers have not polled its queue for this long is gone (an idle worker
+    # polls at least once per the server's long-poll interval, a minute by default).
+    host_heartbeat_timeout: float = Field(
+        90.0, gt=0, validation_alias="SHIPCORD_HOST_HEARTBEAT_TIMEOUT"
+    )
+    # Seconds between two looks of the front end at the hosts' heartbeats.
+    host_watch_interval: float = Field(10.0, gt=0, validation_alias="SHIPCORD_HOST_WATCH_INTERVAL")
 
     # -- field validators -------------------------------------------------------------------
 
@@ -176,6 +195,7 @@ class Settings(BaseSettings):
         "discord_dev_guild_id",
         "admin_role",
         "metrics_port",
+        "default_host",
         mode="before",
     )
     @classmethod
@@ -291,6 +311,11 @@ class Settings(BaseSettings):
         self.discord_token = SecretStr(token)
 
     # -- derived values -----------------------------------------------------------------------
+
+    @property
+    def resolved_default_host(self) -> str:
+        """Where a target without `host` runs."""
+        return self.default_host or self.host
 
     @property
     def database_path(self) -> Path:

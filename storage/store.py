@@ -538,6 +538,14 @@ class Storage:
         )
         return [IncidentRecord.from_row(row) for row in rows]
 
+    async def latest_incident_keyed(self, key_prefix: str) -> IncidentRecord | None:
+        """The most recent incident whose key starts with `key_prefix`."""
+        row = await self._fetch_one(
+            "SELECT * FROM incidents WHERE substr(key, 1, ?) = ? ORDER BY id DESC LIMIT 1",
+            (len(key_prefix), key_prefix),
+        )
+        return IncidentRecord.from_row(row) if row else None
+
     async def latest_deployment_of(self, bot_name: str) -> DeploymentRecord | None:
         """The bot's most recent deployment row (where its owner and channel are)."""
         row = await self._fetch_one(

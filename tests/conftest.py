@@ -32,6 +32,12 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         dev_server_existing_path=find_executable("temporal"),
+        # Idle workers poll again every 2 s instead of every minute, so a host's heartbeat
+        # (its workers' last poll) goes stale within seconds of its last worker dying.
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            'matching.longPollExpirationInterval="2s"',
+        ],
     )
     try:
         yield env

@@ -749,3 +749,33 @@ async def test_docker_stop_mid_deployment_exits_0_and_the_deployment_finishes_af
                 await docker_async("rm", "--force", container)
             await docker_async("volume", "rm", "--force", volume)
             await docker_async("network", "rm", network)
+
+
+def test_compose_hosts_runs_one_front_end_and_workers_on_two_hosts(compose_cli: str) -> None:
+    result = compose(
+        compose_cli,
+        "--file",
+        "docker-compose.production.yml",
+        "--file",
+        "docker-compose.hosts.yml",
+        "config",
+        "--format",
+        "json",
+        env=COMPOSE_ENV,
+    )
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert services["shipcord"]["command"] == ["shipcord", "bot"]
+    data_volumes = set()
+    for host in ("alpha", "beta"):
+        worker = services[f"worker-{host}"]
+        assert worker["command"] == ["shipcord", "worker", "--host", host]
+        assert worker["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
+        assert worker["environment"]["SHIPCORD_DEFAULT_HOST"] == "alpha"
+        assert worker["depends_on"]["temporal"]["condition"] == "service_healthy"
+        assert not worker.get("ports")
+        [data] = [v for v in worker["volumes"] if v["target"] == "/data"]
+        data_volumes.add(data["source"])
+    # Nothing shared but Temporal: each host and the front end has its own data folder.
+    [front_data] = [v for v in services["shipcord"]["volumes"] if v["target"] == "/data"]
+    assert len(data_volumes | {front_data["source"]}) == 3

@@ -93,6 +93,11 @@ def test_every_variable_is_read_from_the_environment(
         "SHIPCORD_PAYLOAD_KEY": PAYLOAD_KEY,
         "SHIPCORD_CODEC_PORT": "8300",
         "SHIPCORD_CODEC_IP": "0.0.0.0",
+        "SHIPCORD_HOST": "beta",
+        "SHIPCORD_DEFAULT_HOST": "alpha",
+        "SHIPCORD_HOST_START_TIMEOUT": "20",
+        "SHIPCORD_HOST_HEARTBEAT_TIMEOUT": "45",
+        "SHIPCORD_HOST_WATCH_INTERVAL": "5",
     }
     # DISCORD_TOKEN_FILE stands in for DISCORD_TOKEN: it has tests of its own.
     assert set(environment) | {"DISCORD_TOKEN_FILE"} == set(ENV_NAMES), "covers every setting"
@@ -128,6 +133,9 @@ def test_every_variable_is_read_from_the_environment(
     assert (settings.metrics_port, settings.sdk_metrics_port) == (9100, 9101)
     assert settings.sdk_metrics_bind == "0.0.0.0:9101"
     assert settings.docker_network == "bots"
+    assert (settings.host, settings.resolved_default_host) == ("beta", "alpha")
+    assert settings.host_start_timeout == 20.0
+    assert (settings.host_heartbeat_timeout, settings.host_watch_interval) == (45.0, 5.0)
     assert settings.payload_key_bytes == bytes(range(32))
     assert (settings.codec_port, settings.codec_url) == (8300, "http://127.0.0.1:8300")
     assert not settings.embedded_temporal
@@ -298,3 +306,18 @@ def test_blank_values_mean_unset() -> None:
 def test_unknown_override_is_a_programming_error() -> None:
     with pytest.raises(TypeError, match="temporal_prot"):
         load(temporal_prot=7233)
+
+
+def test_the_host_defaults_to_local_and_is_its_own_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SHIPCORD_HOST", raising=False)
+    monkeypatch.setenv("SHIPCORD_DEFAULT_HOST", "")
+    settings = load()
+    assert (settings.host, settings.resolved_default_host) == ("local", "local")
+
+
+def test_a_host_name_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPCORD_HOST", "Not A Host")
+    with pytest.raises(SettingsError, match="SHIPCORD_HOST"):
+        load()

@@ -144,3 +144,18 @@ async def test_notification_claimed_once_and_snapshot_kept_first(storage: Storag
     assert await storage.save_command_snapshot("w", application_id="9", commands=[{"name": "a"}])
     assert not await storage.save_command_snapshot("w", application_id="9", commands=[])
     assert await storage.get_command_snapshot("w") == ("9", [{"name": "a"}])
+
+
+async def test_the_latest_incident_by_key_prefix(storage: Storage) -> None:
+    assert await storage.latest_incident_keyed("host:beta:") is None
+    for key, kind in (
+        ("host:beta:host_gone:1:echo", "host_gone"),
+        ("host:betamax:host_gone:2:echo", "host_gone"),
+        ("host:beta:host_back:3:echo", "host_back"),
+        ("restart:7:x", "restarted"),
+    ):
+        await storage.record_incident(key=key, bot_name="echo", kind=kind, message="m")
+    latest = await storage.latest_incident_keyed("host:beta:")
+    assert latest is not None and latest.key == "host:beta:host_back:3:echo"
+    latest = await storage.latest_incident_keyed("host:betamax:")
+    assert latest is not None and latest.kind == "host_gone"

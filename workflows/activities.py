@@ -31,12 +31,15 @@ from storage import ReleaseRecord, ReleasesInFlight, Storage
 from workflows.activity_models import (
     CreateReleaseInput,
     DeploymentRef,
+    RecalledRelease,
+    RecallInput,
     ReleaseInfo,
     ReleaseRef,
     StepReport,
     ValidatedDeployment,
 )
 from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
+from workflows.hosts import DEFAULT_HOST
 from workflows.models import validate_version
 from workflows.release_operator import ReleaseOperator, invalid, runtime_errors
 from workflows.releases import Release
@@ -79,21 +82,33 @@ class DeploymentActivities:
         releases: ReleaseOperator,
         targets: TargetRegistry,
         http: aiohttp.ClientSession,
+        default_host: str = DEFAULT_HOST,
+        host_start_timeout: float = 60.0,
     ) -> None:
         self._storage = storage
         self._discord = discord
         self._releases = releases
         self._targets = targets
         self._http = http
+        self._default_host = default_host
+        self._host_start_timeout = host_start_timeout
 
     @property
     def releases(self) -> ReleaseOperator:
         return self._releases
 
     def functions(self) -> list[Callable[..., Any]]:
-        """Every activity, as registered with a worker."""
+        """Every activity (one worker serving both queues, as in the engine tests)."""
+        return [*self.shared_functions(), *self.host_functions()]
+
+    def shared_functions(self) -> list[Callable[..., Any]]:
+        """The activities any host may run: they touch no release (shared task queue)."""
+        return [self.validate_deployment]
+
+    def host_functions(self) -> list[Callable[..., Any]]:
+        """The activities that touch a release: only its host runs them (its own queue)."""
         return [
-            self.validate_deployment,
+            self.recall_release,
             self.create_bot_record,
             self.deploy_to_platform,
             self.run_health_check,
@@ -108,17 +123,21 @@ class DeploymentActivities:
 
     @activity.defn
     async def validate_deployment(self, ref: DeploymentRef) -> ValidatedDeployment:
-        """The only read of the targets file: the target travels with the deployment.
+        """The only read of the targets file: the target travels with the deployment, with
+        the host it runs on resolved here, once.
 
         A rollback deploys the version and the target recorded with the release it puts
-        back; the bot must still be declared, and the targets file's approval applies.
+        back (read on that release's host, by `recall_release`); the bot must still be
+        declared, and the targets file's approval applies.
         """
         try:
             declared = self._targets.get(ref.bot_name)
-            target, version = declared, validate_version(ref.version)
-            if ref.restore_release is not None:
-                target, version = await self._restorable(ref.bot_name, ref.restore_release)
-            target.load_command_manifest()
+            host = declared.host or self._default_host
+            target = declared.model_copy(update={"host": host})
+            version = ref.version
+            if ref.restore_release is None:
+                version = validate_version(ref.version)
+                target.load_command_manifest()
         except (UnknownTarget, ValueError) as error:
             raise invalid(str(error)) from None
         self._releases.runtime(target.runtime)
@@ -133,9 +152,14 @@ class DeploymentActivities:
             restored_release=ref.restore_release,
             bot_user_id=str(user["id"]),
             application_id=str(application["id"]),
+            host=host,
+            host_start_timeout=self._host_start_timeout,
         )
 
-    async def _restorable(self, bot_name: str, number: int) -> tuple[Target, str]:
+    @activity.defn
+    async def recall_release(self, request: RecallInput) -> RecalledRelease:
+        """The target and version recorded with an earlier release, on its host."""
+        bot_name, number = request.bot_name, request.release_number
         record = await self._storage.get_release(bot_name, number)
         if record is None:
             raise invalid(f"{bot_name} has no release #{number} to roll back to.")
@@ -145,7 +169,11 @@ class DeploymentActivities:
                 f"Release #{number} of {bot_name} was recorded without its target, so it "
                 "cannot be put back; deploy its version instead."
             )
-        return release.target, record.version
+        try:
+            release.target.load_command_manifest()
+        except TargetsError as error:
+            raise invalid(str(error)) from None
+        return RecalledRelease(target=release.target, version=record.version)
 
     @activity.defn
     async def create_bot_record(self, request: CreateReleaseInput) -> ReleaseInfo:

@@ -31,6 +31,22 @@ class ValidatedDeployment(BaseModel):
     restored_release: int | None = None
     bot_user_id: str
     application_id: str
+    # Where the release runs, and how long its activities wait for a worker there; absent
+    # in histories from before hosts, whose activities all ran on the shared queue.
+    host: str | None = None
+    host_start_timeout: float | None = None
+
+
+class RecallInput(BaseModel):
+    """A rollback: the earlier release to put back, read from its host's records."""
+
+    bot_name: str
+    release_number: int
+
+
+class RecalledRelease(BaseModel):
+    target: Target
+    version: str
 
 
 class CreateReleaseInput(BaseModel):

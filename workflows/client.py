@@ -21,6 +21,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from storage import DeploymentConflict, DeploymentRecord, DuplicateWorkflowId, Storage
+from workflows.host_directory import HostDirectory, HostInfo
 from workflows.models import (
     APPROVE_SIGNAL,
     PAUSE_SIGNAL,
@@ -245,11 +246,22 @@ class DeploymentService:
         *,
         clock: Callable[[], int] = unix_ms,
         start_timeout: float = START_TIMEOUT_SECONDS,
+        hosts: HostDirectory | None = None,
     ) -> None:
         self.deployments = deployments
         self._storage = storage
         self._clock = clock
         self._start_timeout = start_timeout
+        self._hosts = hosts
+
+    async def hosts(self) -> list[HostInfo]:
+        """The known hosts and their heartbeats (none without a host directory)."""
+        if self._hosts is None:
+            return []
+        try:
+            return await self._hosts.describe()
+        except RPCError:
+            return []  # /status still answers; the deployments say Temporal is unreachable
 
     async def start(
         self,

@@ -209,6 +209,8 @@ class DeploymentStatus(CamelModel):
     approval_role: str | None = None
     approval_deadline: datetime | None = None
     approval: ApprovalRecord | None = None
+    # The host the release runs on, once validation has resolved it.
+    host: str | None = None
 
 
 class DeploymentResult(CamelModel):
@@ -225,6 +227,7 @@ class DeploymentResult(CamelModel):
     progress: int | None = None
     compensations: list[CompensationRecord] = Field(default_factory=list)
     approval: ApprovalRecord | None = None
+    host: str | None = None
 
     @property
     def final_state(self) -> DeploymentState:

@@ -35,12 +35,28 @@ class SupervisionSettings(BaseModel):
     restart_limit: int = Field(5, ge=1)
     restart_window_seconds: float = Field(600.0, gt=0)
     max_backoff_seconds: float = Field(60.0, ge=0)
+    # The host supervised, and its queue, where the rounds run (None: the shared queue,
+    # as a supervisor started before hosts does).
+    host: str | None = None
+    task_queue: str | None = None
+
+
+class IncidentNote(BaseModel):
+    """An incident as the host recorded it, for a front end with another database."""
+
+    key: str
+    bot_name: str
+    kind: str
+    message: str
+    release_number: int | None = None
+    workflow_id: str | None = None
 
 
 class ReconcileReport(BaseModel):
     restarted: list[str] = Field(default_factory=list)
     crash_looping: list[str] = Field(default_factory=list)
     stopped: list[str] = Field(default_factory=list)
+    incidents: list[IncidentNote] = Field(default_factory=list)
 
 
 def iso(moment: datetime) -> str:
@@ -78,6 +94,7 @@ class SupervisionActivities:
                 continue
             await runtime.stop(handle)
             await self._incident(
+                report,
                 f"orphan:{marker}:{handle.pid or handle.container_id}",
                 bot_name,
                 "orphan_stopped",
@@ -115,6 +132,7 @@ class SupervisionActivities:
         await self._releases.stop(release)
         await self._storage.set_release_status(record.id, "stopped")
         await self._incident(
+            report,
             f"abandoned:{record.id}",
             record.bot_name,
             "abandoned_stopped",
@@ -152,6 +170,7 @@ class SupervisionActivities:
                 ReleaseWatch(record.id, tuple(recent), None, crash_looping=True)
             )
             await self._incident(
+                report,
                 f"crash-loop:{record.id}:{recent[0]}",
                 record.bot_name,
                 "crash_looping",
@@ -170,6 +189,7 @@ class SupervisionActivities:
             ReleaseWatch(record.id, tuple(recent), iso(now + timedelta(seconds=backoff)), False)
         )
         await self._incident(
+            report,
             f"restart:{record.id}:{iso(now)}",
             record.bot_name,
             "restarted",
@@ -183,6 +203,7 @@ class SupervisionActivities:
 
     async def _incident(
         self,
+        report: ReconcileReport,
         key: str,
         bot_name: str,
         kind: str,
@@ -191,6 +212,17 @@ class SupervisionActivities:
         release_number: int | None,
         workflow_id: str | None,
     ) -> None:
+        # Reported whether new or not: a retried round must not lose it on its way out.
+        report.incidents.append(
+            IncidentNote(
+                key=key,
+                bot_name=bot_name,
+                kind=kind,
+                message=message,
+                release_number=release_number,
+                workflow_id=workflow_id,
+            )
+        )
         if await self._storage.record_incident(
             key=key,
             bot_name=bot_name,

@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 import workflows.tokens as tokens
+from workflows.hosts import HostName
 from workflows.models import Snowflake, quoted, validate_bot_name
 from workflows.validation import validation_problems
 
@@ -127,6 +128,9 @@ class Target(BaseModel):
     deploy_users: list[Snowflake] = Field(default_factory=list)
     # A deployment waits for this approval before "Deploying to platform".
     approval: ApprovalRule | None = None
+    # The host it runs on (None: the default host, see SHIPCORD_DEFAULT_HOST). The copy
+    # recorded with a release always names the host it was deployed to.
+    host: HostName | None = None
 
     @field_validator("name")
     @classmethod

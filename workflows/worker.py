@@ -1,7 +1,9 @@
 """Building the Temporal worker: botDeploymentWorkflow, the supervisor, their activities.
 
-With supervision on, starting a worker also makes sure the installation's supervisor
-workflow runs (one per task queue; an existing one is kept).
+A worker runs on one host and polls two queues: the shared task queue (workflows and the
+activities that touch no release) and its host's own queue (the activities that touch a
+release, and supervision rounds). With supervision on, starting a worker also makes sure
+its host's supervisor workflow runs (an existing one is kept).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -22,6 +25,7 @@ from storage import Storage
 from workflows.activities import DeploymentActivities
 from workflows.discord_rest import DiscordRest
 from workflows.heartbeat import AutoHeartbeat
+from workflows.hosts import DEFAULT_HOST, host_task_queue
 from workflows.log_context import ActivityLogContext
 from workflows.redacting_interceptor import RedactActivityFailures
 from workflows.release_operator import ReleaseOperator
@@ -56,11 +60,12 @@ def create_worker(
     activities: Sequence[Callable[..., Any]],
     max_concurrent_activities: int = 50,
     interceptors: Sequence[Interceptor] = (),
+    with_workflows: bool = True,
 ) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[BotDeploymentWorkflow, ReleaseSupervisorWorkflow],
+        workflows=[BotDeploymentWorkflow, ReleaseSupervisorWorkflow] if with_workflows else [],
         workflow_runner=WORKFLOW_RUNNER,
         activities=activities,
         max_concurrent_activities=max_concurrent_activities,
@@ -123,6 +128,8 @@ async def deployment_activities(
     discord_api_base: str,
     runtimes: dict[str, Runtime] | None = None,
     docker_network: str = DEFAULT_NETWORK,
+    default_host: str = DEFAULT_HOST,
+    host_start_timeout: float = 60.0,
 ) -> AsyncIterator[DeploymentActivities]:
     """The activities with their dependencies: HTTP session, Discord client, runtimes."""
     register_target_tokens(targets_file)
@@ -142,19 +149,44 @@ async def deployment_activities(
             releases=releases,
             targets=TargetRegistry(targets_file),
             http=http,
+            default_host=default_host,
+            host_start_timeout=host_start_timeout,
         )
 
 
 async def ensure_supervisor(
     client: Client, *, task_queue: str, settings: SupervisionSettings
 ) -> None:
-    """Start the installation's supervisor, or keep the one that runs."""
+    """Start the supervisor of the settings' host, or keep the one that runs."""
+    if settings.host is not None:
+        await retire_supervisor_before_hosts(client, task_queue)
+    # Both arguments, always: the SDK decodes by the signature only when the counts match.
     await client.start_workflow(
         ReleaseSupervisorWorkflow.run,
-        settings,
-        id=supervisor_workflow_id(task_queue),
+        args=[settings, []],
+        id=supervisor_workflow_id(task_queue, settings.host),
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
+async def retire_supervisor_before_hosts(client: Client, task_queue: str) -> None:
+    """The one supervisor of an installation from before hosts would wait forever for a
+    round on the shared queue, where no worker takes rounds any more: end it."""
+    handle = client.get_workflow_handle(supervisor_workflow_id(task_queue))
+    try:
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await handle.terminate("replaced by one supervisor per host")
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+
+
+def host_supervision(
+    settings: SupervisionSettings, *, task_queue: str, host: str
+) -> SupervisionSettings:
+    return settings.model_copy(
+        update={"host": host, "task_queue": host_task_queue(task_queue, host)}
     )
 
 
@@ -171,8 +203,12 @@ async def engine_worker(
     interceptors: Sequence[Interceptor] = (),
     docker_network: str = DEFAULT_NETWORK,
     supervision: SupervisionSettings | None = None,
+    host: str = DEFAULT_HOST,
+    default_host: str | None = None,
+    host_start_timeout: float = 60.0,
 ) -> AsyncIterator[Worker]:
-    """Run a worker for the deployment engine for the duration of the block."""
+    """Run a worker for the deployment engine on `host` for the duration of the block: the
+    shared queue's worker (yielded) and the host queue's beside it."""
     async with deployment_activities(
         storage=storage,
         targets_file=targets_file,
@@ -180,15 +216,28 @@ async def engine_worker(
         discord_api_base=discord_api_base,
         runtimes=runtimes,
         docker_network=docker_network,
+        default_host=default_host or host,
+        host_start_timeout=host_start_timeout,
     ) as activities:
         supervising = SupervisionActivities(storage=storage, releases=activities.releases)
         worker = create_worker(
             client,
             task_queue=task_queue,
-            activities=[*activities.functions(), supervising.reconcile],
+            activities=activities.shared_functions(),
             interceptors=interceptors,
         )
-        async with worker:
+        host_worker = create_worker(
+            client,
+            task_queue=host_task_queue(task_queue, host),
+            activities=[*activities.host_functions(), supervising.reconcile],
+            interceptors=interceptors,
+            with_workflows=False,
+        )
+        async with worker, host_worker:
             if supervision is not None:
-                await ensure_supervisor(client, task_queue=task_queue, settings=supervision)
+                await ensure_supervisor(
+                    client,
+                    task_queue=task_queue,
+                    settings=host_supervision(supervision, task_queue=task_queue, host=host),
+                )
             yield worker

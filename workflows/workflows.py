@@ -13,7 +13,13 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutType,
+    is_cancelled_exception,
+)
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
@@ -23,11 +29,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows.activity_models import (
         CreateReleaseInput,
         DeploymentRef,
+        RecallInput,
         ReleaseInfo,
         ReleaseRef,
         StepReport,
     )
     from workflows.heartbeat import HEARTBEAT_TIMEOUT
+    from workflows.hosts import host_gone_message, host_task_queue
     from workflows.models import (
         APPROVE_SIGNAL,
         PAUSE_SIGNAL,
@@ -107,6 +115,15 @@ def format_timeout(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def never_started(error: BaseException) -> bool:
+    """True when an activity failed because no worker took it within schedule-to-start
+    (Temporal does not retry that timeout: the task would wait on the same queue)."""
+    cause: BaseException | None = error
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    return isinstance(cause, ActivityTimeout) and cause.type == TimeoutType.SCHEDULE_TO_START
+
+
 def describe_failure(error: BaseException) -> str:
     """The innermost message of an activity failure, which is what a person can act on."""
     cause: BaseException | None = error
@@ -123,6 +140,11 @@ class BotDeploymentWorkflow:
         self._status = DeploymentStatus()
         self._paused = False
         self._compensations: list[tuple[str, Compensation]] = []
+        # Set once validation has resolved where the release runs: the host's own task
+        # queue, and how long an activity may wait there for a worker.
+        self._host: str | None = None
+        self._host_queue: str | None = None
+        self._host_start_timeout = SCHEDULE_TO_START
 
     @workflow.run
     async def run(self, raw_request: Any) -> DeploymentResult:
@@ -161,6 +183,17 @@ class BotDeploymentWorkflow:
             )
             self._status.version = validated.version
             self._status.restored_release = validated.restored_release
+            self._use_host(validated.host, validated.host_start_timeout)
+            target, version = validated.target, validated.version
+            if validated.restored_release is not None and validated.host is not None:
+                recalled = await self._call(
+                    DeploymentActivities.recall_release,
+                    RecallInput(
+                        bot_name=request.bot_name, release_number=validated.restored_release
+                    ),
+                )
+                target, version = recalled.target, recalled.version
+                self._status.version = version
 
             await self._enter(Step.CREATING_RECORD)
             # Compensations are registered before their step runs: a step that failed
@@ -168,11 +201,7 @@ class BotDeploymentWorkflow:
             self._on_rollback(DeploymentActivities.mark_release_rolled_back, release_ref)
             release = await self._call(
                 DeploymentActivities.create_bot_record,
-                CreateReleaseInput(
-                    workflow_id=info.workflow_id,
-                    version=validated.version,
-                    target=validated.target,
-                ),
+                CreateReleaseInput(workflow_id=info.workflow_id, version=version, target=target),
             )
             self._note_release(release)
             if validated.approval is not None:
@@ -196,7 +225,7 @@ class BotDeploymentWorkflow:
                 raise
             refused = isinstance(error, ApplicationError) and error.type == APPROVAL_REFUSED
             final = DeploymentState.CANCELLED if cancelled or refused else DeploymentState.FAILED
-            message = "Deployment cancelled" if cancelled else describe_failure(error)
+            message = "Deployment cancelled" if cancelled else self._explain(error)
             self._status.last_error = None if cancelled or refused else message
             ended_at = (self._status.step, self._status.progress)
             await run_to_completion(self._roll_back())
@@ -301,6 +330,7 @@ class BotDeploymentWorkflow:
             previous_release_number=status.previous_release_number,
             restored_release=status.restored_release,
             approval=status.approval,
+            host=status.host,
             step=step,
             progress=progress,
             compensations=list(status.compensations),
@@ -343,7 +373,14 @@ class BotDeploymentWorkflow:
         self._status.state = DeploymentState.ROLLING_BACK
         self._status.step = Step.ROLLING_BACK.value
         self._status.updated_at = workflow.now()
+        host_gone = False
         for name, compensate in reversed(self._compensations):
+            if host_gone:
+                # Each would wait the whole schedule-to-start for the same missing worker.
+                self._status.compensations.append(
+                    CompensationRecord(name=name, ok=False, detail=self._host_gone_detail())
+                )
+                continue
             try:
                 report = await compensate()
                 self._status.compensations.append(
@@ -351,7 +388,8 @@ class BotDeploymentWorkflow:
                 )
             except ActivityError as error:
                 # One failed compensation must not stop the others from running.
-                detail = describe_failure(error)
+                host_gone = never_started(error)
+                detail = self._explain(error)
                 workflow.logger.warning("Compensation %s failed: %s", name, detail)
                 self._status.compensations.append(
                     CompensationRecord(name=name, ok=False, detail=detail)
@@ -359,17 +397,38 @@ class BotDeploymentWorkflow:
             self._status.updated_at = workflow.now()
         self._status.step = Step.ROLLED_BACK.value
 
+    def _use_host(self, host: str | None, start_timeout: float | None) -> None:
+        """From here on, activities run on the release's host (None: a history from before
+        hosts, whose activities all ran on the shared queue)."""
+        if host is None:
+            return
+        self._host = host
+        self._host_queue = host_task_queue(workflow.info().task_queue, host)
+        self._status.host = host
+        if start_timeout is not None:
+            self._host_start_timeout = timedelta(seconds=start_timeout)
+
+    def _host_gone_detail(self) -> str:
+        return f"not run: {host_gone_message(self._host or '?')}"
+
+    def _explain(self, error: BaseException) -> str:
+        if self._host is not None and never_started(error):
+            return host_gone_message(self._host)
+        return describe_failure(error)
+
     async def _call(
         self,
         activity: Callable[[DeploymentActivities, ArgT], Awaitable[ResultT]],
         argument: ArgT,
     ) -> ResultT:
+        # Every activity after validation touches the release, on its host's queue.
         result = await workflow.execute_activity_method(
             activity,
             argument,
+            task_queue=self._host_queue,
             start_to_close_timeout=START_TO_CLOSE,
             schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
-            schedule_to_start_timeout=SCHEDULE_TO_START,
+            schedule_to_start_timeout=self._host_start_timeout,
             retry_policy=RETRY_POLICY,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             # A cancelled step must have stopped before its compensation starts.

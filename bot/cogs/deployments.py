@@ -13,6 +13,7 @@ from discord.ext import commands
 from bot.choices import deployment_choices, name_choices
 from bot.client import ShipcordBot
 from bot.control import TEMPORAL_UNREACHABLE
+from bot.hosts_view import render_hosts, worth_showing
 from bot.launch import launch
 from bot.permissions import Actor
 from bot.render import (
@@ -27,6 +28,7 @@ from bot.rows import closed_result
 from bot.schedule import BadTime, parse_when
 from storage import DeploymentRecord, IncidentRecord
 from workflows.client import is_unreachable
+from workflows.hosts import DEFAULT_HOST
 from workflows.models import DeploymentInput, DeploymentStatus, validate_version
 
 log = structlog.get_logger(__name__)
@@ -146,6 +148,9 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
             return fit(scheduled + (f"\n[Open in Temporal Web UI](<{url}>)" if url else ""))
         status = snapshot.status or self.bot.board.last_status(record.workflow_id)
         detail = render_status_detail(record, status, snapshot.result, now=now, workflow_url=url)
+        host = status.host if status is not None else None
+        if host is not None and host != DEFAULT_HOST:  # one machine: as before hosts
+            detail += f"\nHost: {host}"
         if snapshot.is_open and snapshot.status is None:
             detail += "\nNo worker answers yet (restarting?): this is the last known status."
         return fit(detail)
@@ -181,6 +186,9 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         incidents = await self._recent_incidents(actor)
         if incidents:
             listing += "\n\nRecent incidents:\n" + "\n".join(map(incident_line, incidents))
+        hosts = await self.bot.service.hosts()
+        if worth_showing(hosts):
+            listing += "\n\n" + render_hosts(hosts)
         return fit(listing)
 
     async def _recent_incidents(self, actor: Actor) -> list[IncidentRecord]:

@@ -24,11 +24,17 @@ from storage import Storage
 from tests.discord_double import DiscordDouble
 from workflows.activities import DeploymentActivities
 from workflows.client import DeploymentClient, unix_ms
+from workflows.hosts import DEFAULT_HOST, host_task_queue
 from workflows.models import DeploymentInput, DeploymentStatus, deployment_workflow_id
 from workflows.runtimes.process import MARKER_VARIABLE
 from workflows.supervision import SupervisionActivities, SupervisionSettings
 from workflows.supervisor import supervisor_workflow_id
-from workflows.worker import create_worker, deployment_activities, ensure_supervisor
+from workflows.worker import (
+    create_worker,
+    deployment_activities,
+    ensure_supervisor,
+    host_supervision,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 ECHO_TOKEN_ENV = "SHIPCORD_TEST_ECHO_TOKEN"
@@ -236,6 +242,14 @@ async def running_engine(
         worker = create_worker(
             client, task_queue=task_queue, activities=functions, interceptors=[gate]
         )
+        # The host's own queue, where every activity after validation runs.
+        host_worker = create_worker(
+            client,
+            task_queue=host_task_queue(task_queue, DEFAULT_HOST),
+            activities=functions,
+            interceptors=[gate],
+            with_workflows=False,
+        )
         engine = Engine(
             client=client,
             deployments=DeploymentClient(client, task_queue),
@@ -246,10 +260,13 @@ async def running_engine(
             task_queue=task_queue,
         )
         try:
-            async with worker:
+            async with worker, host_worker:
                 if supervision is not None:
-                    await ensure_supervisor(client, task_queue=task_queue, settings=supervision)
-                    engine.workflow_ids.append(supervisor_workflow_id(task_queue))
+                    settings = host_supervision(
+                        supervision, task_queue=task_queue, host=DEFAULT_HOST
+                    )
+                    await ensure_supervisor(client, task_queue=task_queue, settings=settings)
+                    engine.workflow_ids.append(supervisor_workflow_id(task_queue, DEFAULT_HOST))
                 yield engine
         finally:
             for workflow_id in engine.workflow_ids:

@@ -37,10 +37,15 @@ class StandIns:
     """Every activity, doing nothing but noting its call; `failing` ones raise."""
 
     def __init__(
-        self, failing: set[str] | None = None, approval: ApprovalRule | None = None
+        self,
+        failing: set[str] | None = None,
+        approval: ApprovalRule | None = None,
+        host: str | None = None,
     ) -> None:
         self.failing = failing or set()
         self.approval = approval
+        # Validation names this host, whose queue no worker of the test polls.
+        self.host = host
         self.calls: list[str] = []
 
     def _note(self, name: str) -> None:
@@ -57,6 +62,8 @@ class StandIns:
             approval=self.approval,
             bot_user_id="1",
             application_id="2",
+            host=self.host,
+            host_start_timeout=1.0 if self.host else None,
         )
 
     @activity.defn(name=A.create_bot_record.__name__)
@@ -151,6 +158,21 @@ async def test_success_runs_each_step_once_and_reports_the_release(run: Any) -> 
     assert result.success and result.state is DeploymentState.SUCCEEDED
     assert (result.release_number, result.previous_release_number) == (4, 3)
     assert (result.step, result.progress, result.compensations) == ("Deployed", 100, [])
+
+
+async def test_a_host_without_a_worker_fails_clearly_and_says_what_was_not_undone(
+    run: Any,
+) -> None:
+    stand_ins = StandIns(host="nowhere")
+    result = await run(stand_ins)
+    assert stand_ins.calls == [A.validate_deployment.__name__]
+    assert result.state is DeploymentState.FAILED
+    assert result.error == "host nowhere has no running worker"
+    assert (result.host, result.step) == ("nowhere", "Creating bot record")
+    # The one compensation registered was tried on the host, which still had no worker.
+    assert [(c.name, c.ok, c.detail) for c in result.compensations] == [
+        (A.mark_release_rolled_back.__name__, False, "host nowhere has no running worker")
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,258 @@
+"""Past one machine: two hosts simulated on this one, as two `shipcord worker --host`
+processes with their own data folders, one `shipcord bot`, one Temporal server.
+
+Each host's state stays on it (its own SQLite, its own release logs); what touches a
+release runs on its host; a host whose worker is gone makes its deployments fail clearly
+while the other host carries on, and its owners hear of it once when it goes and once
+when it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from storage import DeploymentRecord, ReleaseRecord, Storage
+from tests.cli_world import Shipcord, World, running_world, start_shipcord
+from workflows import DeploymentResult
+from workflows.hosts import host_gone_message
+
+HOSTS = ("alpha", "beta")
+START_TIMEOUT = 4.0
+
+
+def pinned(bot: str, host: str, command: str = '["sleep", "600"]') -> str:
+    return (
+        f'\n[bots.{bot}]\ncommand = {command}\ntoken_env = "SHIPCORD_TEST_ECHO_TOKEN"\n'
+        f'healthy_after = 0.5\nhost = "{host}"\n'
+    )
+
+
+TARGETS = (
+    pinned("on-alpha", "alpha")
+    + pinned("on-beta", "beta")
+    + pinned("fail-beta", "beta", '["sh", "-c", "exit 3"]')
+)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with running_world(tmp_path, TARGETS) as started:
+        yield started
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[object]], what: str, timeout: float = 30.0
+) -> object:
+    deadline = time.monotonic() + timeout
+    while not (value := await condition()):
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        await asyncio.sleep(0.1)
+    return value
+
+
+class Cluster:
+    def __init__(self, world: World, client: Client, env: dict[str, str]) -> None:
+        self.world = world
+        self.client = client
+        self.env = env
+        self.workers: dict[str, Shipcord] = {}
+
+    def data_dir(self, host: str) -> Path:
+        return self.world.data_dir.parent / host
+
+    async def start_worker(self, host: str) -> None:
+        env = dict(self.env, SHIPCORD_DATA_DIR=str(self.data_dir(host)))
+        worker = await start_shipcord(self.world, "worker", "--host", host, env=env)
+        await worker.wait_for_line(f"host {host}")
+        self.workers[host] = worker
+
+    async def releases(self, host: str, bot: str) -> list[ReleaseRecord]:
+        async with await Storage.open(self.data_dir(host) / "shipcord.db") as storage:
+            return await storage.list_releases(bot)
+
+    async def incidents(self, where: Path, bot: str, kind: str) -> list[str]:
+        async with await Storage.open(where / "shipcord.db") as storage:
+            return [
+                i.message
+                for i in await storage.recent_incidents(since="")
+                if i.bot_name == bot and i.kind == kind
+            ]
+
+    async def command(self, name: str, options: dict[str, str]) -> str:
+        world = self.world
+        interaction = await world.double.dispatch_command(
+            world.shipcord_bot_id,
+            name,
+            options,
+            user=world.owner_id,
+            guild=world.guild_id,
+            channel=world.channel_id,
+        )
+        await world.double.wait_for_interaction_reply(interaction.id, timeout=15)
+        reply = world.double.interaction_reply(interaction.id)
+        return reply.content if reply is not None else ""
+
+    async def deploy(self, bot: str, version: str) -> None:
+        await self.command("deploy", {"bot": bot, "version": version})
+
+    async def ended(self, bot: str, version: str, timeout: float = 60.0) -> DeploymentResult:
+        async def closed() -> DeploymentRecord | None:
+            async with await Storage.open(self.world.data_dir / "shipcord.db") as storage:
+                for record in await storage.list_deployments_of_bot(bot, limit=5):
+                    if record.version == version and not record.is_open:
+                        return record
+            return None
+
+        record = await eventually(closed, f"{bot} {version} to end", timeout)
+        assert isinstance(record, DeploymentRecord)
+        handle = self.client.get_workflow_handle(record.workflow_id, result_type=DeploymentResult)
+        return await handle.result()
+
+
+def release_pid(record: ReleaseRecord) -> int:
+    assert record.runtime_handle is not None
+    return int(json.loads(record.runtime_handle)["pid"])
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_two_hosts_keep_their_own_releases_and_a_lost_host_is_a_clear_state(
+    world: World, temporal_client: Client, task_queue: str
+) -> None:
+    env = dict(
+        world.env,
+        TEMPORAL_ADDRESS=temporal_client.service_client.config.target_host,
+        TEMPORAL_TASK_QUEUE=task_queue,
+        SHIPCORD_DEFAULT_HOST="alpha",
+        SHIPCORD_RECONCILE_INTERVAL="1",
+        SHIPCORD_HOST_START_TIMEOUT=str(START_TIMEOUT),
+        # The test server's workers poll every 2 s (tests/conftest.py).
+        SHIPCORD_HOST_HEARTBEAT_TIMEOUT="5",
+        SHIPCORD_HOST_WATCH_INTERVAL="0.5",
+    )
+    cluster = Cluster(world, temporal_client, env)
+    for host in HOSTS:
+        await cluster.start_worker(host)
+    front = await start_shipcord(world, "bot", env=env)
+    await world.double.wait_for_bot_ready(world.shipcord_bot_id, timeout=30)
+
+    # A target pinned to each host deploys there, and only there.
+    await cluster.deploy("on-alpha", "1.0.0")
+    await cluster.deploy("on-beta", "1.0.0")
+    for bot, host, other in (("on-alpha", "alpha", "beta"), ("on-beta", "beta", "alpha")):
+        result = await cluster.ended(bot, "1.0.0")
+        assert result.success, result.error
+        assert result.host == host
+        [release] = await cluster.releases(host, bot)
+        assert release.status == "active"
+        assert json.loads(release.target or "{}")["host"] == host
+        assert alive(release_pid(release))
+        assert list((cluster.data_dir(host) / "releases").glob(f"{bot}-1*.log"))
+        assert await cluster.releases(other, bot) == []
+        assert not list((cluster.data_dir(other) / "releases").glob(f"{bot}-*"))
+
+    # A rollback happens on the right host.
+    await cluster.deploy("fail-beta", "1.0.0")
+    failed = await cluster.ended("fail-beta", "1.0.0")
+    assert not failed.success and failed.host == "beta"
+    assert all(c.ok for c in failed.compensations), failed.compensations
+    assert [r.status for r in await cluster.releases("beta", "fail-beta")] == ["rolled_back"]
+    assert await cluster.releases("alpha", "fail-beta") == []
+
+    # A release that dies is restarted by its own host's supervisor.
+    [release] = await cluster.releases("alpha", "on-alpha")
+    os.kill(release_pid(release), signal.SIGKILL)
+    await eventually(
+        lambda: cluster.incidents(cluster.data_dir("alpha"), "on-alpha", "restarted"),
+        "alpha's supervisor to restart on-alpha",
+    )
+    [release] = await cluster.releases("alpha", "on-alpha")
+    assert alive(release_pid(release))
+    assert not await cluster.incidents(cluster.data_dir("beta"), "on-alpha", "restarted")
+    # The front end, with a database of its own, hears of it from alpha's supervisor.
+    await world.double.wait_for_message(
+        world.channel_id,
+        lambda m: m.content.startswith("🔁") and "**on-alpha**" in m.content,
+        timeout=20,
+    )
+
+    listing = await cluster.command("status", {})
+    assert "**alpha**: up" in listing and "**beta**: up" in listing, listing
+    history = await cluster.command("history", {"bot": "on-beta"})
+    assert "#1 on beta " in history, history
+
+    # Host beta is lost (its worker, and the bot running there, killed).
+    [beta_release] = await cluster.releases("beta", "on-beta")
+    cluster.workers["beta"].process.kill()
+    await cluster.workers["beta"].finish()
+    os.kill(release_pid(beta_release), signal.SIGKILL)
+    started = time.monotonic()
+    await cluster.deploy("on-beta", "2.0.0")
+    await cluster.deploy("on-alpha", "2.0.0")
+    lost = await cluster.ended("on-beta", "2.0.0")
+    assert not lost.success
+    assert lost.error == host_gone_message("beta") == "host beta has no running worker"
+    assert lost.compensations and all(
+        not c.ok and host_gone_message("beta") in (c.detail or "") for c in lost.compensations
+    ), lost.compensations
+    # Validation, the first host step, and its one compensation: each waits at most the
+    # schedule-to-start timeout (plus a sticky workflow task moving off the dead worker).
+    assert time.monotonic() - started < 4 * START_TIMEOUT + 10
+    carried_on = await cluster.ended("on-alpha", "2.0.0")
+    assert carried_on.success, carried_on.error
+    assert [r.status for r in await cluster.releases("alpha", "on-alpha")] == [
+        "superseded",
+        "active",
+    ]
+
+    # Its owner is told once, in the channel and by DM; /status says the host is gone.
+    gone = "Host **beta** has no running worker"
+    await world.double.wait_for_message(
+        world.channel_id, lambda m: gone in m.content and "on-beta" in m.content, timeout=20
+    )
+    await world.double.wait_for_message(
+        dm_user=world.owner_id, predicate=lambda m: gone in m.content, timeout=20
+    )
+    listing = await cluster.command("status", {})
+    assert "**beta**: no running worker" in listing, listing
+
+    # Host beta comes back: supervision resumes there, and the owner hears of it once.
+    await cluster.start_worker("beta")
+    await eventually(
+        lambda: cluster.incidents(cluster.data_dir("beta"), "on-beta", "restarted"),
+        "beta's supervisor to restart on-beta",
+    )
+    [beta_release] = await cluster.releases("beta", "on-beta")
+    assert beta_release.status == "active" and alive(release_pid(beta_release))
+    back = "Host **beta** is back"
+    await world.double.wait_for_message(
+        world.channel_id, lambda m: back in m.content and "on-beta" in m.content, timeout=20
+    )
+    # One notice per affected bot and change (/status replies quote incidents too).
+    notices = [
+        m.content
+        for m in world.double.messages(world.channel_id)
+        if m.content.startswith(("🔴", "🟢")) and "**on-beta**" in m.content
+    ]
+    assert sum(gone in text for text in notices) == 1, notices
+    assert sum(back in text for text in notices) == 1, notices
+    assert await cluster.incidents(world.data_dir, "on-alpha", "host_gone") == []
+
+    for process in (front, *cluster.workers.values()):
+        process.process.send_signal(signal.SIGTERM)
+        assert await process.finish() == 0

@@ -1,0 +1,110 @@
+"""Which hosts exist and whether each is alive, as Temporal sees their workers.
+
+A host is known when the targets file names it, or it is the default host. Its heartbeat
+is the last time one of its workers polled the host's own task queue (the poller info of
+`DescribeTaskQueue`): an idle worker long-polls, so a live host's heartbeat is never older
+than the server's long-poll interval (a minute by default). A host is alive while its
+heartbeat is more recent than the timeout; nothing but Temporal is asked. A host's latest
+supervision incidents come from its supervisor's `incidents` query, so that a front end
+with a database of its own hears of them too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from workflows.hosts import host_task_queue
+from workflows.supervision import IncidentNote
+from workflows.supervisor import INCIDENTS_QUERY, supervisor_workflow_id
+from workflows.targets import TargetRegistry, TargetsError
+
+DESCRIBE_TIMEOUT = timedelta(seconds=5)
+QUERY_TIMEOUT = timedelta(seconds=5)
+
+
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    name: str
+    # The last poll of one of its workers; None when Temporal knows of no worker.
+    last_heartbeat: datetime | None
+    alive: bool
+    workers: int
+
+
+def known_hosts(targets: TargetRegistry, default_host: str) -> Callable[[], list[str]]:
+    """The hosts of the targets file as it is now, and the default host."""
+
+    def names() -> list[str]:
+        found = {default_host}
+        try:
+            found.update(t.host for t in targets.current().bots.values() if t.host)
+        except TargetsError:
+            pass  # the deployments say what is wrong with the file
+        return sorted(found)
+
+    return names
+
+
+class HostDirectory:
+    def __init__(
+        self,
+        client: Client,
+        task_queue: str,
+        *,
+        names: Callable[[], Iterable[str]],
+        heartbeat_timeout: float,
+        default_host: str,
+    ) -> None:
+        self._client = client
+        self._task_queue = task_queue
+        self._names = names
+        self._timeout = timedelta(seconds=heartbeat_timeout)
+        self.default_host = default_host
+
+    @property
+    def heartbeat_timeout(self) -> timedelta:
+        return self._timeout
+
+    def names(self) -> list[str]:
+        return sorted(set(self._names()))
+
+    async def describe(self) -> list[HostInfo]:
+        return [await self.describe_host(name) for name in self.names()]
+
+    async def describe_host(self, name: str) -> HostInfo:
+        response = await self._client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=self._client.namespace,
+                task_queue=TaskQueue(name=host_task_queue(self._task_queue, name)),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+            ),
+            timeout=DESCRIBE_TIMEOUT,
+        )
+        polls = [
+            poller.last_access_time.ToDatetime(tzinfo=UTC)
+            for poller in response.pollers
+            if poller.HasField("last_access_time")
+        ]
+        last = max(polls, default=None)
+        alive = last is not None and datetime.now(UTC) - last < self._timeout
+        return HostInfo(name=name, last_heartbeat=last, alive=alive, workers=len(polls))
+
+    async def supervision_incidents(self, host: str) -> list[IncidentNote]:
+        """The latest incidents of `host`'s supervisor (none while it has not started)."""
+        handle = self._client.get_workflow_handle(supervisor_workflow_id(self._task_queue, host))
+        try:
+            return await handle.query(
+                INCIDENTS_QUERY, result_type=list[IncidentNote], rpc_timeout=QUERY_TIMEOUT
+            )
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return []
+            raise
