@@ -256,8 +256,11 @@ def progress_messages(
         for message in state["channels"][str(channel_id)]["messages"]:
             if message["ephemeral"] or message["message_reference"]:
                 continue
-            workflow_id = message["content"].split("`")[3] if "`" in message["content"] else ""
-            if workflow_id in wanted:
+            # The summary line names its workflow id in code spans; other messages (a
+            # host's or an incident's notice) name none of these.
+            spans = message["content"].split("`")[1::2]
+            workflow_id = next((span for span in spans if span in wanted), None)
+            if workflow_id is not None:
                 found[workflow_id] = message
     return found
 
