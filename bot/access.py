@@ -75,6 +75,13 @@ class Access:
         """The bots that belong to the actor's server, whoever may deploy them."""
         return sorted(t.name for t in self.targets() if self.policy.belongs_here(actor, t))
 
+    def names_offered(self, actor: Actor, *, to_deploy: bool) -> list[str]:
+        """The bot names autocomplete offers: the ones `actor` may deploy, or all of this
+        server's; none where commands are not enabled for them."""
+        if not self.is_enabled(actor):
+            return []
+        return self.deployable_names(actor) if to_deploy else self.names_here(actor)
+
     def may_see(self, actor: Actor, record: DeploymentRecord) -> bool:
         return self.policy.may_see(actor, record, self.target_of(record.bot_name))
 

@@ -50,9 +50,7 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
     ) -> list[app_commands.Choice[str]]:
         """The bots this person may deploy in this server."""
         actor = Actor.from_interaction(interaction)
-        if not self.bot.access.is_enabled(actor):
-            return []
-        return name_choices(self.bot.access.deployable_names(actor), current)
+        return name_choices(self.bot.access.names_offered(actor, to_deploy=True), current)
 
     async def controllable_autocomplete(
         self, interaction: discord.Interaction, current: str

@@ -118,9 +118,7 @@ class HistoryCog(commands.Cog, name="History"):
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         actor = Actor.from_interaction(interaction)
-        if not self.bot.access.is_enabled(actor):
-            return []
-        return name_choices(self.bot.access.names_here(actor), current)
+        return name_choices(self.bot.access.names_offered(actor, to_deploy=False), current)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -71,10 +71,7 @@ class ReleasesCog(commands.Cog, name="Releases"):
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         actor = Actor.from_interaction(interaction)
-        if not self.bot.access.is_enabled(actor):
-            return []
-        names = self.bot.access.deployable_names(actor)
-        return name_choices(names, current)
+        return name_choices(self.bot.access.names_offered(actor, to_deploy=True), current)
 
     @rollback.autocomplete("release")
     async def rollback_releases(
@@ -139,9 +136,7 @@ class ReleasesCog(commands.Cog, name="Releases"):
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         actor = Actor.from_interaction(interaction)
-        if not self.bot.access.is_enabled(actor):
-            return []
-        return name_choices(self.bot.access.names_here(actor), current)
+        return name_choices(self.bot.access.names_offered(actor, to_deploy=False), current)
 
     @logs.autocomplete("release")
     async def readable_releases(
