@@ -10,8 +10,6 @@ an incident with nowhere to go and nobody to tell is recorded as told, and logge
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +21,7 @@ from bot.pacing import Pacer, Priority
 from bot.render import mention
 from storage import DeploymentRecord, IncidentRecord, Storage
 from workflows.models import is_snowflake
+from workflows.rounds import Rounds
 
 log = structlog.get_logger(__name__)
 
@@ -64,28 +63,19 @@ class IncidentNotifier:
         self._storage = storage
         self._pacer = pacer
         self._forbidden = forbidden
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Rounds(
+            "shipcord-incidents",
+            self.tell_all,
+            interval=interval,
+            failure_event="incident_notices_failed",
+            first_wait_for=client.wait_until_ready,
+        )
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="shipcord-incidents")
+        self._rounds.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        await self._client.wait_until_ready()
-        while True:
-            try:
-                await self.tell_all()
-            except Exception:  # one bad round must not stop the notices
-                log.exception("incident_notices_failed")
-            await asyncio.sleep(self._interval)
+        await self._rounds.stop()
 
     async def tell_all(self) -> int:
         """Tell every incident not told yet; returns how many were told."""

@@ -38,7 +38,7 @@ from shipcord.metrics import (
 )
 from shipcord.payload_codec import EncryptionCodec
 from shipcord.settings import ENV_FILE, Settings
-from shipcord.temporal_client import TemporalUnavailable, connect_temporal
+from shipcord.temporal_client import MetricsPortInUse, TemporalUnavailable, connect_temporal
 from storage import Storage
 from workflows import tokens
 from workflows.client import DeploymentClient, DeploymentService
@@ -213,6 +213,8 @@ async def serve(settings: Settings, *, with_bot: bool, with_worker: bool) -> int
         await start_codec(settings, stack, web_ui)
         try:
             client = await connect_temporal(settings, address)
+        except MetricsPortInUse as error:
+            raise StartupError(str(error)) from None
         except TemporalUnavailable as error:
             raise StartupError(str(error), EXIT_RUNTIME) from None
         storage = await Storage.open(settings.database_path)

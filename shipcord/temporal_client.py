@@ -46,6 +46,10 @@ _INNER_MESSAGE = re.compile(r'(?:message|error): "([^"]+)"')
 _runtimes: dict[str | None, Runtime] = {}
 
 
+class MetricsPortInUse(RuntimeError):
+    """The Temporal SDK's metrics port is taken: the message says which and what to set."""
+
+
 class TemporalUnavailable(RuntimeError):
     """Temporal could not be reached; the message says where and why, in one line."""
 
@@ -76,7 +80,16 @@ def temporal_runtime(metrics_bind: str | None) -> Runtime:
             filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
             forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
         )
-        runtime = Runtime(telemetry=TelemetryConfig(logging=logging_config, metrics=metrics))
+        try:
+            runtime = Runtime(telemetry=TelemetryConfig(logging=logging_config, metrics=metrics))
+        except ValueError as error:
+            if "Address already in use" not in str(error):
+                raise
+            raise MetricsPortInUse(
+                f"cannot serve the Temporal SDK's metrics on {metrics_bind}: the port is in "
+                "use; it is SHIPCORD_METRICS_PORT + 1, so set SHIPCORD_METRICS_PORT to a port "
+                "whose next one is free too"
+            ) from None
         _runtimes[metrics_bind] = runtime
     return runtime
 

@@ -29,8 +29,8 @@ from tests.cli_world import (
     wait_for_deployment_state,
     wait_for_open_deployment,
 )
+from tests.ports import free_port
 from workflows import DeploymentResult
-from workflows.release_operator import free_port
 
 
 @pytest.fixture
@@ -124,6 +124,19 @@ async def test_port_in_use_is_one_clear_line(world: World) -> None:
     assert exit_code != 0
     assert str(port) in output and "in use" in output
     assert "Traceback" not in output, output
+
+
+async def test_the_sdk_metrics_port_in_use_is_one_clear_line(world: World) -> None:
+    metrics_port = free_port(consecutive=2)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", metrics_port + 1))  # the Temporal SDK's exporter's port
+        holder.listen()
+        exit_code, output = await run_to_end(
+            world, "worker", SHIPCORD_METRICS_PORT=str(metrics_port)
+        )
+    assert exit_code != 0
+    assert f"{metrics_port + 1}: the port is in use" in output, output
+    assert "SHIPCORD_METRICS_PORT" in output and "Traceback" not in output, output
 
 
 async def test_sync_commands_registers_the_commands_globally(world: World) -> None:
@@ -225,7 +238,7 @@ def embedded_server_pid(world: World) -> int:
 async def test_the_embedded_server_killed_mid_deployment_comes_back_and_it_finishes(
     world: World,
 ) -> None:
-    metrics_port = free_port()
+    metrics_port = free_port(consecutive=2)
     world.env["SHIPCORD_METRICS_PORT"] = str(metrics_port)
     shipcord = await run_and_deploy(world, "slow", "1.0.0")
     await world.double.wait_for_message(

@@ -23,26 +23,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from shipcord.embedded_temporal import EmbeddedTemporal, EmbeddedTemporalError, find_temporal_binary
 from shipcord.settings import load_settings
 from shipcord.temporal_client import TemporalUnavailable, connect_temporal
+from tests.ports import free_port
 
 NAMESPACE = "shipcord-test"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port(consecutive: int = 1) -> int:
-    """A port (and the ones after it) that nothing listens on right now."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port + consecutive > 65535:
-            continue
-        try:
-            for offset in range(1, consecutive):
-                with socket.socket() as neighbour:
-                    neighbour.bind(("127.0.0.1", port + offset))
-        except OSError:
-            continue
-        return port
 
 
 def server_processes(db_path: Path) -> list[psutil.Process]:

@@ -33,7 +33,7 @@ from tests.cli_world import (
     wait_for_deployment_state,
 )
 from tests.leaks import hits, shown_plaintext
-from workflows.release_operator import free_port
+from tests.ports import free_port
 
 LEAKY_TOKEN = "leaky-release-token-7c6b5a4938271605"
 LEAKY_TARGET = """
@@ -92,7 +92,7 @@ async def world(tmp_path: Path) -> object:
         started.env.update(
             SHIPCORD_TEST_LEAKY_TOKEN=LEAKY_TOKEN,
             SHIPCORD_LOG_LEVEL="DEBUG",
-            SHIPCORD_METRICS_PORT=str(free_port()),
+            SHIPCORD_METRICS_PORT=str(free_port(consecutive=2)),
         )
         yield started
 

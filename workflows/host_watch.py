@@ -14,8 +14,6 @@ SQLite, by key, so each is told once even where the host keeps its own database.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from datetime import UTC, datetime
 
@@ -23,6 +21,7 @@ import structlog
 
 from storage import Storage
 from workflows.host_directory import HostDirectory, HostInfo
+from workflows.rounds import Rounds
 from workflows.targets import TargetRegistry, TargetsError
 
 log = structlog.get_logger(__name__)
@@ -61,28 +60,19 @@ class HostWatch:
         self._directory = directory
         self._storage = storage
         self._targets = targets
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
         self._watching_since: float | None = None
+        self._rounds = Rounds(
+            "shipcord-host-watch",
+            self.check_all,
+            interval=interval,
+            failure_event="host_watch_failed",
+        )
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="shipcord-host-watch")
+        self._rounds.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.check_all()
-            except Exception:  # Temporal unreachable for a while: the next round retries
-                log.exception("host_watch_failed")
-            await asyncio.sleep(self._interval)
+        await self._rounds.stop()
 
     async def check_all(self) -> int:
         """One round; returns how many incidents it recorded."""
