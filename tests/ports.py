@@ -21,3 +21,9 @@ def free_port(consecutive: int = 1) -> int:
         except OSError:
             continue
         return port
+
+
+# A health URL that never answers (nothing may listen on port 1): a target that must fail
+# its health check then fails only because its process ended, however slow the machine is,
+# instead of passing when the process outlives `healthy_after` under load.
+NEVER_HEALTHY = 'health_url = "http://127.0.0.1:1/never"\nhealth_timeout = 200\n'

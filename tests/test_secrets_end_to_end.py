@@ -33,7 +33,7 @@ from tests.cli_world import (
     wait_for_deployment_state,
 )
 from tests.leaks import hits, shown_plaintext
-from tests.ports import free_port
+from tests.ports import NEVER_HEALTHY, free_port
 
 LEAKY_TOKEN = "leaky-release-token-7c6b5a4938271605"
 LEAKY_TARGET = """
@@ -42,6 +42,7 @@ command = ["{python}", "-c", 'import os, sys; print("fatal: login refused for to
 token_env = "SHIPCORD_TEST_LEAKY_TOKEN"
 healthy_after = 1
 """  # noqa: E501
+LEAKY_TARGET += NEVER_HEALTHY
 
 
 def temporal_cli() -> str:

@@ -168,6 +168,8 @@ class BotDeploymentWorkflow:
             channel_id=request.channel_id,
             started_at=workflow.now(),
             updated_at=workflow.now(),
+            # A pause delivered with the start is handled before this method runs.
+            state=DeploymentState.PAUSED if self._paused else DeploymentState.RUNNING,
         )
         release_ref = ReleaseRef(workflow_id=info.workflow_id, bot_name=request.bot_name)
         try:

@@ -22,6 +22,7 @@ from temporalio.worker import (
 
 from storage import Storage
 from tests.discord_double import DiscordDouble
+from tests.ports import NEVER_HEALTHY
 from workflows.activities import DeploymentActivities
 from workflows.client import DeploymentClient, unix_ms
 from workflows.hosts import DEFAULT_HOST, host_task_queue
@@ -65,7 +66,7 @@ token_env = "{BAD_TOKEN_ENV}"
 command = ["{{python}}", "-c", "import sys; print('boom'); sys.exit(3)"]
 token_env = "{ECHO_TOKEN_ENV}"
 healthy_after = 1
-"""
+{NEVER_HEALTHY}"""
 
 
 async def wait_until(

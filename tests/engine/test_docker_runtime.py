@@ -54,6 +54,7 @@ from workflows.runtimes.docker import (
     container_config,
     container_name,
 )
+from workflows.runtimes.docker_gateway import bridge_gateway_address
 
 SOCKET = "/var/run/docker.sock"
 BASE_IMAGE = "shipcord-base:bookworm"
@@ -291,8 +292,8 @@ async def test_started_release_runs_the_image_command_and_answers_its_health_url
     assert details["HostConfig"]["NetworkMode"] == NETWORK
     network = await (await docker.networks.get(NETWORK)).show()
     assert network["Options"]["com.docker.network.bridge.enable_icc"] == "false"
-    gateway = network["IPAM"]["Config"][0]["Gateway"]
-    assert handle.host == gateway
+    gateway = bridge_gateway_address(network)
+    assert gateway is not None and handle.host == gateway
     assert details["HostConfig"]["PortBindings"] == {
         f"{spec.port}/tcp": [{"HostIp": gateway, "HostPort": str(spec.port)}]
     }

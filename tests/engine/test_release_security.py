@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 from tests.engine.conftest import ECHO_TOKEN
 from tests.engine.harness import Engine, wait_until
 from tests.leaks import history_plaintext, hits
+from tests.ports import NEVER_HEALTHY
 from workflows.activities import DeploymentActivities
 from workflows.activity_models import DeploymentRef, ValidatedDeployment
 from workflows.release_logs import ReleaseLogs
@@ -66,12 +67,12 @@ def targets(data_dir: Path) -> str:
 command = ["{python}", "-c", '{LEAK}']
 token_env = "{LEAKY_TOKEN_ENV}"
 healthy_after = 1
-
+{NEVER_HEALTHY}
 [bots.forker]
 command = ["{python}", "-c", '{FORK}']
 token_env = "{LEAKY_TOKEN_ENV}"
 healthy_after = 1
-
+{NEVER_HEALTHY}
 [bots.snoop]
 command = ["{system_python}", "-c", "{SNOOP.encode("unicode_escape").decode()}",
            "{os.getpid()}", "{data_dir / "shipcord.db"}"]

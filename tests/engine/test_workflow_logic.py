@@ -114,13 +114,22 @@ async def run(temporal_client: Client) -> AsyncIterator[Any]:
         stand_ins: StandIns,
         request: Any = None,
         meanwhile: Callable[[DeploymentClient, str], Awaitable[None]] | None = None,
+        start_signal: str | None = None,
     ) -> DeploymentResult:
         queue = f"logic-{uuid.uuid4().hex[:10]}"
         worker = create_worker(temporal_client, task_queue=queue, activities=stand_ins.functions())
         async with worker:
             client = DeploymentClient(temporal_client, queue)
             workflow_id = f"deploy-echo-{uuid.uuid4().int % 10**13}"
-            if request is None:
+            if start_signal is not None:
+                await temporal_client.start_workflow(
+                    "botDeploymentWorkflow",
+                    request,
+                    id=workflow_id,
+                    task_queue=queue,
+                    start_signal=start_signal,
+                )
+            elif request is None:
                 await client.start(
                     DeploymentInput(bot_name="echo", owner=OWNER, version="1.0.0"),
                     workflow_id=workflow_id,
@@ -214,6 +223,24 @@ async def test_input_that_is_not_a_deployment_ends_at_once(run: Any, request_bod
     assert stand_ins.calls == []
     assert result.state is DeploymentState.FAILED
     assert result.error is not None and result.error.startswith("Invalid deployment input")
+
+
+async def test_a_pause_delivered_with_the_start_shows_and_holds_before_the_first_step(
+    run: Any,
+) -> None:
+    stand_ins = StandIns()
+
+    async def resume_once_paused(client: DeploymentClient, workflow_id: str) -> None:
+        async def paused() -> bool:
+            return (await client.status(workflow_id)).state is DeploymentState.PAUSED
+
+        await wait_until(paused, what="the paused state")
+        assert stand_ins.calls == []
+        await client.resume(workflow_id)
+
+    request = {"botName": "echo", "owner": OWNER, "version": "1.0.0"}
+    result = await run(stand_ins, request, resume_once_paused, start_signal="pause")
+    assert result.success and stand_ins.calls == FORWARD
 
 
 async def awaiting_approval(client: DeploymentClient, workflow_id: str) -> None:

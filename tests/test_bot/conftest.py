@@ -26,6 +26,7 @@ from storage import Storage
 from tests.discord_double import DiscordDouble, MessageRecord, MessageVersion, UserRecord
 from tests.discord_double.state import MESSAGE_FLAG_LOADING, BotRecord, GuildRecord
 from tests.engine.harness import kill_release_processes
+from tests.ports import NEVER_HEALTHY
 from workflows.client import DeploymentClient, DeploymentService
 from workflows.worker import engine_worker
 
@@ -70,7 +71,7 @@ env = {{ PYTHONPATH = "{REPO}" }}
         # Starts, exits at once: the health check fails and the deploy is rolled back.
         blocks.append(
             f'[bots.{name}]\ncommand = ["{python}", "-c", "raise SystemExit(3)"]\n'
-            f'token_env = "{TARGET_TOKEN_ENV}"\nhealthy_after = 1\n'
+            f'token_env = "{TARGET_TOKEN_ENV}"\nhealthy_after = 1\n{NEVER_HEALTHY}'
         )
     for name in FLAKY_BOTS:
         # Healthy, then it crashes every time: what supervision restarts and gives up on.

@@ -17,6 +17,7 @@ import pytest
 
 from tests.discord_double import DiscordDouble, MessageRecord, UserRecord
 from tests.engine.harness import release_processes, wait_until
+from tests.ports import NEVER_HEALTHY
 from tests.test_bot.conftest import (
     QUICK_BOTS,
     RELEASE_ROLE,
@@ -104,7 +105,7 @@ def module_targets(engine: Engine, health_gate: HealthGate) -> None:
         f'[bots.crasher]\ncommand = ["{python}", "-c", '
         "\"import os; print('boom with', os.environ['DISCORD_TOKEN'], flush=True); "
         'raise SystemExit(3)"]\n'
-        f"healthy_after = 1\n{common}"
+        f"healthy_after = 1\n{NEVER_HEALTHY}{common}"
     )
     with engine.targets_file.open("a", encoding="utf-8") as file:
         file.write("\n" + "\n".join(blocks))

@@ -46,6 +46,7 @@ from aiodocker.exceptions import DockerError
 
 import workflows.runtimes.release_files as release_files
 from workflows.runtimes.base import PermanentRuntimeError, ReleaseHandle, ReleaseSpec, RuntimeError_
+from workflows.runtimes.docker_gateway import bridge_gateway_address
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 DEFAULT_NETWORK = "shipcord-releases"
@@ -247,11 +248,10 @@ class DockerRuntime:
             details = await self._inspect_network()
             if details is None:
                 raise RuntimeError_(f"the Docker network {self.network} vanished as it was made")
-        for config in (details.get("IPAM") or {}).get("Config") or []:
-            gateway = config.get("Gateway")
-            if gateway and ":" not in gateway:
-                self._gateway = gateway
-                return gateway
+        gateway = bridge_gateway_address(details)
+        if gateway is not None:
+            self._gateway = gateway
+            return gateway
         raise PermanentRuntimeError(
             f"the Docker network {self.network} has no IPv4 gateway to publish release ports on"
         )
