@@ -3,8 +3,8 @@
     .venv/bin/python -m bench [--out bench-results.json] [--compare bench/baseline.json]
 
 Prints each benchmark's figures, writes them all to one JSON file, and compares them
-with an earlier run's file (by default `bench/baseline.json`, the run the README
-quotes). One Temporal dev server serves the whole run.
+with an earlier run's file (by default `bench/baseline.json`, the run that
+docs/performance.md quotes). One Temporal dev server serves the whole run.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ deployments, each followed by a restart: nothing is lost, doubled or orphaned.
 
 The seed comes from SHIPCORD_CRASH_SEED (a new one each run otherwise) and is printed with
 the moments, so that a failing run can be replayed exactly. The figures are printed too;
-README's "Crash loop" section reports them.
+docs/operations.md ("The crash-loop test") reports them.
 """
 
 from __future__ import annotations

@@ -470,7 +470,7 @@ def test_worker_with_embedded_temporal_turns_healthy(worker_container: str) -> N
     assert ui.stdout.strip() == "200", ui.stderr
 
 
-# The image as the README runs it ------------------------------------------------------------
+# The image as docs/operations.md runs it ---------------------------------------------------
 
 SHIPCORD_TOKEN = "shipcord-image-test-token-5f4e3d2c1b"
 ECHO_TOKEN = "echo-image-test-token-0a9b8c7d6e"
