@@ -40,7 +40,7 @@ from bench.stack import Temporal, temporal_server
 from storage import Storage
 from tests.discord_double import DiscordDouble
 from tests.engine.harness import kill_release_processes
-from workflows.client import DeploymentClient, unix_ms
+from workflows.deployment_client import DeploymentClient, unix_ms
 from workflows.models import DeploymentInput, deployment_workflow_id
 from workflows.worker import engine_worker
 

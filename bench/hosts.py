@@ -30,7 +30,7 @@ from shipcord.embedded_temporal import find_temporal_binary
 from storage import Storage
 from tests.discord_double import DiscordDouble
 from tests.engine.harness import kill_release_processes
-from workflows.client import DeploymentClient, unix_ms
+from workflows.deployment_client import DeploymentClient, unix_ms
 from workflows.models import DeploymentInput, deployment_workflow_id
 from workflows.worker import engine_worker
 

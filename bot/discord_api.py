@@ -1,10 +1,4 @@
-"""Point discord.py at the configured Discord API base (discord.com or a compatible server).
-
-discord.py keeps both addresses as class attributes: `Route.BASE` for every REST call
-(interaction callbacks, followups and `@original` included) and
-`DiscordWebSocket.DEFAULT_GATEWAY` for the gateway. `Client.connect` does not ask
-`/gateway/bot` itself, so shipcord discovers the gateway once after login.
-"""
+"""Point discord.py at the configured Discord API base (discord.com or a compatible server)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,4 @@
-"""Pacing of Discord writes per rate-limit bucket: never more than the bucket allows.
-
-Discord limits writes per bucket: message creates and edits per channel (5 per 5 s is a
-safe model), an interaction's webhook per interaction token (5 per 2 s). The pacer keeps
-a sliding window of the last sends of each bucket, so no window of that length ever
-holds more than `limit` requests, whatever phase the server counts in. Jobs wait in
-three queues (urgent, final, update); within a queue the order is first come, first
-served, and a job re-submitted under the same key replaces the waiting one in place
-(newest render wins), which makes every deployment of a busy channel get its turn.
-"""
+"""Pacing of Discord writes per rate-limit bucket: never more than the bucket allows."""
 
 from __future__ import annotations
 

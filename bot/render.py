@@ -1,9 +1,4 @@
-"""Message text for deployments: pure functions of what storage and Temporal report.
-
-The progress message must change only when something a reader cares about changed, so
-the elapsed time of a running deployment is a Discord timestamp (`<t:…:R>`) that every
-client counts up by itself; the text stays the same between steps and no edit is needed.
-"""
+"""Message text for deployments: pure functions of what storage and Temporal report."""
 
 from __future__ import annotations
 

@@ -1,15 +1,4 @@
-"""Running shipcord: embedded Temporal (when no address is set), worker and Discord bot.
-
-Shutdown on SIGTERM or SIGINT goes in order: stop taking interactions and close the
-gateway, let the worker finish or hand back its activities, close the database, stop the
-embedded server. All of it fits well below the 10 s that `docker stop` waits before
-SIGKILL (the worker's grace, `workflows.worker.GRACEFUL_SHUTDOWN`, plus the embedded
-server's `EMBEDDED_STOP_SECONDS`), so a stopped container exits 0.
-
-The embedded server is supervised while shipcord runs (restarted when it dies); when it
-cannot be restarted, shipcord exits non-zero (EXIT_RUNTIME) and its own supervisor (a
-container's restart policy) takes over.
-"""
+"""Running shipcord: embedded Temporal (when no address is set), worker and Discord bot."""
 
 from __future__ import annotations
 
@@ -22,8 +11,8 @@ import discord
 import structlog
 from temporalio.client import Client
 
-from bot.client import ShipcordBot
-from bot.config import FrontEndConfig
+from bot.discord_client import ShipcordBot
+from bot.frontend_config import FrontEndConfig
 from shipcord import logs
 from shipcord.codec_server import start_codec_server
 from shipcord.data_dir import DataDirProblem, prepare_data_dir
@@ -41,10 +30,10 @@ from shipcord.settings import ENV_FILE, Settings
 from shipcord.temporal_client import MetricsPortInUse, TemporalUnavailable, connect_temporal
 from storage import Storage
 from workflows import tokens
-from workflows.client import DeploymentClient, DeploymentService
+from workflows.deployment_client import DeploymentClient, DeploymentService
 from workflows.host_directory import HostDirectory, known_hosts
 from workflows.host_watch import HostWatch
-from workflows.supervision import SupervisionSettings
+from workflows.supervision_rounds import SupervisionSettings
 from workflows.targets import TargetRegistry, TargetsError, load_targets
 from workflows.worker import engine_worker
 

@@ -1,12 +1,4 @@
-"""`shipcord check` and `shipcord sync-commands`.
-
-`check` looks at everything the first deployment will need and prints one line per
-problem (not only the first): the settings and shipcord's token, the targets file, each
-target's command, slash-command manifest and token source, the data folder (writable, by
-which uid), the Docker engine when a target uses it, Temporal, and the token with Discord.
-It exits 0 when all is well, 2 when something in the configuration must change, 1 when
-only something outside it (Temporal, Discord, the Docker engine) failed.
-"""
+"""`shipcord check` and `shipcord sync-commands`."""
 
 from __future__ import annotations
 
@@ -218,9 +210,9 @@ async def sync_commands(settings: Settings) -> int:
         return error.exit_code
     import discord
 
-    from bot.client import ShipcordBot
+    from bot.discord_client import ShipcordBot
     from storage import Storage
-    from workflows.client import DeploymentClient, DeploymentService
+    from workflows.deployment_client import DeploymentClient, DeploymentService
 
     async with await Storage.open(settings.database_path) as storage:
         # Registering commands needs neither Temporal nor the progress board.

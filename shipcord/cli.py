@@ -1,8 +1,4 @@
-"""The `shipcord` command: run, worker, bot, check, sync-commands.
-
-The long-running commands (run, worker, bot) first move secrets out of their own
-environment (`shipcord.environment`), before anything else is started.
-"""
+"""The `shipcord` command: run, worker, bot, check, sync-commands."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
 """The codec endpoint: the Temporal Web UI, in the browser, decodes shipcord's encrypted
 payloads by posting them here (Temporal's remote codec protocol: POST /decode and
-/encode with `{"payloads": [...]}` in protobuf JSON).
-
-Invariants: it runs only when payload encryption is on; it listens on loopback by
-default (anyone who can post to it can decrypt), answers cross-origin requests from the
-Web UI's own origin only, and only for shipcord's namespace.
-"""
+/encode with `{"payloads": [...]}` in protobuf JSON)."""
 
 from __future__ import annotations
 

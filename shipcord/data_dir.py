@@ -1,9 +1,4 @@
-"""The data folder: shipcord's databases, the embedded server's files, the release logs.
-
-Invariant: the folder is 0700 (its owner's alone) and writable before anything is
-started in it; when it is not, the one-line error names the folder and the uid that
-needs it, instead of a traceback from whichever component touched it first.
-"""
+"""The data folder: shipcord's databases, the embedded server's files, the release logs."""
 
 from __future__ import annotations
 

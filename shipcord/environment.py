@@ -1,19 +1,4 @@
-"""Secrets leave shipcord's process environment before anything else runs.
-
-A process's environment stays readable for its whole life in `/proc/<pid>/environ`, by
-any process of the same user (a `process` release, for one). So when shipcord is started
-with secrets in its environment (`DISCORD_TOKEN`, `TEMPORAL_API_KEY`,
-`SHIPCORD_PAYLOAD_KEY`, each target's `token_env`, and any variable whose name ends like
-a secret's), `hand_over_secrets()` starts the same command again in the same process
-(`execve`: same pid, so a container's init and signals are unaffected) with those
-variables removed, and hands their values over through a pipe that only the new image
-reads. `receive_secrets()`, in the new image, reads them back into memory
-(`workflows.tokens`), where shipcord's settings and the worker find them by name.
-
-Invariant: after `receive_secrets()`, no secret that shipcord knows of at start is in its
-`/proc/<pid>/environ`. Secrets read from files (`DISCORD_TOKEN_FILE`, `token_file`, the
-`.env` file) never were there.
-"""
+"""Secrets leave shipcord's process environment before anything else runs."""
 
 from __future__ import annotations
 

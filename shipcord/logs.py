@@ -1,17 +1,4 @@
-"""Structured logging for shipcord: one structlog pipeline for our logs and the libraries'.
-
-`configure_logging()` installs a single handler on the root logger whose
-`structlog.stdlib.ProcessorFormatter` renders both structlog events and plain
-`logging` records (temporalio, discord, aiohttp, asyncio), so every line has the same
-shape: ISO timestamp, level, logger, bound context ids, and secrets redacted by the one
-redactor, `workflows.redaction`. In JSON mode every line is JSON: what shipcord tells the
-person starting it (`announce`) is a log event too, and Python warnings go through the
-same pipeline.
-
-Redaction happens twice on purpose: on the event dict (so structured values are clean)
-and on the rendered line (so a secret hidden in a traceback or a library's message is
-caught too).
-"""
+"""Structured logging for shipcord: one structlog pipeline for our logs and the libraries'."""
 
 from __future__ import annotations
 

@@ -1,12 +1,4 @@
-"""shipcord's Prometheus metrics, on a private registry served by `start_metrics_server`.
-
-Exposed names carry the `shipcord_` prefix (`shipcord_deployments_started_total`, ...).
-A private registry keeps the endpoint to shipcord's own metrics (no process/GC
-collectors from prometheus_client's global registry) and lets tests read values directly.
-
-The Temporal SDK's metrics (workflow/activity task latencies, poller counts, ...) are
-served by the SDK itself on the next port; see `shipcord.temporal_client.temporal_runtime`.
-"""
+"""shipcord's Prometheus metrics, on a private registry served by `start_metrics_server`."""
 
 from __future__ import annotations
 
@@ -93,7 +85,7 @@ for _outcome in DEPLOYMENT_OUTCOMES:
 
 
 class PrometheusMeter:
-    """The front end's counts (`bot.meter.FrontEndMeter`) as these Prometheus metrics."""
+    """The front end's counts (`bot.frontend_meter.FrontEndMeter`) as these Prometheus metrics."""
 
     def deployment_started(self) -> None:
         deployments_started_total.inc()

@@ -1,17 +1,4 @@
-"""Optional encryption of every Temporal payload shipcord writes (AES-GCM, `cryptography`).
-
-Invariant: with `SHIPCORD_PAYLOAD_KEY` set, every payload shipcord's clients and workers
-send to Temporal (workflow inputs, results, queries, signals, activity arguments and
-results, heartbeat details) and the text of every failure (messages and stack traces)
-reaches the server encrypted; without it, nothing changes, so that other Temporal
-clients (the TypeScript guide client) keep working.
-
-An encrypted payload is a serialized `Payload`, sealed with AES-GCM under a fresh 96-bit
-nonce: `data` is nonce + ciphertext, `metadata` says `encoding: binary/encrypted` and
-names the key by a short fingerprint, so a payload sealed under another key is refused by
-name instead of failing to authenticate. Payloads that are not encrypted decode as they
-are: history written before encryption was turned on stays readable.
-"""
+"""Optional encryption of every Temporal payload shipcord writes (AES-GCM, `cryptography`)."""
 
 from __future__ import annotations
 

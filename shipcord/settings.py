@@ -1,11 +1,4 @@
-"""shipcord's settings, read from the environment and an optional `.env` file.
-
-Every setting has exactly one environment variable, declared next to the field
-(`validation_alias`). The guide's `TEMPORAL_*` names are kept as they are; shipcord's own
-settings use the `SHIPCORD_` prefix. Use `load_settings()` rather than `Settings()` directly:
-it turns pydantic's validation dump into a `SettingsError` with one line per problem, each
-naming the variable to fix, and never echoes a secret.
-"""
+"""shipcord's settings, read from the environment and an optional `.env` file."""
 
 from __future__ import annotations
 

@@ -1,17 +1,4 @@
-"""Connecting to Temporal: the embedded dev server, a self-hosted cluster or Temporal Cloud.
-
-Metrics layout: shipcord's own metrics are served by prometheus_client on
-`SHIPCORD_METRICS_PORT` (see `shipcord.metrics`); the Temporal SDK's metrics are served by the
-SDK's built-in Prometheus exporter on the next port, `SHIPCORD_METRICS_PORT + 1`
-(`Settings.sdk_metrics_port`), both on `SHIPCORD_METRICS_ADDRESS` (loopback by default).
-Two exporters cannot share one listening socket, and bridging the SDK's metrics into
-prometheus_client would mean re-implementing its exporter; scraping two ports is a
-two-line Prometheus config. The SDK's names follow Prometheus conventions: counters end in
-`_total`, durations are seconds with a `_seconds` suffix.
-
-Every client gets shipcord's data converter (`shipcord.payload_codec`): pydantic's, with
-payloads and failures encrypted when `SHIPCORD_PAYLOAD_KEY` is set.
-"""
+"""Connecting to Temporal: the embedded dev server, a self-hosted cluster or Temporal Cloud."""
 
 from __future__ import annotations
 

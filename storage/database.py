@@ -1,10 +1,4 @@
-"""Opening the SQLite database: file modes, pragmas and numbered migrations.
-
-Invariant: the database and its WAL and shared-memory files are 0600 (the owner's alone:
-they name who deployed what, and where), and a folder created for it is 0700. SQLite
-gives its -wal and -shm files the database file's own mode, so the database is created
-0600 before SQLite first opens it, and an older one is made 0600.
-"""
+"""Opening the SQLite database: file modes, pragmas and numbered migrations."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from tests.cli_world import Shipcord, World, start_shipcord
 from tests.discord_double import MessageRecord
 from tests.engine.harness import release_processes
 from tests.test_cli import world
-from workflows.client import DeploymentClient
+from workflows.deployment_client import DeploymentClient
 
 __all__ = ["world"]  # the fixture, shared with test_cli
 

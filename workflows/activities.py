@@ -1,15 +1,4 @@
-"""The activities of botDeploymentWorkflow: all of the deployment's I/O.
-
-Activities own releases (what runs, how to stop or restart it); deployment rows belong to
-the front end, which learns outcomes from Temporal. The targets file is read once per
-deployment, by `validate_deployment`; every later step works from the target recorded
-with the release, so an edited or broken targets file never strands a rollback.
-
-Each activity is idempotent: Temporal may run one again after it already did its work (a
-retry, or a worker that crashed before reporting), and the second run changes nothing
-more. Errors that no retry can heal are raised non-retryable; everything else is left to
-Temporal's retry policy, the one retry layer.
-"""
+"""The activities of botDeploymentWorkflow: all of the deployment's I/O."""
 
 from __future__ import annotations
 
@@ -42,7 +31,7 @@ from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
 from workflows.hosts import DEFAULT_HOST
 from workflows.models import validate_version
 from workflows.release_operator import ReleaseOperator, invalid, runtime_errors
-from workflows.releases import Release
+from workflows.release_view import Release
 from workflows.runtimes import reachable_url
 from workflows.targets import Target, TargetRegistry, TargetsError, UnknownTarget
 

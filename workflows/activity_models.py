@@ -1,9 +1,4 @@
-"""What the workflow hands each activity and gets back: one model in, one model out.
-
-The target travels with the deployment: `validate_deployment` reads it from the targets
-file once, and from then on it is the copy recorded with the release that starts,
-checks, stops and restarts that release, whatever the targets file says later.
-"""
+"""What the workflow hands each activity and gets back: one model in, one model out."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""The few Discord REST calls the activities make.
-
-One attempt per call: Temporal's retry policy is the retry layer. What this client adds
-is what Temporal cannot know: how long Discord asked us to wait (429 `retry_after`), and
-which answers no retry can change (401: the token is wrong; other 4xx: the request is).
-"""
+"""The few Discord REST calls the activities make."""
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""Every activity heartbeats while it runs, so a worker that dies is noticed in seconds.
-
-Without heartbeats Temporal only learns that a worker crashed mid-activity when the
-activity's start-to-close timeout (5 minutes) runs out; with them, after the heartbeat
-timeout, and the activity is retried on a live worker. Heartbeats also carry
-cancellation requests to the activity.
-"""
+"""Every activity heartbeats while it runs, so a worker that dies is noticed in seconds."""
 
 from __future__ import annotations
 

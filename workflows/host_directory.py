@@ -1,13 +1,4 @@
-"""Which hosts exist and whether each is alive, as Temporal sees their workers.
-
-A host is known when the targets file names it, or it is the default host. Its heartbeat
-is the last time one of its workers polled the host's own task queue (the poller info of
-`DescribeTaskQueue`): an idle worker long-polls, so a live host's heartbeat is never older
-than the server's long-poll interval (a minute by default). A host is alive while its
-heartbeat is more recent than the timeout; nothing but Temporal is asked. A host's latest
-supervision incidents come from its supervisor's `incidents` query, so that a front end
-with a database of its own hears of them too.
-"""
+"""Which hosts exist and whether each is alive, as Temporal sees their workers."""
 
 from __future__ import annotations
 
@@ -22,8 +13,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.hosts import host_task_queue
-from workflows.supervision import IncidentNote
-from workflows.supervisor import INCIDENTS_QUERY, supervisor_workflow_id
+from workflows.supervision_rounds import IncidentNote
+from workflows.supervisor_workflow import INCIDENTS_QUERY, supervisor_workflow_id
 from workflows.targets import TargetRegistry, TargetsError
 
 DESCRIBE_TIMEOUT = timedelta(seconds=5)

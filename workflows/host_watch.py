@@ -1,16 +1,4 @@
-"""Watching hosts from the front end: a host that goes or comes back is an incident.
-
-Each round describes every known host; when one is seen gone (no worker polled its queue
-within the heartbeat timeout) or back, one incident per affected bot is recorded in the
-front end's SQLite: the bots whose target runs there and that were ever deployed (their
-owner and channel are those of the latest deployment). The incident notifier tells each
-owner once. The host's last known state is the kind of its latest host incident, so a
-restarted front end neither repeats nor misses a change; a host never seen gone counts as
-up, and no host is called gone before the watch has looked for a whole heartbeat timeout
-(a worker started a moment ago may not have polled yet). Each round also copies the hosts'
-supervision incidents (restarts, crash loops) from their supervisors into the front end's
-SQLite, by key, so each is told once even where the host keeps its own database.
-"""
+"""Watching hosts from the front end: a host that goes or comes back is an incident."""
 
 from __future__ import annotations
 

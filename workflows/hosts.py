@@ -1,12 +1,4 @@
-"""Hosts: the machines releases run on, and the task queue that reaches each one.
-
-Every worker polls the installation's shared task queue (workflows and the activities that
-may run anywhere) and its own host's queue, `{task_queue}@host-{name}` (Temporal's
-worker-specific task queue pattern). An activity that touches a release is scheduled on
-the queue of the host the release lives on, so only that host's workers run it, against
-that host's own SQLite file and processes. The name of a host is stable by design (not the
-machine's hostname, which a recreated container changes): releases are found by it.
-"""
+"""Hosts: the machines releases run on, and the task queue that reaches each one."""
 
 from __future__ import annotations
 

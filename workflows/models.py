@@ -1,10 +1,4 @@
-"""The workflow's contract: one model in, one model out, camelCase on the wire.
-
-Any Temporal client (the TypeScript guide's, with its plain JSON converter) can send
-`{"botName": ..., "botType": ..., "config": {...}, "owner": ...}` and read these back as
-plain JSON; shipcord's own clients use these models with `pydantic_data_converter`.
-Input is validated strictly here, once: whatever passes is safe to show, store and use.
-"""
+"""The workflow's contract: one model in, one model out, camelCase on the wire."""
 
 from __future__ import annotations
 

@@ -1,16 +1,4 @@
-"""Nothing an activity reports to Temporal carries a secret.
-
-Invariant: every error that leaves an activity, with its whole cause chain, and every
-heartbeat detail, passes through `workflows.redaction.redact` before the SDK turns it
-into a Temporal failure. Errors are where the workflow's `lastError`, its result and its
-history get their text from, so this one interceptor keeps all three clean, whatever
-an activity (or a library under it) put in a message.
-
-An `ApplicationError` keeps its type, retry behaviour, retry delay and category; any
-other exception becomes the `ApplicationError` the SDK would have made of it (the class
-name as type, retryable). Cancellation and async completion (BaseExceptions, and the
-SDK's own failures) pass through untouched.
-"""
+"""Nothing an activity reports to Temporal carries a secret."""
 
 from __future__ import annotations
 

@@ -1,21 +1,4 @@
-"""One redactor for every secret shipcord knows, applied wherever text leaves the process.
-
-Invariant: text that leaves shipcord — a log line (both renderers, stdlib records
-included), an activity's error (and so a workflow's status, result and history), a Discord
-message, a row written to SQLite, a release's log tail shown to a person — passes through
-`redact()` first. What it removes:
-
-- every registered secret, wherever it appears: shipcord's own token, the Temporal API
-  key, the payload key, and each target's token as the worker reads it
-  (`register_secret`, called by whoever reads a secret);
-- strings shaped like a secret even when nobody registered them: Discord bot tokens,
-  `Authorization: Bot|Bearer …` values, the interaction and webhook tokens inside Discord
-  URLs (discord.py logs those URLs at DEBUG), `"token": "…"`-style fields (gateway events
-  at DEBUG), and `NAME=value` assignments whose name says secret (`ECHO_BOT_TOKEN=…`, as a
-  release printing its environment writes them).
-
-Registrations are process-wide and only ever grow: a secret once seen stays redacted.
-"""
+"""One redactor for every secret shipcord knows, applied wherever text leaves the process."""
 
 from __future__ import annotations
 

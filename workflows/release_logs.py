@@ -1,25 +1,4 @@
-"""A release's log tail, redacted: what the front end shows to the people allowed to see it.
-
-Invariant: a release's own output reaches a person only through `ReleaseLogs`, and
-always redacted (`workflows.redaction`, with the release's own token registered first, as
-read from the token source recorded with the release). It never goes into a channel
-message, a DM, an activity error or a workflow's history.
-
-Usage, from the front end (an ephemeral "Show log" answer, a `/logs` command):
-
-    logs = ReleaseLogs(storage)                    # or ReleaseLogs(storage, runtimes)
-    tail = await logs.of_deployment(workflow_id)   # the release that deployment created
-    tail = await logs.of_release("echo")           # the bot's newest release
-    tail = await logs.of_release("echo", 3)        # release #3
-    if tail is not None:
-        text = tail.text                           # redacted, at most max_chars
-    await logs.close()                             # or `async with ReleaseLogs(...)`
-
-Permissions are the caller's: check that the person may control the bot first. Both
-runtimes are served: a process release's log file, a container's live output while the
-container exists (then what its log file kept). Reading touches the Docker socket only
-for docker releases.
-"""
+"""A release's log tail, redacted: what the front end shows to the people allowed to see it."""
 
 from __future__ import annotations
 
@@ -28,7 +7,7 @@ from types import TracebackType
 
 from storage import ReleaseRecord, Storage
 from workflows.redaction import redact
-from workflows.releases import Release
+from workflows.release_view import Release
 from workflows.runtimes import DockerRuntime, ProcessRuntime, Runtime, RuntimeError_
 
 __all__ = ["DEFAULT_MAX_CHARS", "ReleaseLogTail", "ReleaseLogs"]

@@ -1,11 +1,4 @@
-"""Starting, checking and stopping releases from what they recorded.
-
-The deployment's activities and supervision share this: a release is started from the
-target recorded with it (never from the targets file as it is now), found again by its
-handle or its marker, and stopped with everything it started. Every operation is
-idempotent: starting a release that runs returns its handle; stopping one that is gone
-does nothing.
-"""
+"""Starting, checking and stopping releases from what they recorded."""
 
 from __future__ import annotations
 
@@ -19,7 +12,7 @@ import structlog
 from temporalio.exceptions import ApplicationError
 
 from storage import ReleaseRecord, Storage
-from workflows.releases import Release
+from workflows.release_view import Release
 from workflows.runtimes import (
     PermanentRuntimeError,
     ReleaseHandle,

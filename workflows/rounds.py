@@ -1,8 +1,4 @@
-"""Work done in rounds in the background, every `interval` seconds, until stopped.
-
-A round that raises is logged (under the owner's event name) and the next round runs on
-time: one bad round, a Temporal or Discord that is away for a while, never ends the loop.
-"""
+"""Work done in rounds in the background, every `interval` seconds, until stopped."""
 
 from __future__ import annotations
 

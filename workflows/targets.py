@@ -1,19 +1,4 @@
-"""The targets file: which bots shipcord may deploy, and how.
-
-```toml
-[bots.echo]
-type = "discord"
-runtime = "process"
-command = ["{python}", "-m", "examples.echo_bot", "--release", "{version}"]
-token_env = "ECHO_BOT_TOKEN"
-health_url = "http://127.0.0.1:{port}/healthz"
-commands = "examples/echo_bot/commands.json"
-strategy = "replace"
-```
-
-Relative paths are relative to the targets file's folder, which is also where a
-`process` release starts.
-"""
+"""The targets file: which bots shipcord may deploy, and how."""
 
 from __future__ import annotations
 

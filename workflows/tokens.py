@@ -1,15 +1,5 @@
 """Where tokens come from: a variable (the environment, the values shipcord took out of its
-environment at start, or the `.env` file) or a file.
-
-Invariant: every token read here is registered with the redactor before it is returned,
-so no token is ever used that `workflows.redaction` does not know.
-
-Lookup order for a variable, the first non-empty value wins: the process environment,
-then the values handed over when shipcord moved its secrets out of its own environment
-(`shipcord.environment`), then the `.env` file that shipcord's settings read (set with
-`use_env_file`; none in library use). The `.env` file is re-read when it changes, so a
-rotated token applies without a restart, as the targets file does.
-"""
+environment at start, or the `.env` file) or a file."""
 
 from __future__ import annotations
 

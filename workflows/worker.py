@@ -1,10 +1,4 @@
-"""Building the Temporal worker: botDeploymentWorkflow, the supervisor, their activities.
-
-A worker runs on one host and polls two queues: the shared task queue (workflows and the
-activities that touch no release) and its host's own queue (the activities that touch a
-release, and supervision rounds). With supervision on, starting a worker also makes sure
-its host's supervisor workflow runs (an existing one is kept).
-"""
+"""Building the Temporal worker: botDeploymentWorkflow, the supervisor, their activities."""
 
 from __future__ import annotations
 
@@ -23,6 +17,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from storage import Storage
 from workflows.activities import DeploymentActivities
+from workflows.deployment_workflow import BotDeploymentWorkflow
 from workflows.discord_rest import DiscordRest
 from workflows.heartbeat import AutoHeartbeat
 from workflows.hosts import DEFAULT_HOST, host_task_queue
@@ -31,10 +26,9 @@ from workflows.redacting_interceptor import RedactActivityFailures
 from workflows.release_operator import ReleaseOperator
 from workflows.runtimes import DockerRuntime, ProcessRuntime, Runtime
 from workflows.runtimes.docker import DEFAULT_NETWORK
-from workflows.supervision import SupervisionActivities, SupervisionSettings
-from workflows.supervisor import ReleaseSupervisorWorkflow, supervisor_workflow_id
+from workflows.supervision_rounds import SupervisionActivities, SupervisionSettings
+from workflows.supervisor_workflow import ReleaseSupervisorWorkflow, supervisor_workflow_id
 from workflows.targets import TargetRegistry, TargetsError, load_targets
-from workflows.workflows import BotDeploymentWorkflow
 
 # The sandbox runs the workflow's module afresh for every workflow it starts, and importing
 # it imports the `workflows` package, whose models are pure declarations shared with the

@@ -24,12 +24,12 @@ from storage import Storage
 from tests.discord_double import DiscordDouble
 from tests.ports import NEVER_HEALTHY
 from workflows.activities import DeploymentActivities
-from workflows.client import DeploymentClient, unix_ms
+from workflows.deployment_client import DeploymentClient, unix_ms
 from workflows.hosts import DEFAULT_HOST, host_task_queue
 from workflows.models import DeploymentInput, DeploymentStatus, deployment_workflow_id
 from workflows.runtimes.process import MARKER_VARIABLE
-from workflows.supervision import SupervisionActivities, SupervisionSettings
-from workflows.supervisor import supervisor_workflow_id
+from workflows.supervision_rounds import SupervisionActivities, SupervisionSettings
+from workflows.supervisor_workflow import supervisor_workflow_id
 from workflows.worker import (
     create_worker,
     deployment_activities,

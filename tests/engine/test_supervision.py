@@ -13,7 +13,7 @@ from temporalio.client import Client
 from shipcord.embedded_temporal import find_temporal_binary
 from tests.engine.harness import Engine, wait_until
 from workflows.models import DeploymentState
-from workflows.supervision import SupervisionSettings
+from workflows.supervision_rounds import SupervisionSettings
 
 StartEngine = Callable[..., AbstractAsyncContextManager[Engine]]
 FAST = SupervisionSettings(

@@ -23,7 +23,7 @@ from workflows.activity_models import (
     StepReport,
     ValidatedDeployment,
 )
-from workflows.client import DeploymentClient
+from workflows.deployment_client import DeploymentClient
 from workflows.models import DeploymentInput, DeploymentResult, DeploymentState
 from workflows.targets import ApprovalRule, Target
 from workflows.worker import create_worker

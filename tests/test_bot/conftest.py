@@ -20,14 +20,14 @@ import pytest
 from aiohttp import web
 from temporalio.client import Client
 
-from bot.client import ShipcordBot
-from bot.config import FrontEndConfig
+from bot.discord_client import ShipcordBot
+from bot.frontend_config import FrontEndConfig
 from storage import Storage
 from tests.discord_double import DiscordDouble, MessageRecord, MessageVersion, UserRecord
 from tests.discord_double.state import MESSAGE_FLAG_LOADING, BotRecord, GuildRecord
 from tests.engine.harness import kill_release_processes
 from tests.ports import NEVER_HEALTHY
-from workflows.client import DeploymentClient, DeploymentService
+from workflows.deployment_client import DeploymentClient, DeploymentService
 from workflows.worker import engine_worker
 
 REPO = Path(__file__).resolve().parents[2]

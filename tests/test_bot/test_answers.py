@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from bot import deploy_answer
-from bot.card import COLOURS
-from bot.interaction_replies import InteractionReplies
+from bot.board.cards import COLOURS
+from bot.deployments import deploy_answer
+from bot.interactions.interaction_replies import InteractionReplies
 from tests.discord_double import MessageRecord
 from tests.engine.harness import wait_until
 from tests.test_bot.conftest import (
@@ -222,7 +222,7 @@ async def test_a_refusal_that_comes_after_the_answer_takes_it_back(
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
 
-    from workflows.client import DeploymentClient, DeploymentService
+    from workflows.deployment_client import DeploymentClient, DeploymentService
 
     world = front.world
     monkeypatch.setattr(deploy_answer, "START_PATIENCE", 0.0)

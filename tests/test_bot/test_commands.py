@@ -233,7 +233,7 @@ async def test_deployments_started_elsewhere_get_a_message_in_its_final_form(
     """Another Temporal client starts deployments that finish at once: shipcord finds them
     through Temporal's visibility and posts each message in its final form."""
     from tests.test_bot.conftest import QUICK_BOTS
-    from workflows.client import unix_ms
+    from workflows.deployment_client import unix_ms
     from workflows.models import DeploymentInput, deployment_workflow_id
 
     world = front.world

@@ -26,7 +26,7 @@ from tests.test_bot.conftest import (
     start_shipcord,
     stop_shipcord,
 )
-from workflows.client import DeploymentService, unix_ms
+from workflows.deployment_client import DeploymentService, unix_ms
 from workflows.models import deployment_workflow_id
 
 REQUESTS = 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.engine.harness import wait_until
 from tests.test_bot.conftest import FAILERS, QUICK_BOTS, SLEEPERS, WAIT, Front
-from workflows.client import unix_ms
+from workflows.deployment_client import unix_ms
 from workflows.models import DeploymentInput, deployment_workflow_id
 
 BOT = QUICK_BOTS[5]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.hosts_view import render_hosts, worth_showing
+from bot.deployments.hosts_status import render_hosts, worth_showing
 from workflows.host_directory import HostInfo
 
 BEAT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.test_bot.conftest import FLAKY_BOTS, WAIT, Front
-from workflows.supervision import SupervisionSettings
+from workflows.supervision_rounds import SupervisionSettings
 
 SUPERVISION = SupervisionSettings(
     interval_seconds=0.3, restart_limit=2, restart_window_seconds=600, max_backoff_seconds=0.3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.permissions import AccessPolicy, Actor
+from bot.access.policy import AccessPolicy, Actor
 from tests.test_bot.test_render import make_record
 from workflows.targets import Target
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from bot.approvals import refusal
-from bot.card import final_card, running_card
-from bot.permissions import AccessPolicy
-from bot.releases import INLINE_LOG_CHARS, choose_rollback, log_answer
-from bot.replies import UserError
+from bot.access.approval_rules import refusal
+from bot.access.policy import AccessPolicy
+from bot.board.cards import final_card, running_card
+from bot.interactions.user_answers import UserError
+from bot.releases.release_rules import INLINE_LOG_CHARS, choose_rollback, log_answer
 from storage import ReleaseRecord
 from tests.test_bot.test_permissions import OPS, OWNER, actor, target
 from tests.test_bot.test_render import STARTED, make_record, make_status

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot.card import COLOURS, Card, colour, final_card, running_card
+from bot.board.cards import COLOURS, Card, colour, final_card, running_card
 from bot.render import (
     describe_rollback,
     format_duration,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.schedule import BadTime, parse_when
+from bot.deployments.schedule_time import BadTime, parse_when
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 

@@ -1,31 +1,4 @@
-"""The `docker` runtime: each release is a container, driven through the Engine API (aiodocker).
-
-Invariants:
-
-- A release's container carries the label `shipcord.release=<marker>` (plus the bot, release
-  number, version and port labels) and a name derived from the marker. A retried start
-  therefore adopts the container that an interrupted attempt created (found by label, or by
-  name when the create answers 409; started if it never was), and a stop finds it even when
-  the handle never got saved. An adopted release's handle carries the port the container was
-  given, which a retry that picked a new port cannot know.
-- shipcord supervises releases itself: the restart policy is "no".
-- Isolation: a release runs on a bridge network of its own (`shipcord-releases` by
-  default, created on first use with inter-container traffic off), so it cannot reach
-  anything on the host's loopback (the embedded Temporal server, metrics, the codec
-  endpoint) nor other containers directly. Its `PORT` is published on that network's
-  gateway address only (a host address reachable from the host and from other
-  containers, never from outside the host), and the handle's `host` says so: a health URL
-  on 127.0.0.1 is checked there. A target with `network = "host"` shares the host's
-  network instead, loopback included, as before.
-- A container's output is appended to the release log (0600) before the container is
-  removed: the log outlives the container. Errors describe how a container ended ("exited
-  with status 3 after 0.4 s"), never its output.
-- Every failure is a `RuntimeError_` whose message is one line naming what failed. Two of
-  them never heal by retrying and have their own subclasses: the socket refuses this user
-  (`EngineAccessDenied`) and the image is absent and cannot be pulled (`ImageUnavailable`).
-- The aiodocker client is created on first use, inside the running event loop: the worker
-  builds this runtime always, and touches the socket only when a docker target is used.
-"""
+"""The `docker` runtime: each release is a container, driven through the Engine API (aiodocker)."""
 
 from __future__ import annotations
 

@@ -1,21 +1,4 @@
-"""The `process` runtime: each release is a detached local process.
-
-Releases run in their own session, so they outlive a restart of shipcord. A release is
-recognised by its pid together with the process start time (a recycled pid has another
-start time), and by a marker in its environment, which lets a retried start adopt the
-copy that an interrupted attempt already launched instead of starting a second one.
-
-Invariants:
-
-- Stopping a release stops everything it started: its session (and process group), its
-  descendants, and every process that carries its marker even in another session (a
-  `setsid` child inherits the environment). SIGTERM first, SIGKILL after the grace.
-- A release's output goes to its log (0600, see `release_files`), never anywhere else;
-  how its process ended is recorded beside the log, so an error can say "exited with
-  status 3 after 0.4 s" without quoting the output.
-- A target that names a `user` runs as that user, which needs shipcord to run as root;
-  otherwise the start fails without retries.
-"""
+"""The `process` runtime: each release is a detached local process."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""A release's files in the data folder: its log and the record of how its process ended.
-
-Invariants: the `releases` folder is 0700 and every file in it 0600, whatever the umask,
-since a release's output may hold its secrets; a log is only ever appended to; reading a
-tail never loads more than the bytes asked for.
-"""
+"""A release's files in the data folder: its log and the record of how its process ended."""
 
 from __future__ import annotations
 

@@ -1,1 +1,0 @@
-"""Cogs: one feature per module, each with `async def setup(bot)`."""

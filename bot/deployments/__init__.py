@@ -1,0 +1,1 @@
+"""/deploy, /status, /pause, /resume, /cancel and the control buttons."""

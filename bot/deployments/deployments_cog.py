@@ -1,0 +1,241 @@
+"""Slash commands: /deploy, /status, /pause, /resume, /cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import discord
+import structlog
+from discord import app_commands
+from discord.ext import commands
+
+from bot.access.policy import Actor
+from bot.autocomplete import deployment_choices, name_choices
+from bot.board.closed_rows import closed_result
+from bot.deployments.controls import TEMPORAL_UNREACHABLE
+from bot.deployments.deploy_launch import launch
+from bot.deployments.hosts_status import render_hosts, worth_showing
+from bot.deployments.schedule_time import BadTime, parse_when
+from bot.discord_client import ShipcordBot
+from bot.interactions.user_answers import UserError, fit, reply
+from bot.render import (
+    parse_timestamp,
+    render_scheduled_line,
+    render_status_detail,
+    render_status_line,
+    render_status_list,
+)
+from storage import DeploymentRecord, IncidentRecord
+from workflows.deployment_client import is_unreachable
+from workflows.hosts import DEFAULT_HOST
+from workflows.models import DeploymentInput, DeploymentStatus, validate_version
+
+log = structlog.get_logger(__name__)
+
+STATUS_LIST_LIMIT = 15
+RECENT_LIMIT = 200
+INCIDENTS_SHOWN_FOR = timedelta(hours=24)
+INCIDENTS_LISTED = 5
+
+
+class DeploymentsCog(commands.Cog, name="Deployments"):
+    def __init__(self, bot: ShipcordBot) -> None:
+        self.bot = bot
+
+    # -- autocomplete ------------------------------------------------------------------------
+
+    async def bot_name_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        """The bots this person may deploy in this server."""
+        actor = Actor.from_interaction(interaction)
+        return name_choices(self.bot.access.names_offered(actor, to_deploy=True), current)
+
+    async def controllable_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        """Open deployments that this person may pause, resume or cancel."""
+        actor = Actor.from_interaction(interaction)
+        if not self.bot.access.is_enabled(actor):
+            return []
+        records = await self.bot.storage.list_open_deployments()
+        mine = [r for r in records if self.bot.access.may_control(actor, r)]
+        return deployment_choices(mine, current)
+
+    async def visible_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        """Recent deployments this person may see, open ones first."""
+        actor = Actor.from_interaction(interaction)
+        if not self.bot.access.is_enabled(actor):
+            return []
+        records = await self.bot.storage.list_deployments(limit=RECENT_LIMIT)
+        visible = [r for r in records if self.bot.access.may_see(actor, r)]
+        visible.sort(key=lambda record: not record.is_open)
+        return deployment_choices(visible, current)
+
+    # -- commands ----------------------------------------------------------------------------
+
+    @app_commands.command(name="deploy")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.describe(
+        bot="The bot to deploy, as named in the targets file",
+        version="The version to deploy, e.g. 1.4.0 or latest",
+        at="Start later: a delay such as in 30m, a UTC time such as 14:30, or 2026-12-24T18:00",
+    )
+    async def deploy(
+        self, interaction: discord.Interaction, bot: str, version: str, at: str | None = None
+    ) -> None:
+        """Deploy a bot; the answer is its progress, shown in this channel."""
+        actor = Actor.from_interaction(interaction)
+        structlog.contextvars.bind_contextvars(
+            guild_id=actor.guild_id, user_id=actor.user_id, bot_name=bot
+        )
+        self.bot.access.require_enabled(actor)
+        bot_name, version = bot.strip(), version.strip()
+        target = self.bot.access.target_to_deploy(actor, bot_name)
+        try:
+            version = validate_version(version)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        when = None
+        if at is not None and at.strip():
+            try:
+                when = parse_when(at)
+            except BadTime as error:
+                raise UserError(str(error)) from None
+        request = DeploymentInput(
+            bot_name=target.name,
+            bot_type=target.type,
+            owner=actor.user_id,
+            version=version,
+            guild_id=actor.guild_id,
+            channel_id=str(interaction.channel_id) if interaction.channel_id else None,
+        )
+        await launch(self.bot, interaction, actor, request, at=when)
+
+    @app_commands.command(name="status")
+    @app_commands.guild_only()
+    @app_commands.describe(deployment="A deployment id; leave empty to list this server's")
+    async def status(self, interaction: discord.Interaction, deployment: str | None = None) -> None:
+        """Show one deployment in detail, or the open deployments of this server."""
+        actor = Actor.from_interaction(interaction)
+        structlog.contextvars.bind_contextvars(
+            guild_id=actor.guild_id, user_id=actor.user_id, workflow_id=deployment
+        )
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        self.bot.access.require_enabled(actor)
+        if deployment:
+            await reply(interaction, await self._status_of(actor, deployment))
+        else:
+            await reply(interaction, await self._status_list(actor))
+
+    async def _status_of(self, actor: Actor, workflow_id: str) -> str:
+        record = await self.bot.controller.find_visible(actor, workflow_id)
+        now = datetime.now(UTC)
+        url = self.bot.config.workflow_url(record.workflow_id)
+        if not record.is_open:
+            return render_status_detail(
+                record, None, closed_result(record), now=now, workflow_url=url
+            )
+        snapshot = await self.bot.controller.snapshot(record.workflow_id)
+        if snapshot.scheduled_for is not None:
+            scheduled = render_scheduled_line(record, snapshot.scheduled_for)
+            return fit(scheduled + (f"\n[Open in Temporal Web UI](<{url}>)" if url else ""))
+        status = snapshot.status or self.bot.board.last_status(record.workflow_id)
+        detail = render_status_detail(record, status, snapshot.result, now=now, workflow_url=url)
+        host = status.host if status is not None else None
+        if host is not None and host != DEFAULT_HOST:  # one machine: as before hosts
+            detail += f"\nHost: {host}"
+        if snapshot.is_open and snapshot.status is None:
+            detail += "\nNo worker answers yet (restarting?): this is the last known status."
+        return fit(detail)
+
+    async def _status_list(self, actor: Actor) -> str:
+        records = [
+            record
+            for record in await self.bot.storage.list_open_deployments()
+            if self.bot.access.may_see(actor, record)
+        ]
+        shown = records[:STATUS_LIST_LIMIT]
+
+        async def line(record: DeploymentRecord) -> str:
+            status: DeploymentStatus | None = self.bot.board.last_status(record.workflow_id)
+            if status is None:
+                try:
+                    snapshot = await self.bot.controller.snapshot(record.workflow_id)
+                    status = snapshot.status
+                except UserError:
+                    status = None
+                else:
+                    if snapshot.scheduled_for is not None:
+                        return render_scheduled_line(record, snapshot.scheduled_for)
+            return render_status_line(record, status)
+
+        try:
+            lines = await asyncio.gather(*(line(record) for record in shown))
+        except Exception as error:
+            if is_unreachable(error):
+                raise UserError(TEMPORAL_UNREACHABLE) from error
+            raise
+        listing = render_status_list(lines, total=len(records))
+        incidents = await self._recent_incidents(actor)
+        if incidents:
+            listing += "\n\nRecent incidents:\n" + "\n".join(map(incident_line, incidents))
+        hosts = await self.bot.service.hosts()
+        if worth_showing(hosts):
+            listing += "\n\n" + render_hosts(hosts)
+        return fit(listing)
+
+    async def _recent_incidents(self, actor: Actor) -> list[IncidentRecord]:
+        """What supervision did lately to the bots of this server."""
+        since = (datetime.now(UTC) - INCIDENTS_SHOWN_FOR).isoformat(timespec="milliseconds")
+        shown = []
+        for incident in await self.bot.storage.recent_incidents(since=since):
+            target = self.bot.access.target_of(incident.bot_name)
+            if target is not None and self.bot.access.policy.belongs_here(actor, target):
+                shown.append(incident)
+        return shown[:INCIDENTS_LISTED]
+
+    @app_commands.command(name="pause")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.describe(deployment="The deployment to pause (its id)")
+    async def pause(self, interaction: discord.Interaction, deployment: str) -> None:
+        """Pause a deployment before its next step."""
+        await self.bot.controller.run_interaction(interaction, "pause", deployment)
+
+    @app_commands.command(name="resume")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.describe(deployment="The paused deployment to resume (its id)")
+    async def resume(self, interaction: discord.Interaction, deployment: str) -> None:
+        """Resume a paused deployment."""
+        await self.bot.controller.run_interaction(interaction, "resume", deployment)
+
+    @app_commands.command(name="cancel")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.describe(deployment="The deployment to cancel (its id); it is rolled back")
+    async def cancel(self, interaction: discord.Interaction, deployment: str) -> None:
+        """Cancel a deployment and roll back what it did."""
+        await self.bot.controller.run_interaction(interaction, "cancel", deployment)
+
+    deploy.autocomplete("bot")(bot_name_autocomplete)
+    status.autocomplete("deployment")(visible_autocomplete)
+    pause.autocomplete("deployment")(controllable_autocomplete)
+    resume.autocomplete("deployment")(controllable_autocomplete)
+    cancel.autocomplete("deployment")(controllable_autocomplete)
+
+
+def incident_line(incident: IncidentRecord) -> str:
+    created = parse_timestamp(incident.created_at)
+    when = f"<t:{int(created.timestamp())}:R> " if created else ""
+    return when + incident.message
+
+
+async def setup(bot: commands.Bot) -> None:
+    assert isinstance(bot, ShipcordBot)
+    await bot.add_cog(DeploymentsCog(bot))

@@ -1,0 +1,1 @@
+"""/history: a bot's deployments, newest first, page by page."""

@@ -1,0 +1,1 @@
+"""Answering the person behind an interaction: refusals, confirmations, unexpected errors."""

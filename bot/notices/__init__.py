@@ -1,0 +1,1 @@
+"""Notices that reach owners once: failed deployments and supervision incidents."""

@@ -1,0 +1,169 @@
+"""/rollback and /logs: a bot's earlier releases, put back or read."""
+
+from __future__ import annotations
+
+import discord
+import structlog
+from discord import app_commands
+from discord.ext import commands
+
+from bot.access.policy import Actor
+from bot.autocomplete import name_choices, release_choices
+from bot.deployments.deploy_launch import launch
+from bot.discord_client import ShipcordBot
+from bot.interactions.user_answers import UserError
+from bot.releases.log_delivery import send_release_log
+from bot.releases.release_rules import choose_rollback
+from bot.releases.show_log_button import ShowLogButton
+from storage import ReleaseRecord
+from workflows.models import DeploymentInput
+from workflows.targets import Target
+
+log = structlog.get_logger(__name__)
+
+
+class ReleasesCog(commands.Cog, name="Releases"):
+    def __init__(self, bot: ShipcordBot) -> None:
+        self.bot = bot
+
+    # -- /rollback ----------------------------------------------------------------------------
+
+    @app_commands.command(name="rollback")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.describe(
+        bot="The bot to roll back, as named in the targets file",
+        release="The release to put back (default: the last good one before the current)",
+    )
+    async def rollback(
+        self, interaction: discord.Interaction, bot: str, release: int | None = None
+    ) -> None:
+        """Put an earlier release of a bot back; the answer is its progress."""
+        actor = Actor.from_interaction(interaction)
+        structlog.contextvars.bind_contextvars(
+            guild_id=actor.guild_id, user_id=actor.user_id, bot_name=bot
+        )
+        self.bot.access.require_enabled(actor)
+        target = self.bot.access.target_to_deploy(actor, bot.strip())
+        releases = await self.bot.storage.list_releases(target.name)
+        chosen = choose_rollback(target.name, releases, release)
+        request = DeploymentInput(
+            bot_name=target.name,
+            bot_type=target.type,
+            owner=actor.user_id,
+            version=chosen.version,
+            guild_id=actor.guild_id,
+            channel_id=str(interaction.channel_id) if interaction.channel_id else None,
+            restore_release=chosen.number,
+        )
+        await launch(self.bot, interaction, actor, request)
+
+    @rollback.autocomplete("bot")
+    async def deployable_bots(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        actor = Actor.from_interaction(interaction)
+        return name_choices(self.bot.access.names_offered(actor, to_deploy=True), current)
+
+    @rollback.autocomplete("release")
+    async def rollback_releases(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[int]]:
+        """The releases of the bot being rolled back, for people who may deploy it."""
+        actor, target = self._typed_target(interaction)
+        if target is None or not self.bot.access.policy.may_deploy(actor, target):
+            return []
+        releases = await self.bot.storage.list_releases(target.name)
+        shown = [r for r in releases if r.status != "active" and not r.in_flight]
+        return release_choices(shown, current)
+
+    # -- /logs --------------------------------------------------------------------------------
+
+    @app_commands.command(name="logs")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.describe(
+        bot="The bot whose release output to read",
+        release="The release (default: the newest)",
+    )
+    async def logs(
+        self, interaction: discord.Interaction, bot: str, release: int | None = None
+    ) -> None:
+        """The last lines a release printed, redacted; shown only to you."""
+        actor = Actor.from_interaction(interaction)
+        structlog.contextvars.bind_contextvars(
+            guild_id=actor.guild_id, user_id=actor.user_id, bot_name=bot
+        )
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        self.bot.access.require_enabled(actor)
+        target = self._target_here(actor, bot.strip())
+        releases = await self.bot.storage.list_releases(target.name)
+        chosen = _release_to_read(target.name, releases, release)
+        await send_release_log(
+            interaction,
+            actor,
+            chosen,
+            access=self.bot.access,
+            storage=self.bot.storage,
+            log_tails=self.bot.log_tails,
+        )
+
+    def _typed_target(self, interaction: discord.Interaction) -> tuple[Actor, Target | None]:
+        """Who is typing, and the target named in the command's `bot` option so far (None
+        when there is none, or commands are not enabled for them here)."""
+        actor = Actor.from_interaction(interaction)
+        if not self.bot.access.is_enabled(actor):
+            return actor, None
+        bot_name = str(getattr(interaction.namespace, "bot", "") or "").strip()
+        return actor, self.bot.access.target_of(bot_name)
+
+    def _target_here(self, actor: Actor, bot_name: str) -> Target:
+        target = self.bot.access.target_of(bot_name)
+        if target is None or not self.bot.access.policy.belongs_here(actor, target):
+            raise UserError(f"There is no bot {bot_name[:40]!r} in this server.")
+        return target
+
+    @logs.autocomplete("bot")
+    async def bots_here(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        actor = Actor.from_interaction(interaction)
+        return name_choices(self.bot.access.names_offered(actor, to_deploy=False), current)
+
+    @logs.autocomplete("release")
+    async def readable_releases(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[int]]:
+        """The bot's releases whose log this person may read."""
+        actor, target = self._typed_target(interaction)
+        if target is None or not self.bot.access.policy.belongs_here(actor, target):
+            return []
+        releases = await self.bot.storage.list_releases(target.name)
+        if not self.bot.access.policy.may_control_bot(actor, target):
+            readable = []
+            for release in releases:
+                made_by = await self.bot.storage.get_deployment(release.workflow_id)
+                if made_by is not None and self.bot.access.may_control(actor, made_by):
+                    readable.append(release)
+            releases = readable
+        return release_choices(releases, current)
+
+
+def _release_to_read(
+    bot_name: str, releases: list[ReleaseRecord], number: int | None
+) -> ReleaseRecord:
+    if not releases:
+        raise UserError(f"**{bot_name}** has no release yet.")
+    if number is None:
+        return max(releases, key=lambda release: release.number)
+    for release in releases:
+        if release.number == number:
+            return release
+    newest = max(release.number for release in releases)
+    raise UserError(f"**{bot_name}** has no release #{number} (its releases: #1 to #{newest}).")
+
+
+async def setup(bot: commands.Bot) -> None:
+    assert isinstance(bot, ShipcordBot)
+    bot.add_dynamic_items(ShowLogButton)
+    await bot.add_cog(ReleasesCog(bot))

@@ -1,0 +1,330 @@
+"""What a front end needs to start and steer deployments on Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pydantic import ValidationError
+from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from storage import DeploymentConflict, DeploymentRecord, DuplicateWorkflowId, Storage
+from workflows.host_directory import HostDirectory, HostInfo
+from workflows.models import (
+    APPROVE_SIGNAL,
+    PAUSE_SIGNAL,
+    REJECT_SIGNAL,
+    RESUME_SIGNAL,
+    STATUS_QUERY,
+    WORKFLOW_NAME,
+    DeploymentInput,
+    DeploymentResult,
+    DeploymentState,
+    DeploymentStatus,
+    deployment_workflow_id,
+)
+
+CLOSED_STATE_BY_STATUS = {
+    WorkflowExecutionStatus.CANCELED: DeploymentState.CANCELLED,
+    WorkflowExecutionStatus.FAILED: DeploymentState.FAILED,
+    WorkflowExecutionStatus.TERMINATED: DeploymentState.FAILED,
+    WorkflowExecutionStatus.TIMED_OUT: DeploymentState.FAILED,
+}
+# Ids are deploy-{bot}-{ms}: a taken one moves to the next millisecond, this many times.
+MAX_ID_ATTEMPTS = 1000
+START_TIMEOUT_SECONDS = 10.0
+# After an ambiguous start failure, how long to look whether the workflow exists after all.
+START_CHECK_SECONDS = 3.0
+RPC_TIMEOUT = timedelta(seconds=10)
+QUERY_TIMEOUT = timedelta(seconds=1.5)
+
+
+class DeploymentNotFound(LookupError):
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"There is no deployment {workflow_id}.")
+        self.workflow_id = workflow_id
+
+
+def unix_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """True when the error says Temporal could not be reached (as opposed to a refusal)."""
+    if isinstance(error, TimeoutError | OSError):
+        return True
+    # A client that has never reached its server (connected lazily) fails this way.
+    if isinstance(error, RuntimeError) and str(error).startswith("Failed client connect"):
+        return True
+    return isinstance(error, RPCError) and error.status in (
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.UNKNOWN,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentSnapshot:
+    """A deployment seen from outside: live status while open (None while no worker
+    answers its query), the result once closed."""
+
+    workflow_id: str
+    is_open: bool
+    status: DeploymentStatus | None
+    result: DeploymentResult | None
+    attempt: int | None
+    # When a deployment started with a delay will start (None once it has).
+    scheduled_for: datetime | None = None
+
+
+class DeploymentClient:
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self._client = client
+        self._task_queue = task_queue
+
+    @property
+    def task_queue(self) -> str:
+        return self._task_queue
+
+    async def start(
+        self,
+        request: DeploymentInput,
+        *,
+        workflow_id: str,
+        start_delay: timedelta | None = None,
+    ) -> None:
+        """Start a deployment workflow under `workflow_id`; the caller made the id. With a
+        `start_delay`, Temporal starts it then (durably: whatever runs or restarts)."""
+        await self._client.start_workflow(
+            WORKFLOW_NAME,
+            request,
+            id=workflow_id,
+            task_queue=self._task_queue,
+            result_type=DeploymentResult,
+            start_delay=start_delay,
+        )
+
+    def handle(self, workflow_id: str) -> WorkflowHandle[object, DeploymentResult]:
+        return self._client.get_workflow_handle(workflow_id, result_type=DeploymentResult)
+
+    async def exists(self, workflow_id: str) -> bool:
+        try:
+            await self.handle(workflow_id).describe()
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return True
+
+    async def status(
+        self, workflow_id: str, *, timeout: timedelta = QUERY_TIMEOUT
+    ) -> DeploymentStatus:
+        """The `status` query. A query needs a worker (Temporal routes it to the one that ran
+        the workflow last, even if that one died): it gives up after `timeout`."""
+        try:
+            return await self.handle(workflow_id).query(
+                STATUS_QUERY, result_type=DeploymentStatus, rpc_timeout=timeout
+            )
+        except RPCError as error:
+            raise _translate(error, workflow_id) from error
+
+    async def pause(self, workflow_id: str) -> None:
+        await self._signal(workflow_id, PAUSE_SIGNAL)
+
+    async def resume(self, workflow_id: str) -> None:
+        await self._signal(workflow_id, RESUME_SIGNAL)
+
+    async def approve(self, workflow_id: str, approver: str) -> None:
+        await self._signal(workflow_id, APPROVE_SIGNAL, approver)
+
+    async def reject(self, workflow_id: str, approver: str) -> None:
+        await self._signal(workflow_id, REJECT_SIGNAL, approver)
+
+    async def cancel(self, workflow_id: str) -> None:
+        try:
+            await self.handle(workflow_id).cancel()
+        except RPCError as error:
+            raise _translate(error, workflow_id) from error
+
+    async def result(self, workflow_id: str) -> DeploymentResult:
+        return await self.handle(workflow_id).result()
+
+    async def snapshot(
+        self, workflow_id: str, *, query_timeout: timedelta = QUERY_TIMEOUT
+    ) -> DeploymentSnapshot:
+        """Describe first: a query to a closed workflow replays its whole history."""
+        handle = self.handle(workflow_id)
+        try:
+            description = await handle.describe()
+        except RPCError as error:
+            raise _translate(error, workflow_id) from error
+        if description.status == WorkflowExecutionStatus.RUNNING:
+            starts = description.raw_description.workflow_execution_info.execution_time
+            if starts.seconds and starts.ToDatetime(tzinfo=UTC) > datetime.now(UTC):
+                return DeploymentSnapshot(
+                    workflow_id, True, None, None, None, starts.ToDatetime(tzinfo=UTC)
+                )
+            attempt = max(
+                (activity.attempt for activity in description.raw_description.pending_activities),
+                default=None,
+            )
+            try:
+                status: DeploymentStatus | None = await self.status(
+                    workflow_id, timeout=query_timeout
+                )
+            except RPCError as error:
+                if not is_unreachable(error) and error.status != RPCStatusCode.CANCELLED:
+                    raise
+                # Temporal answered describe: it is the worker that does not answer yet.
+                status = None
+            if status is not None and attempt is not None:
+                status.attempt = attempt
+            return DeploymentSnapshot(workflow_id, True, status, None, attempt)
+        if description.status == WorkflowExecutionStatus.COMPLETED:
+            result = await handle.result()
+        else:
+            state = CLOSED_STATE_BY_STATUS.get(
+                description.status or WorkflowExecutionStatus.FAILED, DeploymentState.FAILED
+            )
+            result = DeploymentResult(
+                success=False, state=state, error=f"The workflow ended as {state.value}."
+            )
+        return DeploymentSnapshot(workflow_id, False, None, result, None)
+
+    async def started_since(self, moment: datetime) -> AsyncIterator[WorkflowExecution]:
+        """Deployments on this task queue started since `moment`, by any client (Temporal's
+        visibility)."""
+        stamp = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        query = (
+            f'WorkflowType = "{WORKFLOW_NAME}" AND TaskQueue = "{self._task_queue}"'
+            f' AND StartTime > "{stamp}"'
+        )
+        async for execution in self._client.list_workflows(query, rpc_timeout=RPC_TIMEOUT):
+            yield execution
+
+    async def input_of(self, workflow_id: str) -> DeploymentInput | None:
+        """What the deployment was started with, from its history (no worker needed);
+        None when that was not a valid deployment input."""
+        events = self.handle(workflow_id).fetch_history_events(page_size=1, rpc_timeout=RPC_TIMEOUT)
+        async for event in events:
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            if not payloads:
+                return None
+            [raw] = self._client.data_converter.payload_converter.from_payloads(payloads[:1])
+            try:
+                return DeploymentInput.model_validate(raw)
+            except ValidationError:
+                return None
+        return None
+
+    async def _signal(self, workflow_id: str, signal: str, *args: object) -> None:
+        try:
+            await self.handle(workflow_id).signal(signal, *args)
+        except RPCError as error:
+            raise _translate(error, workflow_id) from error
+
+
+class DeploymentService:
+    """Starts deployments for the front end: id, reservation, start, and undo on failure."""
+
+    def __init__(
+        self,
+        deployments: DeploymentClient,
+        storage: Storage,
+        *,
+        clock: Callable[[], int] = unix_ms,
+        start_timeout: float = START_TIMEOUT_SECONDS,
+        hosts: HostDirectory | None = None,
+    ) -> None:
+        self.deployments = deployments
+        self._storage = storage
+        self._clock = clock
+        self._start_timeout = start_timeout
+        self._hosts = hosts
+
+    async def hosts(self) -> list[HostInfo]:
+        """The known hosts and their heartbeats (none without a host directory)."""
+        if self._hosts is None:
+            return []
+        try:
+            return await self._hosts.describe()
+        except RPCError:
+            return []  # /status still answers; the deployments say Temporal is unreachable
+
+    async def start(
+        self,
+        request: DeploymentInput,
+        *,
+        on_reserved: Callable[[DeploymentRecord], object] | None = None,
+        start_delay: timedelta | None = None,
+    ) -> DeploymentRecord:
+        """Reserve the bot and start its deployment; the reserved row is returned.
+
+        `on_reserved` is called with the row before the workflow starts (the front end
+        uses it to claim the progress message for itself). Raises DeploymentConflict
+        when the bot already has a deployment in progress, here or (as Temporal says)
+        started by another client; other failures are raised after the reservation was
+        undone, unless the workflow started after all.
+        """
+        record = await self._reserve(request)
+        if on_reserved is not None:
+            on_reserved(record)
+        workflow_id = record.workflow_id
+        try:
+            async with asyncio.timeout(self._start_timeout):
+                await self.deployments.start(
+                    request, workflow_id=workflow_id, start_delay=start_delay
+                )
+        except WorkflowAlreadyStartedError:
+            await self._storage.discard_reservation(workflow_id)
+            raise DeploymentConflict(request.bot_name, workflow_id) from None
+        except BaseException as error:
+            if isinstance(error, Exception) and await self._started_after_all(workflow_id):
+                return record
+            await asyncio.shield(self._storage.discard_reservation(workflow_id))
+            raise
+        return record
+
+    async def _reserve(self, request: DeploymentInput) -> DeploymentRecord:
+        millis = self._clock()
+        for offset in range(MAX_ID_ATTEMPTS):
+            try:
+                return await self._storage.reserve_deployment(
+                    workflow_id=deployment_workflow_id(request.bot_name, millis + offset),
+                    bot_name=request.bot_name,
+                    version=request.version,
+                    owner_id=request.owner,
+                    guild_id=request.guild_id,
+                    channel_id=request.channel_id,
+                )
+            except DuplicateWorkflowId:
+                continue
+        raise RuntimeError(f"no free workflow id for {request.bot_name} near {millis}")
+
+    async def _started_after_all(self, workflow_id: str) -> bool:
+        """A timeout or a lost connection says nothing about whether the start happened."""
+        try:
+            async with asyncio.timeout(START_CHECK_SECONDS):
+                return await self.deployments.exists(workflow_id)
+        except Exception:
+            return False
+
+
+def _translate(error: RPCError, workflow_id: str) -> Exception:
+    if error.status == RPCStatusCode.NOT_FOUND:
+        return DeploymentNotFound(workflow_id)
+    return error
+
+
+__all__ = [
+    "DeploymentClient",
+    "DeploymentNotFound",
+    "DeploymentService",
+    "DeploymentSnapshot",
+    "is_unreachable",
+]

@@ -1,0 +1,436 @@
+"""botDeploymentWorkflow: validate, record, deploy, health-check, finish; saga rollback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutType,
+    is_cancelled_exception,
+)
+from temporalio.exceptions import TimeoutError as ActivityTimeout
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from workflows.activities import DeploymentActivities
+    from workflows.activity_models import (
+        CreateReleaseInput,
+        DeploymentRef,
+        RecallInput,
+        ReleaseInfo,
+        ReleaseRef,
+        StepReport,
+    )
+    from workflows.heartbeat import HEARTBEAT_TIMEOUT
+    from workflows.hosts import host_gone_message, host_task_queue
+    from workflows.models import (
+        APPROVE_SIGNAL,
+        PAUSE_SIGNAL,
+        REJECT_SIGNAL,
+        RESUME_SIGNAL,
+        STATUS_QUERY,
+        WORKFLOW_NAME,
+        ApprovalRecord,
+        CompensationRecord,
+        DeploymentInput,
+        DeploymentResult,
+        DeploymentState,
+        DeploymentStatus,
+        Step,
+        validate_owner,
+    )
+    from workflows.targets import ApprovalRule
+    from workflows.validation import validation_problems
+
+ArgT = TypeVar("ArgT")
+ResultT = TypeVar("ResultT")
+Compensation = Callable[[], Awaitable[StepReport]]
+
+# The approval gate ended without an approval: the deployment ends cancelled.
+APPROVAL_REFUSED = "ApprovalRefused"
+
+RETRY_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=5,
+    non_retryable_error_types=["ValidationError", "TokenRejected", "DeploymentConflict"],
+)
+START_TO_CLOSE = timedelta(minutes=5)
+SCHEDULE_TO_CLOSE = timedelta(minutes=10)
+SCHEDULE_TO_START = timedelta(minutes=1)
+
+
+def raise_if_cancel_requested() -> None:
+    """Raise CancelledError if this task was cancelled while an activity ran to completion.
+
+    An activity that finishes before it hears of the cancellation resolves normally, and
+    the SDK then leaves the workflow's task uncancelled: the request would be lost.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
+
+
+async def run_to_completion(work: Awaitable[None]) -> None:
+    """Run `work` to its end even if the workflow is cancelled meanwhile.
+
+    Compensations and the final record must finish: a cancellation that arrives while they
+    run is absorbed instead of abandoning them half-way.
+    """
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            continue
+    task.result()
+
+
+def describe_invalid_input(error: ValidationError) -> str:
+    return "; ".join(
+        f"{where}: {message}" if where else message
+        for where, message, _ in validation_problems(error)
+    )
+
+
+def format_timeout(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    if seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+def never_started(error: BaseException) -> bool:
+    """True when an activity failed because no worker took it within schedule-to-start
+    (Temporal does not retry that timeout: the task would wait on the same queue)."""
+    cause: BaseException | None = error
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    return isinstance(cause, ActivityTimeout) and cause.type == TimeoutType.SCHEDULE_TO_START
+
+
+def describe_failure(error: BaseException) -> str:
+    """The innermost message of an activity failure, which is what a person can act on."""
+    cause: BaseException | None = error
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    if isinstance(cause, ApplicationError) and cause.message:
+        return cause.message
+    return str(cause) or type(cause).__name__
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class BotDeploymentWorkflow:
+    def __init__(self) -> None:
+        self._status = DeploymentStatus()
+        self._paused = False
+        self._compensations: list[tuple[str, Compensation]] = []
+        # Set once validation has resolved where the release runs: the host's own task
+        # queue, and how long an activity may wait there for a worker.
+        self._host: str | None = None
+        self._host_queue: str | None = None
+        self._host_start_timeout = SCHEDULE_TO_START
+
+    @workflow.run
+    async def run(self, raw_request: Any) -> DeploymentResult:
+        # Validated here, not by the data converter: a malformed input from any client
+        # (even one that is not a JSON object) must end the deployment with a clear error
+        # instead of failing workflow tasks forever.
+        info = workflow.info()
+        try:
+            request = DeploymentInput.model_validate(raw_request)
+        except ValidationError as error:
+            message = "Invalid deployment input: " + describe_invalid_input(error)
+            self._status.state = DeploymentState.FAILED
+            self._status.last_error = message
+            return self._result(DeploymentState.FAILED, error=message)
+        self._status = DeploymentStatus(
+            workflow_id=info.workflow_id,
+            bot_name=request.bot_name,
+            version=request.version,
+            owner=request.owner,
+            guild_id=request.guild_id,
+            channel_id=request.channel_id,
+            started_at=workflow.now(),
+            updated_at=workflow.now(),
+            # A pause delivered with the start is handled before this method runs.
+            state=DeploymentState.PAUSED if self._paused else DeploymentState.RUNNING,
+        )
+        release_ref = ReleaseRef(workflow_id=info.workflow_id, bot_name=request.bot_name)
+        try:
+            await self._enter(Step.VALIDATING)
+            validated = await self._call(
+                DeploymentActivities.validate_deployment,
+                DeploymentRef(
+                    workflow_id=info.workflow_id,
+                    bot_name=request.bot_name,
+                    version=request.version,
+                    restore_release=request.restore_release,
+                ),
+            )
+            self._status.version = validated.version
+            self._status.restored_release = validated.restored_release
+            self._use_host(validated.host, validated.host_start_timeout)
+            target, version = validated.target, validated.version
+            if validated.restored_release is not None and validated.host is not None:
+                recalled = await self._call(
+                    DeploymentActivities.recall_release,
+                    RecallInput(
+                        bot_name=request.bot_name, release_number=validated.restored_release
+                    ),
+                )
+                target, version = recalled.target, recalled.version
+                self._status.version = version
+
+            await self._enter(Step.CREATING_RECORD)
+            # Compensations are registered before their step runs: a step that failed
+            # part-way may have done some of its work, and undoing is idempotent.
+            self._on_rollback(DeploymentActivities.mark_release_rolled_back, release_ref)
+            release = await self._call(
+                DeploymentActivities.create_bot_record,
+                CreateReleaseInput(workflow_id=info.workflow_id, version=version, target=target),
+            )
+            self._note_release(release)
+            if validated.approval is not None:
+                await self._await_approval(validated.approval)
+
+            await self._enter(Step.DEPLOYING)
+            self._on_rollback(DeploymentActivities.restore_command_snapshot, release_ref)
+            self._on_rollback(DeploymentActivities.restore_previous_release, release_ref)
+            self._on_rollback(DeploymentActivities.stop_new_release, release_ref)
+            await self._call(DeploymentActivities.deploy_to_platform, release_ref)
+
+            await self._enter(Step.HEALTH_CHECK)
+            await self._call(DeploymentActivities.run_health_check, release_ref)
+
+            await self._wait_while_paused()
+            await self._call(DeploymentActivities.finish_deployment, release_ref)
+        except BaseException as error:
+            cancelled = is_cancelled_exception(error)
+            if not cancelled and not isinstance(error, ActivityError | ApplicationError):
+                # A bug in this workflow: let the task fail and retry after a fix.
+                raise
+            refused = isinstance(error, ApplicationError) and error.type == APPROVAL_REFUSED
+            final = DeploymentState.CANCELLED if cancelled or refused else DeploymentState.FAILED
+            message = "Deployment cancelled" if cancelled else self._explain(error)
+            self._status.last_error = None if cancelled or refused else message
+            ended_at = (self._status.step, self._status.progress)
+            await run_to_completion(self._roll_back())
+            self._status.state = final
+            return self._result(final, error=message, ended_at=ended_at)
+        # Deployed: a cancellation that arrives from here on is too late to undo anything.
+        self._complete_step()
+        self._set_step(Step.DEPLOYED)
+        self._status.state = DeploymentState.SUCCEEDED
+        return self._result(DeploymentState.SUCCEEDED)
+
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> DeploymentStatus:
+        return self._status
+
+    @workflow.signal(name=PAUSE_SIGNAL)
+    def pause(self) -> None:
+        if self._status.state is DeploymentState.RUNNING:
+            self._paused = True
+            self._status.state = DeploymentState.PAUSED
+            self._status.updated_at = workflow.now()
+
+    @workflow.signal(name=RESUME_SIGNAL)
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            if self._status.state is DeploymentState.PAUSED:
+                self._status.state = DeploymentState.RUNNING
+            self._status.updated_at = workflow.now()
+
+    @workflow.signal(name=APPROVE_SIGNAL)
+    def approve(self, approver: Any) -> None:
+        self._decide("approved", approver)
+
+    @workflow.signal(name=REJECT_SIGNAL)
+    def reject(self, approver: Any) -> None:
+        self._decide("rejected", approver)
+
+    def _decide(self, decision: str, approver: Any) -> None:
+        """The first decision counts; the person who asked for the deployment cannot take
+        it (four eyes), and a decision before the gate, or from nobody, is ignored."""
+        if self._status.state is not DeploymentState.AWAITING_APPROVAL:
+            return
+        if self._status.approval is not None:
+            return
+        approver = str(approver) if isinstance(approver, str | int) else ""
+        try:
+            validate_owner(approver)
+        except ValueError:
+            workflow.logger.warning("Ignored a %s signal without a valid approver", decision)
+            return
+        if approver == self._status.owner:
+            workflow.logger.warning("Ignored a %s by the requester", decision)
+            return
+        self._status.approval = ApprovalRecord(decision=decision, by=approver, at=workflow.now())
+        self._status.updated_at = workflow.now()
+
+    async def _await_approval(self, rule: ApprovalRule) -> None:
+        """Wait durably for an approval; a rejection or the timeout ends the deployment."""
+        await self._wait_while_paused()
+        status = self._status
+        status.state = DeploymentState.AWAITING_APPROVAL
+        status.approval_role = rule.role
+        status.approval_deadline = workflow.now() + timedelta(seconds=rule.timeout)
+        status.updated_at = workflow.now()
+        try:
+            await workflow.wait_condition(
+                lambda: status.approval is not None, timeout=timedelta(seconds=rule.timeout)
+            )
+        except TimeoutError:
+            status.approval = ApprovalRecord(decision="timed_out", at=workflow.now())
+        status.approval_deadline = None
+        approval = status.approval
+        assert approval is not None
+        if approval.decision == "approved":
+            status.state = DeploymentState.RUNNING
+            status.updated_at = workflow.now()
+            return
+        reason = (
+            f"Rejected by {approval.by}"
+            if approval.decision == "rejected"
+            else f"Not approved within {format_timeout(rule.timeout)}"
+        )
+        raise ApplicationError(reason, type=APPROVAL_REFUSED, non_retryable=True)
+
+    def _result(
+        self,
+        state: DeploymentState,
+        *,
+        error: str | None = None,
+        ended_at: tuple[str, int] | None = None,
+    ) -> DeploymentResult:
+        """The outcome, with the step where it ended and every compensation's outcome."""
+        status = self._status
+        step, progress = ended_at or (status.step, status.progress)
+        return DeploymentResult(
+            success=state is DeploymentState.SUCCEEDED,
+            bot_id=status.bot_name if status.release_number is not None else None,
+            error=error,
+            state=state,
+            release_number=status.release_number,
+            previous_release_number=status.previous_release_number,
+            restored_release=status.restored_release,
+            approval=status.approval,
+            host=status.host,
+            step=step,
+            progress=progress,
+            compensations=list(status.compensations),
+        )
+
+    def _note_release(self, release: ReleaseInfo) -> None:
+        self._status.release_number = release.release_number
+        self._status.previous_release_number = release.previous_release_number
+
+    async def _enter(self, step: Step) -> None:
+        await self._wait_while_paused()
+        self._complete_step()
+        self._set_step(step)
+
+    async def _wait_while_paused(self) -> None:
+        await workflow.wait_condition(lambda: not self._paused)
+
+    def _complete_step(self) -> None:
+        current = self._status.step
+        if current != Step.STARTING.value and current not in self._status.completed_steps:
+            self._status.completed_steps.append(current)
+
+    def _set_step(self, step: Step) -> None:
+        self._status.step = step.value
+        self._status.progress = step.progress
+        self._status.updated_at = workflow.now()
+
+    def _on_rollback(
+        self,
+        compensation: Callable[[DeploymentActivities, ReleaseRef], Awaitable[StepReport]],
+        release_ref: ReleaseRef,
+    ) -> None:
+        async def compensate() -> StepReport:
+            return await self._call(compensation, release_ref)
+
+        self._compensations.append((compensation.__name__, compensate))
+
+    async def _roll_back(self) -> None:
+        self._paused = False
+        self._status.state = DeploymentState.ROLLING_BACK
+        self._status.step = Step.ROLLING_BACK.value
+        self._status.updated_at = workflow.now()
+        host_gone = False
+        for name, compensate in reversed(self._compensations):
+            if host_gone:
+                # Each would wait the whole schedule-to-start for the same missing worker.
+                self._status.compensations.append(
+                    CompensationRecord(name=name, ok=False, detail=self._host_gone_detail())
+                )
+                continue
+            try:
+                report = await compensate()
+                self._status.compensations.append(
+                    CompensationRecord(name=name, ok=True, detail=report.summary)
+                )
+            except ActivityError as error:
+                # One failed compensation must not stop the others from running.
+                host_gone = never_started(error)
+                detail = self._explain(error)
+                workflow.logger.warning("Compensation %s failed: %s", name, detail)
+                self._status.compensations.append(
+                    CompensationRecord(name=name, ok=False, detail=detail)
+                )
+            self._status.updated_at = workflow.now()
+        self._status.step = Step.ROLLED_BACK.value
+
+    def _use_host(self, host: str | None, start_timeout: float | None) -> None:
+        """From here on, activities run on the release's host (None: a history from before
+        hosts, whose activities all ran on the shared queue)."""
+        if host is None:
+            return
+        self._host = host
+        self._host_queue = host_task_queue(workflow.info().task_queue, host)
+        self._status.host = host
+        if start_timeout is not None:
+            self._host_start_timeout = timedelta(seconds=start_timeout)
+
+    def _host_gone_detail(self) -> str:
+        return f"not run: {host_gone_message(self._host or '?')}"
+
+    def _explain(self, error: BaseException) -> str:
+        if self._host is not None and never_started(error):
+            return host_gone_message(self._host)
+        return describe_failure(error)
+
+    async def _call(
+        self,
+        activity: Callable[[DeploymentActivities, ArgT], Awaitable[ResultT]],
+        argument: ArgT,
+    ) -> ResultT:
+        # Every activity after validation touches the release, on its host's queue.
+        result = await workflow.execute_activity_method(
+            activity,
+            argument,
+            task_queue=self._host_queue,
+            start_to_close_timeout=START_TO_CLOSE,
+            schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
+            schedule_to_start_timeout=self._host_start_timeout,
+            retry_policy=RETRY_POLICY,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            # A cancelled step must have stopped before its compensation starts.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        raise_if_cancel_requested()
+        return result
