@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.access.installation_access import Access
+from bot.access.placement import placement_rule
 from bot.access.policy import AccessPolicy
 from bot.board.control_buttons import DeploymentButton
 from bot.board.progress_board import ProgressBoard
@@ -24,7 +25,7 @@ from bot.notices.incident_notices import IncidentNotifier
 from bot.pacing import Pacer
 from bot.releases.log_tails import LogTails
 from storage import Storage
-from workflows.deployment_client import DeploymentService
+from workflows.deployment_service import DeploymentService
 from workflows.targets import TargetRegistry
 
 log = structlog.get_logger(__name__)
@@ -102,7 +103,7 @@ class ShipcordBot(commands.Bot):
         self.board = ProgressBoard(
             client=self,
             storage=storage,
-            deployments=service.deployments,
+            service=service,
             config=config,
             # A channel's bucket for its messages, and each interaction's for its webhook.
             pacer=Pacer(limit=edit_limit, window=edit_window),
@@ -110,6 +111,7 @@ class ShipcordBot(commands.Bot):
             replies=InteractionReplies() if interaction_replies is None else interaction_replies,
             meter=self.meter,
             query_concurrency=query_concurrency,
+            placement=placement_rule(self, self.access),
         )
         self.incidents = IncidentNotifier(
             client=self,

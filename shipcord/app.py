@@ -30,7 +30,8 @@ from shipcord.settings import ENV_FILE, Settings
 from shipcord.temporal_client import MetricsPortInUse, TemporalUnavailable, connect_temporal
 from storage import Storage
 from workflows import tokens
-from workflows.deployment_client import DeploymentClient, DeploymentService
+from workflows.deployment_client import DeploymentClient
+from workflows.deployment_service import DeploymentService
 from workflows.host_directory import HostDirectory, known_hosts
 from workflows.host_watch import HostWatch
 from workflows.supervision_rounds import SupervisionSettings

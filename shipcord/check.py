@@ -212,7 +212,8 @@ async def sync_commands(settings: Settings) -> int:
 
     from bot.discord_client import ShipcordBot
     from storage import Storage
-    from workflows.deployment_client import DeploymentClient, DeploymentService
+    from workflows.deployment_client import DeploymentClient
+    from workflows.deployment_service import DeploymentService
 
     async with await Storage.open(settings.database_path) as storage:
         # Registering commands needs neither Temporal nor the progress board.

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from storage import DeploymentConflict, DeploymentRecord, DuplicateWorkflowId, Storage
-from workflows.host_directory import HostDirectory, HostInfo
 from workflows.models import (
     APPROVE_SIGNAL,
     PAUSE_SIGNAL,
@@ -26,7 +22,6 @@ from workflows.models import (
     DeploymentResult,
     DeploymentState,
     DeploymentStatus,
-    deployment_workflow_id,
 )
 
 CLOSED_STATE_BY_STATUS = {
@@ -42,6 +37,15 @@ START_TIMEOUT_SECONDS = 10.0
 START_CHECK_SECONDS = 3.0
 RPC_TIMEOUT = timedelta(seconds=10)
 QUERY_TIMEOUT = timedelta(seconds=1.5)
+
+
+class UnreadableDeployment(ValueError):
+    """A workflow of the deployment type whose input shipcord cannot read."""
+
+    def __init__(self, workflow_id: str, reason: str) -> None:
+        super().__init__(f"{workflow_id}: {reason}")
+        self.workflow_id = workflow_id
+        self.reason = reason
 
 
 class DeploymentNotFound(LookupError):
@@ -207,112 +211,34 @@ class DeploymentClient:
         async for execution in self._client.list_workflows(query, rpc_timeout=RPC_TIMEOUT):
             yield execution
 
-    async def input_of(self, workflow_id: str) -> DeploymentInput | None:
-        """What the deployment was started with, from its history (no worker needed);
-        None when that was not a valid deployment input."""
+    async def input_of(self, workflow_id: str) -> DeploymentInput:
+        """What the deployment was started with, from its history (no worker needed),
+        decoded as the workers decode it (the payload codec included). Raises
+        UnreadableDeployment when it is not a deployment input shipcord can read."""
         events = self.handle(workflow_id).fetch_history_events(page_size=1, rpc_timeout=RPC_TIMEOUT)
         async for event in events:
             payloads = event.workflow_execution_started_event_attributes.input.payloads
             if not payloads:
-                return None
-            [raw] = self._client.data_converter.payload_converter.from_payloads(payloads[:1])
+                raise UnreadableDeployment(workflow_id, "it was started without an input")
+            try:
+                [raw] = await self._client.data_converter.decode(payloads[:1])
+            except Exception as error:  # an unknown encoding, a key that does not fit, ...
+                raise UnreadableDeployment(
+                    workflow_id, f"its input cannot be decoded ({type(error).__name__})"
+                ) from None
             try:
                 return DeploymentInput.model_validate(raw)
-            except ValidationError:
-                return None
-        return None
+            except ValidationError as error:
+                raise UnreadableDeployment(
+                    workflow_id, f"its input is not a deployment ({error.error_count()} problems)"
+                ) from None
+        raise UnreadableDeployment(workflow_id, "its history has no start event")
 
     async def _signal(self, workflow_id: str, signal: str, *args: object) -> None:
         try:
             await self.handle(workflow_id).signal(signal, *args)
         except RPCError as error:
             raise _translate(error, workflow_id) from error
-
-
-class DeploymentService:
-    """Starts deployments for the front end: id, reservation, start, and undo on failure."""
-
-    def __init__(
-        self,
-        deployments: DeploymentClient,
-        storage: Storage,
-        *,
-        clock: Callable[[], int] = unix_ms,
-        start_timeout: float = START_TIMEOUT_SECONDS,
-        hosts: HostDirectory | None = None,
-    ) -> None:
-        self.deployments = deployments
-        self._storage = storage
-        self._clock = clock
-        self._start_timeout = start_timeout
-        self._hosts = hosts
-
-    async def hosts(self) -> list[HostInfo]:
-        """The known hosts and their heartbeats (none without a host directory)."""
-        if self._hosts is None:
-            return []
-        try:
-            return await self._hosts.describe()
-        except RPCError:
-            return []  # /status still answers; the deployments say Temporal is unreachable
-
-    async def start(
-        self,
-        request: DeploymentInput,
-        *,
-        on_reserved: Callable[[DeploymentRecord], object] | None = None,
-        start_delay: timedelta | None = None,
-    ) -> DeploymentRecord:
-        """Reserve the bot and start its deployment; the reserved row is returned.
-
-        `on_reserved` is called with the row before the workflow starts (the front end
-        uses it to claim the progress message for itself). Raises DeploymentConflict
-        when the bot already has a deployment in progress, here or (as Temporal says)
-        started by another client; other failures are raised after the reservation was
-        undone, unless the workflow started after all.
-        """
-        record = await self._reserve(request)
-        if on_reserved is not None:
-            on_reserved(record)
-        workflow_id = record.workflow_id
-        try:
-            async with asyncio.timeout(self._start_timeout):
-                await self.deployments.start(
-                    request, workflow_id=workflow_id, start_delay=start_delay
-                )
-        except WorkflowAlreadyStartedError:
-            await self._storage.discard_reservation(workflow_id)
-            raise DeploymentConflict(request.bot_name, workflow_id) from None
-        except BaseException as error:
-            if isinstance(error, Exception) and await self._started_after_all(workflow_id):
-                return record
-            await asyncio.shield(self._storage.discard_reservation(workflow_id))
-            raise
-        return record
-
-    async def _reserve(self, request: DeploymentInput) -> DeploymentRecord:
-        millis = self._clock()
-        for offset in range(MAX_ID_ATTEMPTS):
-            try:
-                return await self._storage.reserve_deployment(
-                    workflow_id=deployment_workflow_id(request.bot_name, millis + offset),
-                    bot_name=request.bot_name,
-                    version=request.version,
-                    owner_id=request.owner,
-                    guild_id=request.guild_id,
-                    channel_id=request.channel_id,
-                )
-            except DuplicateWorkflowId:
-                continue
-        raise RuntimeError(f"no free workflow id for {request.bot_name} near {millis}")
-
-    async def _started_after_all(self, workflow_id: str) -> bool:
-        """A timeout or a lost connection says nothing about whether the start happened."""
-        try:
-            async with asyncio.timeout(START_CHECK_SECONDS):
-                return await self.deployments.exists(workflow_id)
-        except Exception:
-            return False
 
 
 def _translate(error: RPCError, workflow_id: str) -> Exception:
@@ -324,7 +250,7 @@ def _translate(error: RPCError, workflow_id: str) -> Exception:
 __all__ = [
     "DeploymentClient",
     "DeploymentNotFound",
-    "DeploymentService",
     "DeploymentSnapshot",
+    "UnreadableDeployment",
     "is_unreachable",
 ]

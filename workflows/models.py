@@ -143,6 +143,21 @@ def deployment_workflow_id(bot_name: str, unix_ms: int) -> str:
     return f"deploy-{bot_name}-{unix_ms}"
 
 
+# deploy-{bot}-{ms} with a bot name's 32 characters and 20 digits at most: 60 characters,
+# short enough for every custom_id a card's buttons carry (Discord allows 100).
+MILLIS_DIGITS = re.compile(r"[0-9]{1,20}")
+
+
+def is_adoptable_workflow_id(workflow_id: str, bot_name: str) -> bool:
+    """Whether another client's workflow id is one shipcord shows: its bot's own form."""
+    prefix = f"deploy-{bot_name}-"
+    return (
+        BOT_NAME.fullmatch(bot_name) is not None
+        and workflow_id.startswith(prefix)
+        and MILLIS_DIGITS.fullmatch(workflow_id[len(prefix) :]) is not None
+    )
+
+
 class DeploymentInput(CamelModel):
     """What starts a deployment. Only botName and owner are required."""
 

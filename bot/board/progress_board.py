@@ -27,9 +27,9 @@ from bot.notices.failure_notices import FailureNotifier
 from bot.pacing import Pacer, Priority
 from bot.render import parse_timestamp
 from storage import DeploymentRecord, Storage
-from workflows.deployment_client import DeploymentClient, DeploymentNotFound
+from workflows.deployment_client import DeploymentNotFound
+from workflows.deployment_service import DeploymentService, PlacementRule, anywhere_asked
 from workflows.models import DeploymentResult, DeploymentState, DeploymentStatus
-from workflows.redaction import redact
 
 log = structlog.get_logger(__name__)
 
@@ -38,14 +38,43 @@ log = structlog.get_logger(__name__)
 FINALISE_HORIZON = timedelta(days=2)
 # A row may be written just before its workflow is started: not found is no verdict yet.
 START_GRACE = timedelta(minutes=1)
-# How often Temporal's visibility is asked for deployments that other clients started,
-# and how far back each look reaches past the previous one (visibility lags a little).
+# How often Temporal's visibility is asked for deployments that other clients started.
 DISCOVERY_INTERVAL = timedelta(seconds=5)
-DISCOVERY_OVERLAP = timedelta(minutes=1)
 QUERY_TIMEOUT = 10.0
 # A watched deployment still gets a full look this often (seconds): a retry's attempt
 # number shows, and a change the feed could not report is caught.
 REFRESH = 30.0
+
+
+@dataclass
+class TrackedDeployment:
+    """What the board knows of one deployment it keeps a message for."""
+
+    # The row as the board last read or wrote it (None: read it again): a change is
+    # handled without a read of the database, which activities keep busy in a burst.
+    row: DeploymentRecord | None = None
+    # The card last queued for the message, and the one Discord last accepted: only an
+    # accepted final card makes the message final.
+    wanted: Card | None = None
+    accepted: Card | None = None
+    last_status: DeploymentStatus | None = None
+    last_look: float = 0.0  # monotonic time
+    # A scheduled deployment has nothing to show before its start (monotonic time), and the
+    # feed reports the start itself, so passes do not ask before then.
+    starts_at: float = 0.0
+    held: bool = False  # /deploy is answering with this deployment's message
+    posting: bool = False
+    finalising: bool = False
+    visiting: bool = False
+    # A change the feed reported and nobody handled yet; whether it saw the workflow close.
+    change_pending: bool = False
+    change_closed: bool = False
+    searched: bool = False  # a row from before this start, its lost message looked for once
+
+    @property
+    def busy(self) -> bool:
+        # A held deployment whose answer is known (`answered`) may be shown already.
+        return (self.held and self.row is None) or self.posting or self.finalising or self.visiting
 
 
 @dataclass
@@ -68,17 +97,20 @@ class ProgressBoard:
         *,
         client: discord.Client,
         storage: Storage,
-        deployments: DeploymentClient,
+        service: DeploymentService,
         config: FrontEndConfig,
         pacer: Pacer,
         interaction_pacer: Pacer,
         meter: FrontEndMeter,
         replies: InteractionReplies | None = None,
         query_concurrency: int = 32,
+        placement: PlacementRule = anywhere_asked,
     ) -> None:
         self._client = client
         self._storage = storage
-        self._deployments = deployments
+        self._service = service
+        self._deployments = service.deployments
+        self._placement = placement
         self._config = config
         self._meter = meter
         self.interval = config.progress_interval
@@ -99,30 +131,15 @@ class ProgressBoard:
             config=config,
             forbidden=self.forbidden_channels,
         )
-        self.feed = ChangeFeed(deployments, self._changed)
+        self.feed = ChangeFeed(service.deployments, self._changed)
         self.counts = QueryCounts()
         self._queries = asyncio.Semaphore(query_concurrency)
-        # The rows as the board last read or wrote them: a change is handled without a read
-        # of the database, which the worker's activities keep busy in a burst.
-        self._rows: dict[str, DeploymentRecord] = {}
-        self._wanted: dict[str, Card] = {}  # workflow id -> card last sent or queued
-        self._last_status: dict[str, DeploymentStatus] = {}
-        self._last_look: dict[str, float] = {}  # workflow id -> monotonic time
-        # Scheduled deployments: nothing to show before their start (monotonic time), and
-        # the feed reports the start itself, so passes do not ask before then.
-        self._starts_at: dict[str, float] = {}
-        self._held: set[str] = set()  # /deploy is answering with these deployments' messages
-        self._posting: set[str] = set()
-        self._finalising: set[str] = set()
-        self._visiting: set[str] = set()
-        self._dirty: dict[str, bool] = {}  # workflow id -> whether the feed saw it close
+        self._tracked: dict[str, TrackedDeployment] = {}
         self._dirty_event = asyncio.Event()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._discovered_until: datetime | None = None
         self._started_at = datetime.now(UTC)
-        self._searched: set[str] = set()  # rows from before this start, looked for once
         self.passes = 0
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -150,15 +167,18 @@ class ProgressBoard:
     @contextlib.contextmanager
     def hold(self, workflow_id: str) -> Iterator[None]:
         """Keep the board off a deployment while /deploy answers with its message."""
-        self._held.add(workflow_id)
+        self._track(workflow_id).held = True
         try:
             yield
         finally:
-            self._held.discard(workflow_id)
-            self._redo_if_dirty(workflow_id)
+            tracked = self._tracked.get(workflow_id)
+            if tracked is not None:
+                tracked.held = False
+            self._redo_if_changed(workflow_id)
 
     def last_status(self, workflow_id: str) -> DeploymentStatus | None:
-        return self._last_status.get(workflow_id)
+        tracked = self._tracked.get(workflow_id)
+        return tracked.last_status if tracked is not None else None
 
     def card_for(self, record: DeploymentRecord) -> Card:
         """The card of a deployment that has just started."""
@@ -177,11 +197,12 @@ class ProgressBoard:
         """/deploy answered with the progress message: edit it through the interaction."""
         assert record.channel_id is not None
         workflow_id = record.workflow_id
+        tracked = self._track(workflow_id)
         # Known here first, so that changes are shown while the row is being written.
-        self._rows[workflow_id] = dataclasses.replace(record, message_id=str(message.id))
-        self._last_look[workflow_id] = time.monotonic()  # the feed reports from here on
+        tracked.row = dataclasses.replace(record, message_id=str(message.id))
+        tracked.last_look = time.monotonic()  # the feed reports from here on
+        tracked.wanted = tracked.accepted = card
         self.messages.replies.add(workflow_id, interaction, message)
-        self._wanted[workflow_id] = card
         self.feed.watch(workflow_id)
         await self._storage.set_progress_message(
             workflow_id, channel_id=record.channel_id, message_id=str(message.id)
@@ -204,25 +225,28 @@ class ProgressBoard:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _track(self, workflow_id: str) -> TrackedDeployment:
+        tracked = self._tracked.get(workflow_id)
+        if tracked is None:
+            tracked = self._tracked[workflow_id] = TrackedDeployment()
+        return tracked
+
     def _busy(self, workflow_id: str) -> bool:
-        # A held deployment whose answer is known (`answered`) may be shown already.
-        held = workflow_id in self._held and workflow_id not in self._rows
-        return (
-            held
-            or workflow_id in self._posting
-            or workflow_id in self._finalising
-            or workflow_id in self._visiting
-        )
+        tracked = self._tracked.get(workflow_id)
+        return tracked is not None and tracked.busy
 
     # -- changes --------------------------------------------------------------------------
 
     def _changed(self, workflow_id: str, closed: bool) -> None:
         self.counts.changes += 1
-        self._dirty[workflow_id] = self._dirty.get(workflow_id, False) or closed
+        tracked = self._track(workflow_id)
+        tracked.change_closed = (tracked.change_pending and tracked.change_closed) or closed
+        tracked.change_pending = True
         self._dirty_event.set()
 
-    def _redo_if_dirty(self, workflow_id: str) -> None:
-        if workflow_id in self._dirty:
+    def _redo_if_changed(self, workflow_id: str) -> None:
+        tracked = self._tracked.get(workflow_id)
+        if tracked is not None and tracked.change_pending:
             self._dirty_event.set()
 
     async def _follow_changes(self) -> None:
@@ -231,25 +255,27 @@ class ProgressBoard:
         while True:
             await self._dirty_event.wait()
             self._dirty_event.clear()
-            for workflow_id in list(self._dirty):
-                if self._busy(workflow_id):
+            for workflow_id, tracked in list(self._tracked.items()):
+                if not tracked.change_pending or tracked.busy:
                     continue  # handled when the board is done with it
-                closed = self._dirty.pop(workflow_id)
-                self._visiting.add(workflow_id)
-                self._spawn(self._visit_changed(workflow_id, closed))
+                tracked.change_pending = False
+                tracked.visiting = True
+                self._spawn(self._visit_changed(workflow_id, tracked.change_closed))
 
     async def _visit_changed(self, workflow_id: str, closed: bool) -> None:
+        tracked = self._track(workflow_id)
         try:
-            record = self._rows.get(workflow_id) or await self._storage.get_deployment(workflow_id)
+            record = tracked.row or await self._storage.get_deployment(workflow_id)
             if record is None:
                 self.feed.forget(workflow_id)
+                self._tracked.pop(workflow_id, None)
                 return
             await self._look(record, full=closed)
         except Exception:
             log.exception("progress_change_failed", workflow_id=workflow_id)
         finally:
-            self._visiting.discard(workflow_id)
-            self._redo_if_dirty(workflow_id)
+            tracked.visiting = False
+            self._redo_if_changed(workflow_id)
 
     # -- passes ---------------------------------------------------------------------------
 
@@ -263,40 +289,37 @@ class ProgressBoard:
         visits = []
         for record in records:
             workflow_id = record.workflow_id
-            if (
-                workflow_id in self._held
-                or self._busy(workflow_id)
-                or self.messages.is_busy(workflow_id)
-            ):
+            tracked = self._track(workflow_id)
+            if tracked.held or tracked.busy or self.messages.is_busy(workflow_id):
                 continue
-            self._rows[workflow_id] = record
+            tracked.row = record
             if not record.is_open:
                 self._finalise(record, closed_result(record))
                 continue
             self.feed.watch(workflow_id)
-            if self._starts_at.get(workflow_id, 0) > now:
+            if tracked.starts_at > now:
                 continue
-            if record.message_id is None or self._due(workflow_id, now):
-                self._visiting.add(workflow_id)
-                visits.append(self._visit_in_pass(record))
+            if record.message_id is None or self._due(tracked, now):
+                tracked.visiting = True
+                visits.append(self._visit_in_pass(record, tracked))
         await asyncio.gather(*visits)
         self.passes += 1
 
-    def _due(self, workflow_id: str, now: float) -> bool:
+    def _due(self, tracked: TrackedDeployment, now: float) -> bool:
         """Whether a watched deployment needs a full look: not while it waits between steps
         (paused: no activity can be retrying), else when nothing was reported of it for
         REFRESH seconds (a step that retries reports nothing)."""
-        status = self._last_status.get(workflow_id)
+        status = tracked.last_status
         if status is not None and status.state is DeploymentState.PAUSED:
-            return not self.feed.watching(workflow_id)
-        return now - self._last_look.get(workflow_id, 0) >= REFRESH
+            return not self.feed.watching(status.workflow_id)
+        return now - tracked.last_look >= REFRESH
 
-    async def _visit_in_pass(self, record: DeploymentRecord) -> None:
+    async def _visit_in_pass(self, record: DeploymentRecord, tracked: TrackedDeployment) -> None:
         try:
             await self._look(record, full=True)
         finally:
-            self._visiting.discard(record.workflow_id)
-            self._redo_if_dirty(record.workflow_id)
+            tracked.visiting = False
+            self._redo_if_changed(record.workflow_id)
 
     async def _discover_forever(self) -> None:
         await self._client.wait_until_ready()
@@ -309,47 +332,8 @@ class ProgressBoard:
             await asyncio.sleep(DISCOVERY_INTERVAL.total_seconds())
 
     async def discover(self) -> int:
-        """Record the deployments other Temporal clients started, found through Temporal's
-        visibility; returns how many were new."""
-        now = datetime.now(UTC)
-        since = (
-            now - FINALISE_HORIZON
-            if self._discovered_until is None
-            else self._discovered_until - DISCOVERY_OVERLAP
-        )
-        try:
-            found = {
-                execution.id: execution
-                async for execution in self._deployments.started_since(since)
-            }
-        except (RPCError, OSError, RuntimeError) as error:
-            log.warning("deployment_discovery_failed", error=str(error))
-            return 0
-        self._discovered_until = now
-        adopted = 0
-        for workflow_id in sorted(set(found) - await self._storage.known_workflow_ids(found)):
-            try:
-                request = await self._deployments.input_of(workflow_id)
-            except (RPCError, OSError, RuntimeError) as error:
-                log.warning(
-                    "deployment_discovery_failed", workflow_id=workflow_id, error=str(error)
-                )
-                self._discovered_until = min(self._discovered_until, found[workflow_id].start_time)
-                continue
-            if request is None:
-                continue  # its input was invalid: it belongs to no bot, nothing to show
-            if await self._storage.adopt_deployment(
-                workflow_id=workflow_id,
-                bot_name=request.bot_name,
-                version=request.version,
-                owner_id=request.owner,
-                guild_id=request.guild_id,
-                channel_id=request.channel_id,
-                created_at=found[workflow_id].start_time.isoformat(timespec="milliseconds"),
-            ):
-                adopted += 1
-                log.info("deployment_discovered", workflow_id=workflow_id)
-        return adopted
+        """Adopt the deployments other Temporal clients started; how many were new."""
+        return await self._service.adopt_started_elsewhere(self._placement)
 
     # -- one look at one deployment -------------------------------------------------------
 
@@ -390,7 +374,7 @@ class ProgressBoard:
                 return
             if status is None:
                 return  # scheduled, or no worker answers its query yet: the message waits
-            self._last_status[workflow_id] = status
+            self._track(workflow_id).last_status = status
             if not status.state.is_final:  # else its close is a moment away, and the feed's
                 await self._show(record, status)
 
@@ -399,6 +383,7 @@ class ProgressBoard:
     ) -> DeploymentStatus | DeploymentResult | None:
         """The deployment's status, its result once closed, or None while it has none to
         give (a scheduled start, a worker that does not answer the query yet)."""
+        tracked = self._track(workflow_id)
         async with self._queries, asyncio.timeout(QUERY_TIMEOUT):
             if full:
                 self.counts.describes += 1
@@ -409,148 +394,163 @@ class ProgressBoard:
                     self.counts.status_queries += 1
                 else:
                     wait = (snapshot.scheduled_for - datetime.now(UTC)).total_seconds()
-                    self._starts_at[workflow_id] = time.monotonic() + wait
-                self._last_look[workflow_id] = time.monotonic()
+                    tracked.starts_at = time.monotonic() + wait
+                tracked.last_look = time.monotonic()
                 return snapshot.status
             self.counts.status_queries += 1
             status = await self._deployments.status(workflow_id)
-            self._last_look[workflow_id] = time.monotonic()
-        previous = self._last_status.get(workflow_id)
+            tracked.last_look = time.monotonic()
+        previous = tracked.last_status
         if previous is not None and previous.step == status.step:
             status.attempt = previous.attempt  # retries are seen by full looks only
         return status
 
     async def _show(self, record: DeploymentRecord, status: DeploymentStatus) -> None:
         workflow_id = record.workflow_id
+        tracked = self._track(workflow_id)
         if record.channel_id is None:
             return
         card = running_card(record, status, workflow_url=self._config.workflow_url(workflow_id))
         if record.message_id is None:
             # The row was read before the query: /deploy may have answered meanwhile.
             fresh = await self._storage.get_deployment(workflow_id)
-            if fresh is None or workflow_id in self._held:
+            if fresh is None or tracked.held:
                 return
             record = fresh
         if record.message_id is None:
             if record.channel_id not in self.forbidden_channels:
                 self._spawn(self._post(record, card, Priority.URGENT))
             return
-        if self._wanted.get(workflow_id) == card:
-            return
-        self._submit(record, card, Priority.UPDATE)
+        if tracked.wanted == card:
+            return  # queued already, or accepted
+        self._submit(record, tracked, card, Priority.UPDATE)
 
-    def _submit(self, record: DeploymentRecord, card: Card, priority: Priority) -> None:
-        workflow_id = record.workflow_id
-        self._wanted[workflow_id] = card
+    def _submit(
+        self, record: DeploymentRecord, tracked: TrackedDeployment, card: Card, priority: Priority
+    ) -> None:
+        tracked.wanted = card
         edited = self.messages.edit(record, card, priority)
 
-        def forget_unless_edited(done: asyncio.Future[bool]) -> None:
-            failed = done.cancelled() or done.exception() is not None or not done.result()
-            if failed:
-                self._rows.pop(workflow_id, None)  # its message may be gone: read it again
-                if self._wanted.get(workflow_id) == card:
-                    del self._wanted[workflow_id]  # so that the next look sends it again
+        def settle(done: asyncio.Future[bool]) -> None:
+            if not done.cancelled() and done.exception() is None and done.result():
+                tracked.accepted = card
+                return
+            tracked.row = None  # its message may be gone: read it again
+            if tracked.wanted == card:
+                tracked.wanted = tracked.accepted  # so that the next look sends it again
 
-        edited.add_done_callback(forget_unless_edited)
+        edited.add_done_callback(settle)
 
-    async def _post(self, record: DeploymentRecord, card: Card, priority: Priority) -> None:
+    async def _post(self, record: DeploymentRecord, card: Card, priority: Priority) -> bool:
         """Give the deployment a message in its channel: the one a crash left unrecorded,
-        else a new one. Until its id is stored, the board keeps off the deployment (a look
-        that saw no message would post a second one)."""
+        else a new one; True once Discord has the card. Until its id is stored, the board
+        keeps off the deployment (a look that saw no message would post a second one)."""
         workflow_id = record.workflow_id
-        self._posting.add(workflow_id)
+        tracked = self._track(workflow_id)
+        tracked.posting = True
         try:
-            found = await self._find_lost(record)
+            found = await self._find_lost(record, tracked)
             if found is not None:
-                self._wanted[workflow_id] = card
                 record = dataclasses.replace(record, message_id=str(found.id))
-                if not await self.messages.edit(record, card, priority):
-                    self._wanted.pop(workflow_id, None)
-            elif await self.messages.post(record, card) is not None:
-                self._wanted[workflow_id] = card
+                shown = await self.messages.edit(record, card, priority)
+            else:
+                shown = await self.messages.post(record, card) is not None
+        except discord.HTTPException as error:
+            log.warning("progress_post_failed", status=error.status, error=str(error))
+            shown = False
         finally:
-            self._rows.pop(workflow_id, None)  # it has a message id now: read it again
-            self._posting.discard(workflow_id)
-            self._redo_if_dirty(workflow_id)
+            tracked.row = None  # it has a message id now: read it again
+            tracked.posting = False
+            self._redo_if_changed(workflow_id)
+        if shown:
+            tracked.wanted = tracked.accepted = card
+        return shown
 
-    async def _find_lost(self, record: DeploymentRecord) -> discord.Message | None:
+    async def _find_lost(
+        self, record: DeploymentRecord, tracked: TrackedDeployment
+    ) -> discord.Message | None:
         """A row from before this process started may have a message whose id a crash
         kept from being stored: look for it (once) before posting another."""
         created = parse_timestamp(record.created_at)
-        if record.workflow_id in self._searched or created is None or created > self._started_at:
+        if tracked.searched or created is None or created > self._started_at:
             return None
-        self._searched.add(record.workflow_id)
+        tracked.searched = True
         return await self.messages.find(record)
 
     # -- finished deployments -------------------------------------------------------------
 
     def _finalise(self, record: DeploymentRecord, result: DeploymentResult) -> None:
-        self._finalising.add(record.workflow_id)
+        self._track(record.workflow_id).finalising = True
         self._spawn(self._finish(record, result))
 
     async def _finish(self, record: DeploymentRecord, result: DeploymentResult) -> None:
         workflow_id = record.workflow_id
+        tracked = self._track(workflow_id)
         try:
             with structlog.contextvars.bound_contextvars(
                 workflow_id=workflow_id, guild_id=record.guild_id
             ):
-                await self._finish_bound(record, result)
+                await self._finish_bound(record, result, tracked)
         except Exception:
+            # Nothing was marked final: the next pass tries again.
             log.exception("progress_finalise_failed", workflow_id=workflow_id)
         finally:
-            self._rows.pop(workflow_id, None)
-            self._finalising.discard(workflow_id)
+            tracked.row = None
+            tracked.finalising = False
 
-    async def _finish_bound(self, record: DeploymentRecord, result: DeploymentResult) -> None:
+    async def _finish_bound(
+        self, record: DeploymentRecord, result: DeploymentResult, tracked: TrackedDeployment
+    ) -> None:
         workflow_id = record.workflow_id
         state = result.final_state
-        if record.is_open:
-            # The front end records the outcome; from here on the bot is free again.
-            if await self._storage.close_deployment(
-                workflow_id,
-                state=state.value,
-                # SQLite is an exit too: the error is redacted (a client's result may not be).
-                error=redact(result.error) if result.error else None,
-                result=redact(result.model_dump_json()),
-            ):
-                started = parse_timestamp(record.created_at)
-                seconds = (datetime.now(UTC) - started).total_seconds() if started else None
-                self._meter.deployment_ended(state.value, seconds)
-                log.info("deployment_closed", state=state.value)
+        if record.is_open and await self._service.close(record, result):
+            started = parse_timestamp(record.created_at)
+            seconds = (datetime.now(UTC) - started).total_seconds() if started else None
+            self._meter.deployment_ended(state.value, seconds)
+            log.info("deployment_closed", state=state.value)
         self.feed.forget(workflow_id)
         # Re-read: the look's copy may predate the message id or the notification claim.
         record = await self._storage.get_deployment(workflow_id) or record
         finished_at = parse_timestamp(record.finished_at) or datetime.now(UTC)
-        if record.channel_id is not None:
+        if record.channel_id is not None and record.channel_id not in self.forbidden_channels:
             card = final_card(
                 record,
                 result,
                 finished_at=finished_at,
-                last_status=self._last_status.get(workflow_id),
+                last_status=tracked.last_status,
                 workflow_url=self._config.workflow_url(workflow_id),
             )
-            if record.message_id is None:
-                if record.channel_id not in self.forbidden_channels:
-                    # It finished before it ever had a message (started by another client).
-                    await self._post(record, card, Priority.FINAL)
-            elif self._wanted.get(workflow_id) != card:
-                self._wanted[workflow_id] = card
-                if not await self.messages.edit(record, card, Priority.FINAL):
-                    self._wanted.pop(workflow_id, None)
-                    if record.channel_id not in self.forbidden_channels:
-                        # The message was deleted: post the final form as a new one.
-                        await self.messages.post(record, card)
+            if not await self._show_final(record, tracked, card):
+                return  # Discord does not have it yet: the next pass tries again
         if state is DeploymentState.FAILED and not record.notified:
             if not await self._notifier.notify(record, result):
                 return  # the next pass tries again, with the same nonces
         await self._storage.mark_message_final(workflow_id)
         self.messages.replies.drop(workflow_id)
-        self._wanted.pop(workflow_id, None)
-        self._last_status.pop(workflow_id, None)
-        self._last_look.pop(workflow_id, None)
-        self._starts_at.pop(workflow_id, None)
-        self._dirty.pop(workflow_id, None)
+        self._tracked.pop(workflow_id, None)
         log.info("deployment_finalised", state=state.value)
+
+    async def _show_final(
+        self, record: DeploymentRecord, tracked: TrackedDeployment, card: Card
+    ) -> bool:
+        """Bring the message to its final card; True once Discord accepted it (or the
+        channel refuses shipcord, so that nothing more can be done)."""
+        if record.message_id is None:
+            # It finished before it ever had a message (started by another client).
+            return await self._post(record, card, Priority.FINAL) or self._refused(record)
+        if tracked.accepted == card:
+            return True
+        tracked.wanted = card
+        if await self.messages.edit(record, card, Priority.FINAL):
+            tracked.accepted = card
+            return True
+        if self._refused(record):
+            return True
+        # The message was deleted: post the final form as a new one.
+        return await self._post(record, card, Priority.FINAL) or self._refused(record)
+
+    def _refused(self, record: DeploymentRecord) -> bool:
+        return record.channel_id in self.forbidden_channels
 
 
 def _younger_than(record: DeploymentRecord, age: timedelta) -> bool:

@@ -20,9 +20,9 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 NO_MENTIONS = discord.AllowedMentions.none()
-# Seconds to wait for the deployment to be accepted before acknowledging privately.
+# Seconds a step of the start may take before the interaction is acknowledged privately.
 ANSWER_GUARD = 1.5
-# Seconds Temporal has, once the deployment is reserved, before the answer goes out anyway.
+# Seconds Temporal has to start the reserved deployment before the answer goes out anyway.
 START_PATIENCE = 0.1
 
 
@@ -33,32 +33,16 @@ class DeployAnswer:
         self._interaction = interaction
         self._board = board
         self._responding = asyncio.Lock()  # one first response: a defer, or the answer
-        self._sending: asyncio.Task[ReplyMessage | None] | None = None
-        self._accepted = asyncio.Event()
-        self._record: DeploymentRecord | None = None
+        self._sending: asyncio.Future[ReplyMessage | None] | None = None
         self._card: Card | None = None
 
-    def accept(self, record: DeploymentRecord) -> None:
-        """The deployment is reserved: its progress message may be shown."""
-        self._record, self._card = record, self._board.card_for(record)
-        self._accepted.set()
-
-    async def starting(self, start: Awaitable[T]) -> T:
-        """Await the start. Once accepted, answer after `START_PATIENCE` at the latest; if
-        neither accepted nor refused within `ANSWER_GUARD`, acknowledge privately
-        meanwhile (Discord's 3 s)."""
-        task = asyncio.ensure_future(start)
-        accepted = asyncio.ensure_future(self._accepted.wait())
+    async def in_time(self, work: Awaitable[T]) -> T:
+        """Await `work`; if it takes longer than `ANSWER_GUARD`, acknowledge privately
+        meanwhile (Discord wants an answer within 3 s)."""
+        task = asyncio.ensure_future(work)
         try:
-            await asyncio.wait(
-                {task, accepted}, timeout=ANSWER_GUARD, return_when=asyncio.FIRST_COMPLETED
-            )
-            if not task.done() and accepted.done():
-                await asyncio.wait({task}, timeout=START_PATIENCE)
-                if not task.done():
-                    assert self._record is not None and self._card is not None
-                    self._sending = asyncio.ensure_future(self._send(self._record, self._card))
-            elif not task.done():
+            done, _ = await asyncio.wait({task}, timeout=ANSWER_GUARD)
+            if not done:
                 async with self._responding:
                     if self._sending is None and not self._interaction.response.is_done():
                         await self._interaction.response.defer(ephemeral=True, thinking=True)
@@ -66,8 +50,20 @@ class DeployAnswer:
         except BaseException:
             task.cancel()
             raise
-        finally:
-            accepted.cancel()
+
+    async def while_starting(self, record: DeploymentRecord, start: Awaitable[None]) -> None:
+        """Await the workflow's start; if it takes longer than `START_PATIENCE`, the
+        progress message goes out meanwhile (and is retracted if the start fails)."""
+        task = asyncio.ensure_future(start)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=START_PATIENCE)
+            if not done:
+                self._card = self._board.card_for(record)
+                self._sending = asyncio.ensure_future(self._send(record, self._card))
+            await task
+        except BaseException:
+            task.cancel()
+            raise
 
     async def started(self, record: DeploymentRecord) -> bool:
         """The workflow runs: hand the answer to the board, which keeps it up to date.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,34 +51,31 @@ async def _start_now(
     actor: Actor,
     request: DeploymentInput,
 ) -> DeploymentRecord:
-    board = bot.board
-    answer = DeployAnswer(interaction, board)
-    channel_id = request.channel_id
-
-    def accepted(reserved: DeploymentRecord) -> None:
+    answer = DeployAnswer(interaction, bot.board)
+    try:
+        record = await answer.in_time(bot.service.reserve(request))
         # Until the answer is recorded as its progress message, the board keeps off.
-        held.enter_context(board.hold(reserved.workflow_id))
-        if channel_id:
-            answer.accept(reserved)
-
-    with contextlib.ExitStack() as held:
-        try:
-            record = await answer.starting(bot.service.start(request, on_reserved=accepted))
-        except Exception as error:
-            await answer.retract()
-            refused = await _refusal(bot, actor, error)
-            if refused is None:
-                raise
-            raise refused from None
-        structlog.contextvars.bind_contextvars(workflow_id=record.workflow_id)
-        if channel_id:
-            await answer.started(record)
-        else:
-            await reply(
-                interaction,
-                f"Deploying **{record.bot_name}** `{record.version}` as "
-                f"`{record.workflow_id}`; follow it with /status.",
-            )
+        with bot.board.hold(record.workflow_id):
+            launch = bot.service.launch(record, request)
+            if request.channel_id:
+                await answer.while_starting(record, launch)
+            else:
+                await answer.in_time(launch)
+            structlog.contextvars.bind_contextvars(workflow_id=record.workflow_id)
+            if request.channel_id:
+                await answer.started(record)
+            else:
+                await reply(
+                    interaction,
+                    f"Deploying **{record.bot_name}** `{record.version}` as "
+                    f"`{record.workflow_id}`; follow it with /status.",
+                )
+    except Exception as error:
+        await answer.retract()
+        refused = await _refusal(bot, actor, error)
+        if refused is None:
+            raise
+        raise refused from None
     return record
 
 

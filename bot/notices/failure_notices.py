@@ -46,16 +46,41 @@ class FailureNotifier:
             return True
         rollback = describe_rollback(result.compensations)
         url = self._config.workflow_url(record.workflow_id)
-        if not await self._notify_channel(record, result, rollback, url):
+        # Another Temporal client names the owner: mentioned and messaged only if they are
+        # a member of the server the deployment is shown in.
+        member = await self._owner_is_member(record)
+        if not await self._notify_channel(record, result, rollback, url, mention_owner=member):
             return False
-        if not await self._notify_owner(record, result, rollback, url):
+        if member and not await self._notify_owner(record, result, rollback, url):
             return False
         await self._storage.claim_notification(record.workflow_id)
         log.info("failure_notified", owner_id=record.owner_id)
         return True
 
+    async def _owner_is_member(self, record: DeploymentRecord) -> bool:
+        if not record.guild_id or not is_snowflake(record.owner_id):
+            return False
+        guild = self._client.get_guild(int(record.guild_id))
+        if guild is None:
+            return False
+        owner_id = int(record.owner_id)
+        if guild.get_member(owner_id) is not None:
+            return True
+        try:
+            await guild.fetch_member(owner_id)
+        except discord.NotFound:
+            log.info("failure_owner_not_a_member", owner_id=record.owner_id)
+            return False
+        return True
+
     async def _notify_channel(
-        self, record: DeploymentRecord, result: DeploymentResult, rollback: str, url: str | None
+        self,
+        record: DeploymentRecord,
+        result: DeploymentResult,
+        rollback: str,
+        url: str | None,
+        *,
+        mention_owner: bool,
     ) -> bool:
         if not record.channel_id or record.channel_id in self._forbidden:
             return True
@@ -67,7 +92,7 @@ class FailureNotifier:
             discord.AllowedMentions(
                 everyone=False, roles=False, users=[discord.Object(int(record.owner_id))]
             )
-            if is_snowflake(record.owner_id)
+            if mention_owner
             else discord.AllowedMentions.none()
         )
         reference = (

@@ -27,7 +27,8 @@ from tests.discord_double import DiscordDouble, MessageRecord, MessageVersion, U
 from tests.discord_double.state import MESSAGE_FLAG_LOADING, BotRecord, GuildRecord
 from tests.engine.harness import kill_release_processes
 from tests.ports import NEVER_HEALTHY
-from workflows.deployment_client import DeploymentClient, DeploymentService
+from workflows.deployment_client import DeploymentClient
+from workflows.deployment_service import DeploymentService
 from workflows.worker import engine_worker
 
 REPO = Path(__file__).resolve().parents[2]

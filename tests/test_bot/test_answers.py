@@ -222,7 +222,8 @@ async def test_a_refusal_that_comes_after_the_answer_takes_it_back(
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
 
-    from workflows.deployment_client import DeploymentClient, DeploymentService
+    from workflows.deployment_client import DeploymentClient
+    from workflows.deployment_service import DeploymentService
 
     world = front.world
     monkeypatch.setattr(deploy_answer, "START_PATIENCE", 0.0)

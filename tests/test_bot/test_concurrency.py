@@ -26,7 +26,8 @@ from tests.test_bot.conftest import (
     start_shipcord,
     stop_shipcord,
 )
-from workflows.deployment_client import DeploymentService, unix_ms
+from workflows.deployment_client import unix_ms
+from workflows.deployment_service import DeploymentService
 from workflows.models import deployment_workflow_id
 
 REQUESTS = 20

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.test_bot.conftest import LOAD_BOTS, Front, shown
-from workflows.deployment_client import DeploymentService
+from workflows.deployment_service import DeploymentService
 from workflows.models import DeploymentInput, deployment_workflow_id
 
 LIMIT, WINDOW = 20, 1.0

@@ -7,7 +7,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tests.engine.harness import wait_until
 from tests.test_bot.conftest import WAIT, Front, progress_messages
-from workflows.deployment_client import DeploymentClient, DeploymentService, unix_ms
+from workflows.deployment_client import DeploymentClient, unix_ms
+from workflows.deployment_service import DeploymentService
 from workflows.models import DeploymentInput, deployment_workflow_id
 
 
