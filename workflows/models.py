@@ -117,7 +117,11 @@ def _number_as_text(value: Any) -> Any:
     return value
 
 
-# Lengths are bounded before any pattern is tried.
+# Release numbers count one bot's deployments: far below this, which every store and
+# Discord's own integer options hold.
+RELEASE_NUMBER_MAX = 2**31 - 1
+
+# Lengths are bounded before any pattern is tried, and every number has a range.
 BotName = Annotated[str, Field(max_length=64), AfterValidator(validate_bot_name)]
 Version = Annotated[str, Field(max_length=64), AfterValidator(validate_version)]
 Snowflake = Annotated[
@@ -126,6 +130,7 @@ Snowflake = Annotated[
 Owner = Annotated[
     str, BeforeValidator(_number_as_text), Field(max_length=64), AfterValidator(validate_owner)
 ]
+ReleaseNumber = Annotated[int, Field(ge=1, le=RELEASE_NUMBER_MAX)]
 
 
 class CamelModel(BaseModel):
@@ -194,7 +199,7 @@ class DeploymentInput(CamelModel):
     channel_id: Snowflake | None = None
     # A rollback: put this earlier release of the bot back (its version and recorded
     # target) instead of deploying `version`.
-    restore_release: int | None = Field(None, ge=1)
+    restore_release: ReleaseNumber | None = None
 
     @field_validator("config")
     @classmethod

@@ -225,6 +225,17 @@ async def test_input_that_is_not_a_deployment_ends_at_once(run: Any, request_bod
     assert result.error is not None and result.error.startswith("Invalid deployment input")
 
 
+@pytest.mark.parametrize("number", [0, -1, 2**31, 2**63, 10**30, "many"])
+async def test_a_release_number_out_of_range_is_refused_at_once(run: Any, number: Any) -> None:
+    stand_ins = StandIns()
+    request = {"botName": "echo", "owner": OWNER, "restoreRelease": number}
+    result = await run(stand_ins, request=request)
+    assert stand_ins.calls == []
+    assert result.state is DeploymentState.FAILED
+    assert result.error is not None
+    assert result.error.startswith("Invalid deployment input: restoreRelease: "), result.error
+
+
 async def awaiting_approval(client: DeploymentClient, workflow_id: str) -> None:
     async def reached() -> bool:
         return (await client.status(workflow_id)).state is DeploymentState.AWAITING_APPROVAL
