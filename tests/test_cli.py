@@ -30,6 +30,7 @@ from tests.cli_world import (
     wait_for_open_deployment,
 )
 from tests.ports import free_port
+from tests.test_environment import pipe_can_hold
 from workflows import DeploymentResult
 
 
@@ -113,6 +114,16 @@ async def test_bad_settings_give_one_clear_line(
     assert exit_code == code, output
     assert expected in output
     assert "Traceback" not in output, output
+
+
+async def test_secrets_too_large_to_hand_over_are_one_clear_line(world: World) -> None:
+    huge = {f"HUGE_{n}_SECRET": "s" * 120_000 for n in range(10)}
+    if pipe_can_hold(sum(len(value) for value in huge.values()) + 10_000):
+        pytest.skip("this kernel lets a pipe hold them all: they are handed over")
+    exit_code, output = await run_to_end(world, "worker", **huge)
+    assert exit_code == 2, output[-2000:]
+    assert "do not fit the pipe that hands them over" in output and "HUGE_" in output
+    assert "Traceback" not in output and "s" * 20 not in output, output[-2000:]
 
 
 async def test_port_in_use_is_one_clear_line(world: World) -> None:
