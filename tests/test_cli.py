@@ -332,6 +332,42 @@ async def test_check_lists_every_problem_on_one_line_each(world: World, tmp_path
     assert code == 2
 
 
+def with_echo_roles(targets: Path, folder: Path) -> Path:
+    """The targets file, its echo bot with roles by name and by id."""
+    text = targets.read_text(encoding="utf-8")
+    roles = (
+        '[bots.echo]\ndeploy_roles = ["ops", "345678901234567890"]\n'
+        'approval = { role = "approvers", timeout = "30m" }\n'
+    )
+    assert "[bots.echo]\n" in text
+    with_roles = folder / "roles-targets.toml"
+    with_roles.write_text(text.replace("[bots.echo]\n", roles, 1), encoding="utf-8")
+    return with_roles
+
+
+async def test_check_warns_of_each_role_given_by_name(world: World, tmp_path: Path) -> None:
+    """A role name is claimable: check says so for each, and how to give the id; the exit
+    status is as it was."""
+    with_roles = with_echo_roles(Path(world.env["SHIPCORD_TARGETS_FILE"]), tmp_path)
+    code, output = await run_to_end(
+        world,
+        "check",
+        "--no-start",
+        SHIPCORD_TARGETS_FILE=str(with_roles),
+        SHIPCORD_ADMIN_ROLE="Deployers",
+        SHIPCORD_LOG_FORMAT="console",
+    )
+    assert code == 0, output
+    warnings = [line for line in output.splitlines() if line.startswith("warning: ")]
+    assert [line.split(" is given by name: ")[0] for line in warnings] == [
+        "warning: SHIPCORD_ADMIN_ROLE: the role 'Deployers'",
+        "warning: bots.echo.deploy_roles: the role 'ops'",
+        "warning: bots.echo.approval.role: the role 'approvers'",
+    ], output
+    assert all("Copy Role ID" in line for line in warnings)
+    assert "  echo: ok" in output and "problem" not in output
+
+
 async def test_tokens_from_files_and_dot_env(world: World, tmp_path: Path) -> None:
     """shipcord's own token from DISCORD_TOKEN_FILE, a target's from the .env beside it."""
     token_file = tmp_path / "discord.token"
