@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import cast
@@ -12,6 +13,7 @@ from urllib.parse import urlencode
 import aiohttp
 from temporalio.client import Client
 
+from shipcord import logs
 from shipcord.app import (
     StartupError,
     announce,
@@ -26,9 +28,16 @@ from shipcord.exits import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
 from shipcord.settings import Settings
 from shipcord.temporal_client import TemporalUnavailable, connect_temporal
 from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
+from workflows.models import is_snowflake
 from workflows.runtimes import DockerRuntime, PermanentRuntimeError, RuntimeError_
 from workflows.runtimes.process import run_as
 from workflows.targets import Target, TargetsError, TargetsFile, load_targets
+
+ROLE_BY_ID = (
+    "a name can be claimed by anyone who may create or rename roles in a server, and with it "
+    "what the role allows; give the role's id instead (with Developer Mode on in Discord: "
+    "Server Settings > Roles, right-click the role, Copy Role ID)"
+)
 
 # View Channel, Send Messages, Embed Links, Read Message History, Send Messages in Threads.
 INVITE_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 16) | (1 << 38)
@@ -67,6 +76,8 @@ async def run_check(settings: Settings, *, start_embedded: bool = True) -> int:
     prepare(settings)
     findings = Findings()
     announce("settings: ok")
+    if settings.admin_role is not None:
+        warn_role_names("SHIPCORD_ADMIN_ROLE", [settings.admin_role])
     token: str | None = None
     try:
         token = require_token(settings)
@@ -130,8 +141,17 @@ def check_servers(settings: Settings, targets: TargetsFile, findings: Findings) 
     announce(f"servers: {', '.join(sorted(servers))}")
 
 
+def warn_role_names(where: str, roles: Iterable[str]) -> None:
+    for role in roles:
+        if not is_snowflake(role):
+            logs.warn(f"warning: {where}: the role {role[:100]!r} is given by name: {ROLE_BY_ID}")
+
+
 def check_target(target: Target, findings: Findings) -> None:
     where = f"bots.{target.name}"
+    warn_role_names(f"{where}.deploy_roles", target.deploy_roles)
+    if target.approval is not None:
+        warn_role_names(f"{where}.approval.role", [target.approval.role])
     try:
         target.load_command_manifest()
     except TargetsError as error:

@@ -11,7 +11,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shipcord.environment import HANDOVER_VARIABLE, hand_over_secrets, receive_secrets
+from shipcord.environment import (
+    HANDOVER_VARIABLE,
+    HandOverError,
+    hand_over_secrets,
+    receive_secrets,
+)
 from shipcord.exits import EXIT_CONFIG
 from shipcord.logs import configure_logging, report_problem
 from shipcord.settings import Settings, SettingsError, load_settings
@@ -79,7 +84,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SettingsError as error:
         sys.exit(fail(str(error), EXIT_CONFIG))
     if command in LONG_RUNNING and not handed_over:
-        hand_over_secrets(target_token_names(settings))  # starts again without them
+        try:
+            hand_over_secrets(target_token_names(settings))  # starts again without them
+        except HandOverError as error:
+            sys.exit(fail(str(error), EXIT_CONFIG))
     code = asyncio.run(dispatch(command, settings, args))
     exit_now(code)
 

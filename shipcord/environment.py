@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -10,14 +11,24 @@ from collections.abc import Iterable, Mapping
 
 from workflows import tokens
 
-__all__ = ["HANDOVER_VARIABLE", "hand_over_secrets", "receive_secrets", "secret_names"]
+__all__ = [
+    "HANDOVER_VARIABLE",
+    "HandOverError",
+    "hand_over_secrets",
+    "receive_secrets",
+    "secret_names",
+]
 
 HANDOVER_VARIABLE = "SHIPCORD_SECRETS_FD"
 SETTINGS_SECRETS = ("DISCORD_TOKEN", "TEMPORAL_API_KEY", "SHIPCORD_PAYLOAD_KEY")
 # Names that say "secret": ECHO_BOT_TOKEN, GITHUB_TOKEN, DB_PASSWORD, STRIPE_API_KEY.
 SECRET_NAME = re.compile(r".*(?:TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY)", re.IGNORECASE)
-# A pipe holds this much without a reader; more than that is not a set of tokens.
-PIPE_CAPACITY = 60_000
+# Largest first, this many secrets are named when they do not fit the pipe.
+LARGEST_NAMED = 3
+
+
+class HandOverError(RuntimeError):
+    """The secrets could not leave the environment; the message says which and what to do."""
 
 
 def secret_names(environment: Mapping[str, str], target_token_names: Iterable[str]) -> set[str]:
@@ -32,7 +43,10 @@ def secret_names(environment: Mapping[str, str], target_token_names: Iterable[st
 
 def hand_over_secrets(target_token_names: Iterable[str]) -> None:
     """Start this command again without its secrets in the environment (does not return),
-    unless there are none or this image already received them."""
+    unless there are none or this image already received them.
+
+    Raises HandOverError, the environment unchanged, when the secrets do not fit the pipe.
+    """
     if HANDOVER_VARIABLE in os.environ:
         return
     names = secret_names(os.environ, target_token_names)
@@ -40,11 +54,14 @@ def hand_over_secrets(target_token_names: Iterable[str]) -> None:
         return
     secrets = {name: os.environ[name] for name in sorted(names)}
     data = json.dumps(secrets).encode()
-    if len(data) > PIPE_CAPACITY:
-        return  # not tokens: leave the environment as it is rather than block on the pipe
     reader, writer = os.pipe()
-    os.write(writer, data)
-    os.close(writer)
+    try:
+        fitted = _fill(writer, data)
+    finally:
+        os.close(writer)
+    if fitted < len(data):
+        os.close(reader)
+        raise HandOverError(_too_large(secrets, len(data), fitted))
     os.set_inheritable(reader, True)
     environment = {name: value for name, value in os.environ.items() if name not in names}
     environment[HANDOVER_VARIABLE] = str(reader)
@@ -52,7 +69,47 @@ def hand_over_secrets(target_token_names: Iterable[str]) -> None:
     sys.stderr.flush()
     # sys.orig_argv is the command exactly as started (`python -m shipcord run`, or the
     # `shipcord` script), interpreter options included.
-    os.execve(sys.executable, sys.orig_argv, environment)
+    try:
+        os.execve(sys.executable, sys.orig_argv, environment)
+    except OSError as error:
+        os.close(reader)
+        raise HandOverError(
+            f"could not start again without the secrets in the environment: {error.strerror}"
+        ) from None
+
+
+def _fill(pipe: int, data: bytes) -> int:
+    """Write as much of `data` into `pipe` as fits with nobody reading it yet; how much.
+
+    Nobody reads until the new image starts: a write that does not fit would block forever,
+    so the pipe is first grown to fit (Linux allows up to /proc/sys/fs/pipe-max-size, 1 MiB
+    by default) and then written without blocking.
+    """
+    grow = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if grow is not None:
+        try:
+            fcntl.fcntl(pipe, grow, len(data))
+        except OSError:
+            pass  # the writes below find out how much fits
+    os.set_blocking(pipe, False)
+    written = 0
+    while written < len(data):
+        try:
+            written += os.write(pipe, data[written:])
+        except BlockingIOError:
+            break
+    return written
+
+
+def _too_large(secrets: Mapping[str, str], size: int, fitted: int) -> str:
+    largest = sorted(secrets, key=lambda name: -len(secrets[name]))[:LARGEST_NAMED]
+    return (
+        f"the secrets in shipcord's environment ({size} bytes; the largest: "
+        f"{', '.join(largest)}) do not fit the pipe that hands them over ({fitted} bytes "
+        "did), and left there they would stay readable in /proc/<pid>/environ: move the "
+        "large ones to files (DISCORD_TOKEN_FILE, a target's token_file) or out of "
+        "shipcord's environment"
+    )
 
 
 def receive_secrets() -> dict[str, str]:

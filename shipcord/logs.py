@@ -145,6 +145,15 @@ def announce(line: str, stream: TextIO | None = None) -> None:
     print(redact(line), file=stream or sys.stdout, flush=True)
 
 
+def warn(line: str) -> None:
+    """Something that works but should change: a plain line on stderr, or in JSON mode a
+    warning event. It changes no exit status."""
+    if _json_output:
+        structlog.stdlib.get_logger("shipcord").warning(redact(line))
+        return
+    print(redact(line), file=sys.stderr, flush=True)
+
+
 def report_problem(line: str) -> None:
     """A problem that stops shipcord: a plain line on stderr, or in JSON mode an error event."""
     if _json_output:

@@ -30,6 +30,7 @@ from tests.cli_world import (
     wait_for_open_deployment,
 )
 from tests.ports import free_port
+from tests.test_environment import pipe_can_hold
 from workflows import DeploymentResult
 
 
@@ -113,6 +114,16 @@ async def test_bad_settings_give_one_clear_line(
     assert exit_code == code, output
     assert expected in output
     assert "Traceback" not in output, output
+
+
+async def test_secrets_too_large_to_hand_over_are_one_clear_line(world: World) -> None:
+    huge = {f"HUGE_{n}_SECRET": "s" * 120_000 for n in range(10)}
+    if pipe_can_hold(sum(len(value) for value in huge.values()) + 10_000):
+        pytest.skip("this kernel lets a pipe hold them all: they are handed over")
+    exit_code, output = await run_to_end(world, "worker", **huge)
+    assert exit_code == 2, output[-2000:]
+    assert "do not fit the pipe that hands them over" in output and "HUGE_" in output
+    assert "Traceback" not in output and "s" * 20 not in output, output[-2000:]
 
 
 async def test_port_in_use_is_one_clear_line(world: World) -> None:
@@ -319,6 +330,42 @@ async def test_check_lists_every_problem_on_one_line_each(world: World, tmp_path
         "shipcord: 4 problems found",
     ], output
     assert code == 2
+
+
+def with_echo_roles(targets: Path, folder: Path) -> Path:
+    """The targets file, its echo bot with roles by name and by id."""
+    text = targets.read_text(encoding="utf-8")
+    roles = (
+        '[bots.echo]\ndeploy_roles = ["ops", "345678901234567890"]\n'
+        'approval = { role = "approvers", timeout = "30m" }\n'
+    )
+    assert "[bots.echo]\n" in text
+    with_roles = folder / "roles-targets.toml"
+    with_roles.write_text(text.replace("[bots.echo]\n", roles, 1), encoding="utf-8")
+    return with_roles
+
+
+async def test_check_warns_of_each_role_given_by_name(world: World, tmp_path: Path) -> None:
+    """A role name is claimable: check says so for each, and how to give the id; the exit
+    status is as it was."""
+    with_roles = with_echo_roles(Path(world.env["SHIPCORD_TARGETS_FILE"]), tmp_path)
+    code, output = await run_to_end(
+        world,
+        "check",
+        "--no-start",
+        SHIPCORD_TARGETS_FILE=str(with_roles),
+        SHIPCORD_ADMIN_ROLE="Deployers",
+        SHIPCORD_LOG_FORMAT="console",
+    )
+    assert code == 0, output
+    warnings = [line for line in output.splitlines() if line.startswith("warning: ")]
+    assert [line.split(" is given by name: ")[0] for line in warnings] == [
+        "warning: SHIPCORD_ADMIN_ROLE: the role 'Deployers'",
+        "warning: bots.echo.deploy_roles: the role 'ops'",
+        "warning: bots.echo.approval.role: the role 'approvers'",
+    ], output
+    assert all("Copy Role ID" in line for line in warnings)
+    assert "  echo: ok" in output and "problem" not in output
 
 
 async def test_tokens_from_files_and_dot_env(world: World, tmp_path: Path) -> None:

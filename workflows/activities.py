@@ -36,6 +36,11 @@ from workflows.runtimes import reachable_url
 from workflows.targets import Target, TargetRegistry, TargetsError, UnknownTarget
 
 log = structlog.get_logger(__name__)
+
+TARGETS_UNUSABLE = (
+    "The targets file cannot be read, so nothing can be deployed; an admin has to fix it "
+    "(shipcord's log says what is wrong)."
+)
 HEALTH_POLL_SECONDS = 0.25
 
 
@@ -121,13 +126,20 @@ class DeploymentActivities:
         """
         try:
             declared = self._targets.get(ref.bot_name)
+        except TargetsError as error:
+            # Its problems name other servers' bots and the host's paths: for the log only.
+            log.error("targets_file_invalid", error=str(error))
+            raise invalid(TARGETS_UNUSABLE) from None
+        except UnknownTarget as error:
+            raise invalid(str(error)) from None
+        try:
             host = declared.host or self._default_host
             target = declared.model_copy(update={"host": host})
             version = ref.version
             if ref.restore_release is None:
                 version = validate_version(ref.version)
                 target.load_command_manifest()
-        except (UnknownTarget, ValueError) as error:
+        except ValueError as error:
             raise invalid(str(error)) from None
         self._releases.runtime(target.runtime)
         token = self._releases.token(target)

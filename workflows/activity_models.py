@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from workflows.models import ReleaseNumber
 from workflows.targets import ApprovalRule, Target
 
 
@@ -13,7 +14,7 @@ class DeploymentRef(BaseModel):
     workflow_id: str
     bot_name: str
     version: str
-    restore_release: int | None = None
+    restore_release: ReleaseNumber | None = None
 
 
 class ValidatedDeployment(BaseModel):
@@ -36,7 +37,7 @@ class RecallInput(BaseModel):
     """A rollback: the earlier release to put back, read from its host's records."""
 
     bot_name: str
-    release_number: int
+    release_number: ReleaseNumber
 
 
 class RecalledRelease(BaseModel):

@@ -27,13 +27,43 @@ VERSION = re.compile(
     r"latest|v?[0-9]{1,9}(\.[0-9]{1,9}){0,3}([-+][0-9A-Za-z][0-9A-Za-z.+-]{0,40})?"
 )
 SNOWFLAKE = re.compile(r"[1-9][0-9]{5,19}")
+# Discord ids are unsigned 64-bit numbers; twenty digits can spell more.
+SNOWFLAKE_MAX = 2**64 - 1
 # The guide's own example owner is "user-123": an owner that is not a Discord user id is a
 # label from another system, shown as text and never mentioned or sent a DM.
 OWNER = re.compile(r"[A-Za-z0-9_.@:+-]{1,64}")
 
 
 def is_snowflake(value: str | None) -> bool:
-    return value is not None and SNOWFLAKE.fullmatch(value) is not None
+    return (
+        value is not None and SNOWFLAKE.fullmatch(value) is not None and int(value) <= SNOWFLAKE_MAX
+    )
+
+
+def canonical_snowflake(value: Any) -> str | None:
+    """The Discord id `value` is, spelled as Discord spells it, or None if it is not one.
+
+    Strict: a number, or a text of digits only with no leading zero; "0123…" or " 123…"
+    is not an id, whoever sends it.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        # Range first: str() of a huge int is slow, and refused beyond 4300 digits.
+        value = str(value) if 0 < value <= SNOWFLAKE_MAX else None
+    return value if isinstance(value, str) and is_snowflake(value) else None
+
+
+def id_number(value: Any) -> int | None:
+    """The number `value` spells however it is written (an int, leading zeros, spaces
+    around it), or None: to recognise one person's id in any spelling."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            digits = text.lstrip("0") or "0"
+            # No id has more digits, and int() of a huge text is not worth its time.
+            return int(digits) if len(digits) <= 20 else None
+    return None
 
 
 def quoted(text: str, limit: int = 40) -> str:
@@ -62,7 +92,7 @@ def validate_version(version: str) -> str:
 
 
 def validate_snowflake(value: str) -> str:
-    if not SNOWFLAKE.fullmatch(value):
+    if not is_snowflake(value):
         raise ValueError(f"{quoted(value, 30)} is not a Discord id (a number of 6 to 20 digits)")
     return value
 
@@ -74,11 +104,18 @@ def validate_owner(owner: str) -> str:
 
 
 def _number_as_text(value: Any) -> Any:
-    # JSON and TOML carry Discord ids as numbers too.
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    # JSON and TOML carry Discord ids as numbers too. A huge number is left as it is, to
+    # be refused as not text (str() of one is slow, and refused beyond 4300 digits).
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**64:
+        return str(value)
+    return value
 
 
-# Lengths are bounded before any pattern is tried.
+# Release numbers count one bot's deployments: far below this, which every store and
+# Discord's own integer options hold.
+RELEASE_NUMBER_MAX = 2**31 - 1
+
+# Lengths are bounded before any pattern is tried, and every number has a range.
 BotName = Annotated[str, Field(max_length=64), AfterValidator(validate_bot_name)]
 Version = Annotated[str, Field(max_length=64), AfterValidator(validate_version)]
 Snowflake = Annotated[
@@ -87,6 +124,7 @@ Snowflake = Annotated[
 Owner = Annotated[
     str, BeforeValidator(_number_as_text), Field(max_length=64), AfterValidator(validate_owner)
 ]
+ReleaseNumber = Annotated[int, Field(ge=1, le=RELEASE_NUMBER_MAX)]
 
 
 class CamelModel(BaseModel):
@@ -170,7 +208,7 @@ class DeploymentInput(CamelModel):
     channel_id: Snowflake | None = None
     # A rollback: put this earlier release of the bot back (its version and recorded
     # target) instead of deploying `version`.
-    restore_release: int | None = Field(None, ge=1)
+    restore_release: ReleaseNumber | None = None
 
     @field_validator("config")
     @classmethod

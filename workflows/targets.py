@@ -42,12 +42,12 @@ class TargetsError(ValueError):
 
 
 class UnknownTarget(LookupError):
-    def __init__(self, name: str, known: list[str]) -> None:
-        shown = sorted(known)[:KNOWN_LISTED]
-        listed = ", ".join(shown) or "none"
-        if len(known) > len(shown):
-            listed += f" and {len(known) - len(shown)} more"
-        super().__init__(f"Unknown bot {quoted(name)}: the targets file declares {listed}.")
+    # The message reaches whoever started the deployment, from any server or client: it
+    # names no other bot, since the targets file declares those of every server.
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Unknown bot {quoted(name)}: no bot of that name is declared in the targets file."
+        )
         self.name = name
 
 
@@ -237,7 +237,7 @@ class TargetsFile(BaseModel):
         try:
             return self.bots[name]
         except KeyError:
-            raise UnknownTarget(name, list(self.bots)) from None
+            raise UnknownTarget(name) from None
 
 
 def load_targets(path: Path) -> TargetsFile:

@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 MAX_AHEAD = timedelta(days=30)
+TOO_FAR = "A deployment can be scheduled at most 30 days ahead."
 _DELAY = re.compile(r"(?:in\s+)?((?:\d+\s*[dhms]\s*)+)", re.IGNORECASE)
 _PART = re.compile(r"(\d+)\s*([dhms])", re.IGNORECASE)
 _CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
@@ -28,7 +29,7 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     if moment <= now:
         raise BadTime(f"<t:{int(moment.timestamp())}:f> is in the past.")
     if moment - now > MAX_AHEAD:
-        raise BadTime("A deployment can be scheduled at most 30 days ahead.")
+        raise BadTime(TOO_FAR)
     return moment
 
 
@@ -37,6 +38,10 @@ def _delay(text: str, now: datetime) -> datetime | None:
     if not match:
         return None
     seconds = sum(int(n) * _UNITS[unit.lower()] for n, unit in _PART.findall(match.group(1)))
+    # Refused before it becomes a timedelta or a date, which overflow far short of what
+    # 64 typed digits can say.
+    if seconds > MAX_AHEAD.total_seconds():
+        raise BadTime(TOO_FAR)
     return now + timedelta(seconds=seconds)
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from bot.interactions.user_answers import UserError
 from bot.render import parse_timestamp
 from storage import ReleaseRecord
+from workflows.models import RELEASE_NUMBER_MAX
 from workflows.release_logs import ReleaseLogTail
 
 # Release statuses as the engine writes them.
@@ -25,6 +26,15 @@ STATUS_WORDS = {
 INLINE_LOG_CHARS = 1800
 
 
+def require_release_number(number: int) -> None:
+    """Refuse a number no release can have: any client may send any integer."""
+    if not 1 <= number <= RELEASE_NUMBER_MAX:
+        raise UserError(
+            f"There is no release with that number: releases are numbered from 1 to "
+            f"{RELEASE_NUMBER_MAX}."
+        )
+
+
 def choose_rollback(
     bot_name: str, releases: Sequence[ReleaseRecord], number: int | None
 ) -> ReleaseRecord:
@@ -37,6 +47,7 @@ def choose_rollback(
                 "live before the current one."
             )
         return max(good, key=lambda release: release.number)
+    require_release_number(number)
     chosen = next((release for release in releases if release.number == number), None)
     if chosen is None:
         known = f"#1 to #{max(r.number for r in releases)}" if releases else "none yet"

@@ -13,10 +13,10 @@ from bot.deployments.deploy_launch import launch
 from bot.discord_client import ShipcordBot
 from bot.interactions.user_answers import UserError
 from bot.releases.log_delivery import send_release_log
-from bot.releases.release_rules import choose_rollback
+from bot.releases.release_rules import choose_rollback, require_release_number
 from bot.releases.show_log_button import ShowLogButton
 from storage import ReleaseRecord
-from workflows.models import DeploymentInput
+from workflows.models import RELEASE_NUMBER_MAX, DeploymentInput
 from workflows.targets import Target
 
 log = structlog.get_logger(__name__)
@@ -36,7 +36,10 @@ class ReleasesCog(commands.Cog, name="Releases"):
         release="The release to put back (default: the last good one before the current)",
     )
     async def rollback(
-        self, interaction: discord.Interaction, bot: str, release: int | None = None
+        self,
+        interaction: discord.Interaction,
+        bot: str,
+        release: app_commands.Range[int, 1, RELEASE_NUMBER_MAX] | None = None,
     ) -> None:
         """Put an earlier release of a bot back; the answer is its progress."""
         actor = Actor.from_interaction(interaction)
@@ -87,7 +90,10 @@ class ReleasesCog(commands.Cog, name="Releases"):
         release="The release (default: the newest)",
     )
     async def logs(
-        self, interaction: discord.Interaction, bot: str, release: int | None = None
+        self,
+        interaction: discord.Interaction,
+        bot: str,
+        release: app_commands.Range[int, 1, RELEASE_NUMBER_MAX] | None = None,
     ) -> None:
         """The last lines a release printed, redacted; shown only to you."""
         actor = Actor.from_interaction(interaction)
@@ -156,6 +162,7 @@ def _release_to_read(
         raise UserError(f"**{bot_name}** has no release yet.")
     if number is None:
         return max(releases, key=lambda release: release.number)
+    require_release_number(number)
     for release in releases:
         if release.number == number:
             return release

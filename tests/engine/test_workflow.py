@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from tests.engine.conftest import ECHO_TOKEN
 from tests.engine.harness import Engine, wait_until
-from workflows.activities import DeploymentActivities
+from workflows.activities import TARGETS_UNUSABLE, DeploymentActivities
 from workflows.activity_models import CreateReleaseInput, DeploymentRef, ReleaseRef
 from workflows.models import DeploymentState
 
@@ -389,7 +389,15 @@ async def test_activity_retried_after_doing_its_work_does_it_once(
     ("request_body", "expected"),
     [
         ({"botType": "discord", "owner": "u"}, "botName"),
-        ({"botName": "ghost", "owner": "u"}, "Unknown bot 'ghost'"),
+        # Names no other bot: the targets file declares those of every server.
+        (
+            {"botName": "ghost", "owner": "u"},
+            "Unknown bot 'ghost': no bot of that name is declared in the targets file.",
+        ),
+        (
+            {"botName": "echo", "owner": "u", "restoreRelease": 10**30},
+            "Invalid deployment input: restoreRelease: Input should be less than or equal to",
+        ),
         ({"botName": "echo", "owner": "u", "version": "1.0; rm -rf /"}, "not well formed"),
         ({"botName": "echo", "owner": "u", "version": "1.0.0\n"}, "not well formed"),
         ({"botName": "echo\n", "owner": "u"}, "botName: Bot name 'echo\\n' is not valid"),
@@ -520,6 +528,20 @@ async def test_a_broken_targets_file_changes_nothing_for_a_deployment_in_flight(
         assert "Previous release #1 restored." in details
         [running] = engine.processes()
         assert "1.0.0" in running.cmdline()
+
+
+async def test_a_broken_targets_file_is_not_described_to_whoever_deploys(
+    start_engine: StartEngine, tmp_path: Path
+) -> None:
+    """Its problems name other servers' bots and the host's paths: the log has them."""
+    async with start_engine() as engine:
+        targets = tmp_path / "targets.toml"
+        with targets.open("a", encoding="utf-8") as appended:
+            appended.write('\n[bots.elsewhere]\nhealthy_after = "soon"\n')
+        result = await engine.deployments.result(await engine.deploy())
+        assert result.state is DeploymentState.FAILED
+        assert result.error == TARGETS_UNUSABLE
+        assert engine.processes() == []
 
 
 async def test_a_first_deployment_that_fails_says_there_was_no_previous_release(

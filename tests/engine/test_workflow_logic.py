@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.worker import Replayer, Worker
 
 from tests.engine.harness import wait_until
 from workflows.activities import DeploymentActivities
@@ -24,9 +25,17 @@ from workflows.activity_models import (
     ValidatedDeployment,
 )
 from workflows.deployment_client import DeploymentClient
-from workflows.models import DeploymentInput, DeploymentResult, DeploymentState
+from workflows.deployment_workflow import BotDeploymentWorkflow
+from workflows.models import (
+    WORKFLOW_NAME,
+    ApprovalRecord,
+    DeploymentInput,
+    DeploymentResult,
+    DeploymentState,
+    validate_owner,
+)
 from workflows.targets import ApprovalRule, Target
-from workflows.worker import create_worker
+from workflows.worker import WORKFLOW_RUNNER, create_worker
 
 A = DeploymentActivities
 OWNER, APPROVER = "111111111111111111", "222222222222222222"
@@ -243,6 +252,17 @@ async def test_a_pause_delivered_with_the_start_shows_and_holds_before_the_first
     assert result.success and stand_ins.calls == FORWARD
 
 
+@pytest.mark.parametrize("number", [0, -1, 2**31, 2**63, 10**30, "many"])
+async def test_a_release_number_out_of_range_is_refused_at_once(run: Any, number: Any) -> None:
+    stand_ins = StandIns()
+    request = {"botName": "echo", "owner": OWNER, "restoreRelease": number}
+    result = await run(stand_ins, request=request)
+    assert stand_ins.calls == []
+    assert result.state is DeploymentState.FAILED
+    assert result.error is not None
+    assert result.error.startswith("Invalid deployment input: restoreRelease: "), result.error
+
+
 async def awaiting_approval(client: DeploymentClient, workflow_id: str) -> None:
     async def reached() -> bool:
         return (await client.status(workflow_id)).state is DeploymentState.AWAITING_APPROVAL
@@ -265,6 +285,107 @@ async def test_an_approval_lets_the_deployment_go_on_and_is_recorded(run: Any) -
     assert result.success and stand_ins.calls == FORWARD
     assert result.approval is not None
     assert (result.approval.decision, result.approval.by) == ("approved", APPROVER)
+
+
+# Each is the owner, or not a Discord id: none may decide.
+NOT_AN_APPROVER = [
+    "0" + OWNER,
+    "000" + OWNER,
+    int(OWNER),
+    f" {OWNER}\n",
+    "user-123",
+    "0" + APPROVER,
+    str(2**64),
+    2**64,
+    -int(APPROVER),
+    10**5000,
+    True,
+    None,
+]
+
+
+async def test_the_owner_in_any_spelling_and_what_is_no_discord_id_cannot_decide(
+    run: Any, temporal_client: Client
+) -> None:
+    stand_ins = StandIns(approval=ApprovalRule(role="ops", timeout=600))
+    started: list[str] = []
+
+    async def decide(client: DeploymentClient, workflow_id: str) -> None:
+        started.append(workflow_id)
+        await awaiting_approval(client, workflow_id)
+        handle = client.handle(workflow_id)
+        for approver in NOT_AN_APPROVER:
+            await handle.signal("reject", approver)
+            await handle.signal("approve", approver)
+        # Signals are handled in order: had any of the above counted, this one would not.
+        await handle.signal("approve", int(APPROVER))
+
+    result = await run(stand_ins, meanwhile=decide)
+    assert result.success and stand_ins.calls == FORWARD
+    assert result.approval is not None
+    assert (result.approval.decision, result.approval.by) == ("approved", APPROVER)
+    history = await temporal_client.get_workflow_handle(started[0]).fetch_history()
+    await replayer(temporal_client, BotDeploymentWorkflow).replay_workflow(history)
+
+
+def replayer(client: Client, workflow_class: type) -> Replayer:
+    return Replayer(
+        workflows=[workflow_class],
+        workflow_runner=WORKFLOW_RUNNER,
+        data_converter=client.data_converter,
+    )
+
+
+@workflow.defn(name=WORKFLOW_NAME, sandboxed=False)
+class ApproverAsAnyLabel(BotDeploymentWorkflow):
+    """The workflow as it was before approvers were Discord ids: any label other than the
+    owner's exact text could decide."""
+
+    @workflow.run
+    async def run(self, raw_request: Any) -> DeploymentResult:
+        return await super().run(raw_request)
+
+    def _decide(self, decision: str, approver: Any) -> None:
+        if self._status.state is not DeploymentState.AWAITING_APPROVAL:
+            return
+        if self._status.approval is not None:
+            return
+        approver = str(approver) if isinstance(approver, str | int) else ""
+        try:
+            validate_owner(approver)
+        except ValueError:
+            return
+        if approver == self._status.owner:
+            return
+        self._status.approval = ApprovalRecord(decision=decision, by=approver, at=workflow.now())
+
+
+async def test_histories_from_before_approvers_were_ids_replay_as_they_ran(
+    temporal_client: Client,
+) -> None:
+    stand_ins = StandIns(approval=ApprovalRule(role="ops", timeout=600))
+    queue = f"logic-{uuid.uuid4().hex[:10]}"
+    workflow_id = f"deploy-echo-{uuid.uuid4().int % 10**13}"
+    old_worker = Worker(
+        temporal_client,
+        task_queue=queue,
+        workflows=[ApproverAsAnyLabel],
+        activities=stand_ins.functions(),
+    )
+    async with old_worker:
+        client = DeploymentClient(temporal_client, queue)
+        await client.start(
+            DeploymentInput(bot_name="echo", owner=OWNER, version="1.0.0"),
+            workflow_id=workflow_id,
+        )
+        await awaiting_approval(client, workflow_id)
+        await client.approve(workflow_id, "0" + OWNER)
+        result = await client.result(workflow_id)
+    assert result.success and result.approval is not None
+    assert result.approval.by == "0" + OWNER
+    history = await client.handle(workflow_id).fetch_history()
+    # Refusing that approval now would wait at the gate where the history went on.
+    await replayer(temporal_client, BotDeploymentWorkflow).replay_workflow(history)
 
 
 async def test_a_rejection_ends_it_cancelled_with_the_reason(run: Any) -> None:

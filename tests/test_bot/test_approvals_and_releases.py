@@ -220,6 +220,8 @@ async def test_no_decision_in_time_ends_it_cancelled(front: Front, people: Peopl
 
 # -- rollback -----------------------------------------------------------------------------
 
+NO_SUCH_NUMBER = "There is no release with that number: releases are numbered from 1 to 2147483647."
+
 
 async def test_rollback_to_the_previous_and_to_a_named_release(
     front: Front, people: People
@@ -248,6 +250,12 @@ async def test_rollback_to_the_previous_and_to_a_named_release(
     assert refused.startswith("You may not deploy **versioned**"), refused
     unknown = await front.command("rollback", {"bot": "versioned", "release": 99}, user=world.admin)
     assert unknown == "**versioned** has no release #99 (its releases: #1 to #2).", unknown
+    for number in (0, -1, 2**31, 2**63, 10**30):
+        for command in ("rollback", "logs"):
+            out_of_range = await front.command(
+                command, {"bot": "versioned", "release": number}, user=world.admin
+            )
+            assert out_of_range == NO_SUCH_NUMBER, (command, number, out_of_range)
 
     # The last good release, held in its health check while someone tries to deploy.
     front.health_gate.open.discard("versioned")  # type: ignore[union-attr]

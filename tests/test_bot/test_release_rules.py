@@ -94,6 +94,9 @@ def test_rollback_picks_the_last_good_release_by_default() -> None:
         choose_rollback("echo", releases, 4)
     with pytest.raises(UserError, match=r"has no release #9 \(its releases: #1 to #4\)"):
         choose_rollback("echo", releases, 9)
+    for number in (0, -1, 2**31, 2**63, 10**30):
+        with pytest.raises(UserError, match="releases are numbered from 1 to 2147483647"):
+            choose_rollback("echo", releases, number)
     with pytest.raises(UserError, match="no previous release"):
         choose_rollback("echo", [release(1, "active")], None)
     with pytest.raises(UserError, match="still being deployed"):

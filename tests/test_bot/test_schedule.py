@@ -17,6 +17,7 @@ NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
         ("in 30m", NOW + timedelta(minutes=30)),
         ("30m", NOW + timedelta(minutes=30)),
         ("1h30m", NOW + timedelta(minutes=90)),
+        ("in 30d", NOW + timedelta(days=30)),
         ("90s", NOW + timedelta(seconds=90)),
         ("14:30", NOW.replace(hour=14, minute=30)),
         ("09:15", NOW.replace(hour=9, minute=15) + timedelta(days=1)),
@@ -34,6 +35,14 @@ def test_understood(text: str, expected: datetime) -> None:
         ("soon", "not a time I understand"),
         ("2025-01-01T00:00", "in the past"),
         ("in 40d", "at most 30 days"),
+        ("in 30d1s", "at most 30 days"),
+        # Past what a timedelta or a date can hold.
+        ("in 99999999999999999999d", "at most 30 days"),
+        ("999999999d", "at most 30 days"),
+        ("in " + "9" * 60 + "s", "at most 30 days"),
+        ("1d" * 31, "at most 30 days"),
+        ("9999-12-31T23:59-14:00", "at most 30 days"),
+        ("0001-01-01T00:00+14:00", "in the past"),
         ("x" * 5000, "not a time I understand"),
     ],
 )
