@@ -179,6 +179,11 @@ class DeploymentActivities:
     @activity.defn
     async def create_bot_record(self, request: CreateReleaseInput) -> ReleaseInfo:
         target = request.target
+        if target is None:
+            raise invalid(
+                "This deployment was asked for by shipcord before an upgrade, without the "
+                "target its release needs; deploy it again."
+            )
         while True:
             try:
                 release = await self._storage.create_release(

@@ -1,14 +1,27 @@
-"""What the workflow hands each activity and gets back: one model in, one model out."""
+"""What the workflow hands each activity and gets back: one model in, one model out; they
+gain fields only with defaults, so that histories of earlier versions decode."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
 from workflows.models import ReleaseNumber
 from workflows.targets import ApprovalRule, Target
 
 
-class DeploymentRef(BaseModel):
+class ActivityModel(BaseModel):
+    """Written with snake_case names; read with those or the camelCase ones of c107ed9."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=False,
+    )
+
+
+class DeploymentRef(ActivityModel):
     """The deployment asked for: what `validate_deployment` checks."""
 
     workflow_id: str
@@ -17,54 +30,59 @@ class DeploymentRef(BaseModel):
     restore_release: ReleaseNumber | None = None
 
 
-class ValidatedDeployment(BaseModel):
+class ValidatedDeployment(ActivityModel):
     """What will be deployed: the target and version (a rollback's are those recorded
     with the release it restores), and the approval the targets file asks for now."""
 
-    target: Target
+    # None only in histories from before the target travelled with the deployment
+    # (c107ed9: botName, version, runtime, strategy, botUserId, applicationId); the
+    # workflow then validates again or finishes as it began (workflows.deployment_workflow).
+    target: Target | None = None
     version: str
     approval: ApprovalRule | None = None
     restored_release: int | None = None
-    bot_user_id: str
-    application_id: str
+    bot_user_id: str = ""
+    application_id: str = ""
     # Where the release runs, and how long its activities wait for a worker there; absent
     # in histories from before hosts, whose activities all ran on the shared queue.
     host: str | None = None
     host_start_timeout: float | None = None
 
 
-class RecallInput(BaseModel):
+class RecallInput(ActivityModel):
     """A rollback: the earlier release to put back, read from its host's records."""
 
     bot_name: str
     release_number: ReleaseNumber
 
 
-class RecalledRelease(BaseModel):
+class RecalledRelease(ActivityModel):
     target: Target
     version: str
 
 
-class CreateReleaseInput(BaseModel):
+class CreateReleaseInput(ActivityModel):
     workflow_id: str
     version: str
-    target: Target
+    # None: asked for by a workflow from before recorded targets (c107ed9), whose release
+    # could never be stopped or restarted from its record; the activity refuses it.
+    target: Target | None = None
 
 
-class ReleaseInfo(BaseModel):
+class ReleaseInfo(ActivityModel):
     bot_id: str
     release_number: int
     previous_release_number: int | None = None
 
 
-class ReleaseRef(BaseModel):
+class ReleaseRef(ActivityModel):
     """The release a deployment created; activities read the rest from its record."""
 
     workflow_id: str
     bot_name: str
 
 
-class StepReport(BaseModel):
+class StepReport(ActivityModel):
     """What a compensation did, in a sentence a person reads in the failure notice."""
 
     summary: str

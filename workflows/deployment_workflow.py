@@ -1,4 +1,5 @@
-"""botDeploymentWorkflow: validate, record, deploy, health-check, finish; saga rollback."""
+"""botDeploymentWorkflow: validate, record, deploy, health-check, finish; saga rollback.
+Every change to the commands it issues is guarded by a patch (docs/upgrading.md)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ReleaseInfo,
         ReleaseRef,
         StepReport,
+        ValidatedDeployment,
     )
     from workflows.heartbeat import HEARTBEAT_TIMEOUT
     from workflows.hosts import host_gone_message, host_task_queue
@@ -50,7 +52,7 @@ with workflow.unsafe.imports_passed_through():
         canonical_snowflake,
         id_number,
     )
-    from workflows.targets import ApprovalRule
+    from workflows.targets import ApprovalRule, Target
     from workflows.validation import validation_problems
 
 ArgT = TypeVar("ArgT")
@@ -61,6 +63,10 @@ Compensation = Callable[[], Awaitable[StepReport]]
 APPROVAL_REFUSED = "ApprovalRefused"
 # The patch under which approvers are Discord ids compared as numbers.
 APPROVER_AS_SNOWFLAKE = "approver-as-snowflake"
+# The patch family of deployments validated before the target travelled with them.
+BEFORE_RECORDED_TARGETS = "before-recorded-targets"
+# Activities of that version that no longer exist: skipped once past its history.
+RECORD_OUTCOME = "record_outcome"
 
 RETRY_POLICY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -145,6 +151,8 @@ class BotDeploymentWorkflow:
         self._host: str | None = None
         self._host_queue: str | None = None
         self._host_start_timeout = SCHEDULE_TO_START
+        # A deployment validated before hosts looked its host up once the upgrade reached it.
+        self._host_sought = False
 
     @workflow.run
     async def run(self, raw_request: Any) -> DeploymentResult:
@@ -172,32 +180,32 @@ class BotDeploymentWorkflow:
             state=DeploymentState.PAUSED if self._paused else DeploymentState.RUNNING,
         )
         release_ref = ReleaseRef(workflow_id=info.workflow_id, bot_name=request.bot_name)
+        deployment_ref = DeploymentRef(
+            workflow_id=info.workflow_id,
+            bot_name=request.bot_name,
+            version=request.version,
+            restore_release=request.restore_release,
+        )
         try:
             await self._enter(Step.VALIDATING)
-            validated = await self._call(
-                DeploymentActivities.validate_deployment,
-                DeploymentRef(
-                    workflow_id=info.workflow_id,
-                    bot_name=request.bot_name,
-                    version=request.version,
-                    restore_release=request.restore_release,
-                ),
-            )
-            self._status.version = validated.version
-            self._status.restored_release = validated.restored_release
-            self._use_host(validated.host, validated.host_start_timeout)
-            target, version = validated.target, validated.version
-            if validated.restored_release is not None and validated.host is not None:
-                recalled = await self._call(
-                    DeploymentActivities.recall_release,
-                    RecallInput(
-                        bot_name=request.bot_name, release_number=validated.restored_release
-                    ),
-                )
-                target, version = recalled.target, recalled.version
-                self._status.version = version
+            validated = await self._call(DeploymentActivities.validate_deployment, deployment_ref)
+            target, version = await self._resolve(request, validated)
 
             await self._enter(Step.CREATING_RECORD)
+            if target is None:
+                # Validated before the upgrade (c107ed9), without a target.
+                if not workflow.patched(f"{BEFORE_RECORDED_TARGETS}/create_bot_record"):
+                    return await self._finish_as_before_recorded_targets(release_ref)
+                validated = await self._call(
+                    DeploymentActivities.validate_deployment, deployment_ref
+                )
+                target, version = await self._resolve(request, validated)
+                if target is None:
+                    raise ApplicationError(
+                        f"Validation of {request.bot_name} named no target",
+                        type="ValidationError",
+                        non_retryable=True,
+                    )
             # Compensations are registered before their step runs: a step that failed
             # part-way may have done some of its work, and undoing is idempotent.
             self._on_rollback(DeploymentActivities.mark_release_rolled_back, release_ref)
@@ -238,6 +246,123 @@ class BotDeploymentWorkflow:
         self._set_step(Step.DEPLOYED)
         self._status.state = DeploymentState.SUCCEEDED
         return self._result(DeploymentState.SUCCEEDED)
+
+    async def _resolve(
+        self, request: DeploymentInput, validated: ValidatedDeployment
+    ) -> tuple[Target | None, str]:
+        """The target and version to deploy, on the host validation resolved: a rollback's
+        are recalled from the release it restores, on that release's host."""
+        self._status.version = validated.version
+        self._status.restored_release = validated.restored_release
+        self._use_host(validated.host, validated.host_start_timeout)
+        target, version = validated.target, validated.version
+        if validated.restored_release is not None and validated.host is not None:
+            recalled = await self._call(
+                DeploymentActivities.recall_release,
+                RecallInput(bot_name=request.bot_name, release_number=validated.restored_release),
+            )
+            target, version = recalled.target, recalled.version
+            self._status.version = version
+        return target, version
+
+    async def _finish_as_before_recorded_targets(self, ref: ReleaseRef) -> DeploymentResult:
+        """The rest of a deployment that c107ed9 validated and went on with: the commands it
+        issued then, in its order (its history replays), and after its history the same
+        steps as today's activities on the release's host (the `before-recorded-targets/`
+        patches). Its release has no recorded target: a step that needs one fails with
+        that reason and the deployment rolls back."""
+        try:
+            self._on_rollback_as_before("mark_release_rolled_back", ref)
+            release = await self._call_as_before("create_bot_record", ref)
+            self._note_release(ReleaseInfo.model_validate(release))
+
+            await self._enter(Step.DEPLOYING)
+            self._on_rollback_as_before("restore_command_snapshot", ref)
+            self._on_rollback_as_before("stop_new_release", ref)
+            await self._call_as_before("deploy_to_platform", ref)
+
+            await self._enter(Step.HEALTH_CHECK)
+            await self._call_as_before("run_health_check", ref)
+
+            await self._wait_while_paused()
+            await self._call_as_before("finish_deployment", ref)
+        except BaseException as error:
+            cancelled = is_cancelled_exception(error)
+            if not cancelled and not isinstance(error, ActivityError | ApplicationError):
+                raise
+            final = DeploymentState.CANCELLED if cancelled else DeploymentState.FAILED
+            message = "Deployment cancelled" if cancelled else self._explain(error)
+            self._status.last_error = None if cancelled else message
+            ended_at = (self._status.step, self._status.progress)
+            await run_to_completion(self._roll_back())
+            self._status.state = final
+            await run_to_completion(self._record_outcome_as_before(ref, final, message))
+            return self._result(final, error=message, ended_at=ended_at)
+        self._complete_step()
+        self._set_step(Step.DEPLOYED)
+        self._status.state = DeploymentState.SUCCEEDED
+        await run_to_completion(
+            self._record_outcome_as_before(ref, DeploymentState.SUCCEEDED, None)
+        )
+        return self._result(DeploymentState.SUCCEEDED)
+
+    def _on_rollback_as_before(self, name: str, ref: ReleaseRef) -> None:
+        async def compensate() -> StepReport:
+            report = await self._call_as_before(name, ref)
+            # c107ed9's compensations returned nothing.
+            if report is None:
+                return StepReport(summary="Done.")
+            return StepReport.model_validate(report)
+
+        self._compensations.append((name, compensate))
+
+    async def _record_outcome_as_before(
+        self, ref: ReleaseRef, state: DeploymentState, error: str | None
+    ) -> None:
+        """c107ed9 recorded the outcome in an activity; the front end now reads it from
+        Temporal, and no worker has that activity any more."""
+        if workflow.patched(f"{BEFORE_RECORDED_TARGETS}/{RECORD_OUTCOME}"):
+            return
+        outcome = {"workflowId": ref.workflow_id, "state": state.value, "error": error}
+        try:
+            await self._call_as_before(RECORD_OUTCOME, outcome)
+        except ActivityError as failure:
+            workflow.logger.warning("Could not record the outcome: %s", describe_failure(failure))
+
+    async def _call_as_before(self, name: str, argument: object) -> Any:
+        """An activity of c107ed9's sequence, by name (its result is whatever that version
+        returned). Replayed, it is the command that version issued; past the history, the
+        release's host is resolved first (c107ed9 ran everything on the shared queue)."""
+        if workflow.patched(f"{BEFORE_RECORDED_TARGETS}/{name}") and not self._host_sought:
+            self._host_sought = True
+            await self._find_host()
+        result = await workflow.execute_activity(
+            name,
+            argument,
+            task_queue=self._host_queue,
+            start_to_close_timeout=START_TO_CLOSE,
+            schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
+            schedule_to_start_timeout=self._host_start_timeout,
+            retry_policy=RETRY_POLICY,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        raise_if_cancel_requested()
+        return result
+
+    async def _find_host(self) -> None:
+        """Validate again only to learn the release's host (its target is recorded nowhere);
+        if that fails, the steps stay on the shared queue and say what is missing."""
+        info = workflow.info()
+        ref = DeploymentRef(
+            workflow_id=info.workflow_id, bot_name=self._status.bot_name, version="latest"
+        )
+        try:
+            validated = await self._call(DeploymentActivities.validate_deployment, ref)
+        except ActivityError as error:
+            workflow.logger.warning("No host for %s: %s", ref.bot_name, describe_failure(error))
+            return
+        self._use_host(validated.host, validated.host_start_timeout)
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> DeploymentStatus:
