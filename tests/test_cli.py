@@ -390,8 +390,8 @@ async def test_tokens_from_files_and_dot_env(world: World, tmp_path: Path) -> No
 
 
 async def test_a_button_right_after_a_crash_and_restart_answers_within_3_s(world: World) -> None:
-    """After a kill -9, Temporal still routes the deployment's queries to the dead worker
-    for a while: the controls must not wait for it (signals need no worker)."""
+    """After a kill -9, Temporal still routes the deployment's tasks to the dead worker for
+    a while: the controls must not wait for it (signals need no worker), and say which."""
     shipcord = await run_and_deploy(world, "slow", "1.0.0")
     progress = await world.double.wait_for_message(
         world.channel_id,
@@ -416,6 +416,7 @@ async def test_a_button_right_after_a_crash_and_restart_answers_within_3_s(world
     )
     await world.double.wait_for_interaction_reply(click.id, timeout=3.0)
     answer = world.double.message(world.double.interaction(click.id).reply_message_id).text()
-    assert answer.startswith("Paused"), answer
+    # The workflow's own answer, or (while its tasks still go to the dead worker) the signal.
+    assert answer.startswith(("Paused", "Pausing")), answer
     again.process.send_signal(signal.SIGTERM)
     assert await again.finish() == 0

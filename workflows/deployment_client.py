@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.models import (
     APPROVE_SIGNAL,
+    CONTROL_REFUSED,
     PAUSE_SIGNAL,
     REJECT_SIGNAL,
     RESUME_SIGNAL,
@@ -46,6 +56,21 @@ class UnreadableDeployment(ValueError):
         super().__init__(f"{workflow_id}: {reason}")
         self.workflow_id = workflow_id
         self.reason = reason
+
+
+class ControlRefused(Exception):
+    """The workflow refused a control (an update's validator), from its own state."""
+
+    def __init__(self, workflow_id: str, reason: str, state: DeploymentState) -> None:
+        super().__init__(f"{workflow_id} refused: {reason} ({state.value})")
+        self.workflow_id = workflow_id
+        self.reason = reason
+        self.state = state
+
+
+class NoWorkerAnswered(Exception):
+    """No worker took an update in time (none runs, or all are busy): the workflow has not
+    answered, and a signal is the way to reach it once a worker is back."""
 
 
 class DeploymentNotFound(LookupError):
@@ -149,6 +174,31 @@ class DeploymentClient:
     async def reject(self, workflow_id: str, approver: str) -> None:
         await self._signal(workflow_id, REJECT_SIGNAL, approver)
 
+    async def steer(
+        self, workflow_id: str, update: str, *args: object, wait: timedelta
+    ) -> DeploymentStatus:
+        """Run a control update and return the status it left; ControlRefused when the
+        workflow refused it, NoWorkerAnswered when no worker answered within `wait`."""
+        handle = self.handle(workflow_id)
+        try:
+            async with asyncio.timeout(wait.total_seconds()):
+                status: DeploymentStatus = await handle.execute_update(
+                    update, args=list(args), result_type=DeploymentStatus, rpc_timeout=wait
+                )
+                return status
+        except WorkflowUpdateFailedError as failed:
+            cause = failed.cause
+            if isinstance(cause, ApplicationError) and cause.type == CONTROL_REFUSED:
+                reason, state = [*cause.details, "refused", "running"][:2]
+                raise ControlRefused(workflow_id, str(reason), DeploymentState(state)) from None
+            raise
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            raise NoWorkerAnswered(workflow_id) from None
+        except RPCError as error:
+            if error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+                raise NoWorkerAnswered(workflow_id) from None
+            raise _translate(error, workflow_id) from error
+
     async def cancel(self, workflow_id: str) -> None:
         try:
             await self.handle(workflow_id).cancel()
@@ -234,6 +284,9 @@ class DeploymentClient:
                 ) from None
         raise UnreadableDeployment(workflow_id, "its history has no start event")
 
+    async def signal(self, workflow_id: str, signal: str, *args: object) -> None:
+        await self._signal(workflow_id, signal, *args)
+
     async def _signal(self, workflow_id: str, signal: str, *args: object) -> None:
         try:
             await self.handle(workflow_id).signal(signal, *args)
@@ -248,9 +301,11 @@ def _translate(error: RPCError, workflow_id: str) -> Exception:
 
 
 __all__ = [
+    "ControlRefused",
     "DeploymentClient",
     "DeploymentNotFound",
     "DeploymentSnapshot",
+    "NoWorkerAnswered",
     "UnreadableDeployment",
     "is_unreachable",
 ]

@@ -36,10 +36,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.hosts import host_gone_message, host_task_queue
     from workflows.models import (
         APPROVE_SIGNAL,
+        APPROVE_UPDATE,
+        CONTROL_REFUSED,
         OWNER,
         PAUSE_SIGNAL,
+        PAUSE_UPDATE,
         REJECT_SIGNAL,
+        REJECT_UPDATE,
         RESUME_SIGNAL,
+        RESUME_UPDATE,
         STATUS_QUERY,
         WORKFLOW_NAME,
         ApprovalRecord,
@@ -145,6 +150,8 @@ class BotDeploymentWorkflow:
     def __init__(self) -> None:
         self._status = DeploymentStatus()
         self._paused = False
+        # Set once the last step runs: a pause would have no next step to stop before.
+        self._finishing = False
         self._compensations: list[tuple[str, Compensation]] = []
         # Set once validation has resolved where the release runs: the host's own task
         # queue, and how long an activity may wait there for a worker.
@@ -227,6 +234,7 @@ class BotDeploymentWorkflow:
             await self._call(DeploymentActivities.run_health_check, release_ref)
 
             await self._wait_while_paused()
+            self._finishing = True
             await self._call(DeploymentActivities.finish_deployment, release_ref)
         except BaseException as error:
             cancelled = is_cancelled_exception(error)
@@ -285,6 +293,7 @@ class BotDeploymentWorkflow:
             await self._call_as_before("run_health_check", ref)
 
             await self._wait_while_paused()
+            self._finishing = True
             await self._call_as_before("finish_deployment", ref)
         except BaseException as error:
             cancelled = is_cancelled_exception(error)
@@ -370,7 +379,7 @@ class BotDeploymentWorkflow:
 
     @workflow.signal(name=PAUSE_SIGNAL)
     def pause(self) -> None:
-        if self._status.state is DeploymentState.RUNNING:
+        if self._pause_refusal() is None:
             self._paused = True
             self._status.state = DeploymentState.PAUSED
             self._status.updated_at = workflow.now()
@@ -390,6 +399,69 @@ class BotDeploymentWorkflow:
     @workflow.signal(name=REJECT_SIGNAL)
     def reject(self, approver: Any) -> None:
         self._decide("rejected", approver)
+
+    # The same controls as updates: the workflow answers, from its own state, atomically,
+    # whether it did what was asked; the signals above stay for clients that only signal.
+
+    @workflow.update(name=PAUSE_UPDATE)
+    def pause_now(self) -> DeploymentStatus:
+        self.pause()
+        return self._status
+
+    @pause_now.validator
+    def _validate_pause(self) -> None:
+        self._refuse(self._pause_refusal())
+
+    @workflow.update(name=RESUME_UPDATE)
+    def resume_now(self) -> DeploymentStatus:
+        self.resume()
+        return self._status
+
+    @resume_now.validator
+    def _validate_resume(self) -> None:
+        self._refuse(None if self._paused else "not_paused")
+
+    @workflow.update(name=APPROVE_UPDATE)
+    def approve_now(self, approver: Any) -> DeploymentStatus:
+        self._decide("approved", approver)
+        return self._status
+
+    @approve_now.validator
+    def _validate_approve(self, approver: Any) -> None:
+        self._refuse(self._decision_refusal(approver))
+
+    @workflow.update(name=REJECT_UPDATE)
+    def reject_now(self, approver: Any) -> DeploymentStatus:
+        self._decide("rejected", approver)
+        return self._status
+
+    @reject_now.validator
+    def _validate_reject(self, approver: Any) -> None:
+        self._refuse(self._decision_refusal(approver))
+
+    def _pause_refusal(self) -> str | None:
+        if self._finishing:
+            return "finishing"
+        return None if self._status.state is DeploymentState.RUNNING else "not_running"
+
+    def _decision_refusal(self, approver: Any) -> str | None:
+        if self._status.state is not DeploymentState.AWAITING_APPROVAL:
+            return "not_awaiting_approval"
+        if self._status.approval is not None:
+            return "decided"
+        canonical = canonical_snowflake(approver)
+        if canonical is None:
+            return "not_a_user_id"
+        if id_number(canonical) == id_number(self._status.owner):
+            return "requester"
+        return None
+
+    def _refuse(self, reason: str | None) -> None:
+        """Refuse an update, saying why and in which state the deployment is."""
+        if reason is not None:
+            raise ApplicationError(
+                f"refused: {reason}", reason, self._status.state.value, type=CONTROL_REFUSED
+            )
 
     def _decide(self, decision: str, approver: Any) -> None:
         """The first decision counts; the person who asked for the deployment cannot take

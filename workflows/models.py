@@ -16,6 +16,13 @@ PAUSE_SIGNAL = "pause"
 RESUME_SIGNAL = "resume"
 APPROVE_SIGNAL = "approve"
 REJECT_SIGNAL = "reject"
+# The controls as updates: the workflow accepts or refuses, and answers with its status.
+PAUSE_UPDATE = "pauseDeployment"
+RESUME_UPDATE = "resumeDeployment"
+APPROVE_UPDATE = "approveDeployment"
+REJECT_UPDATE = "rejectDeployment"
+# The error type of a refused update; its details are the reason and the state.
+CONTROL_REFUSED = "ControlRefused"
 DEFAULT_TASK_QUEUE = "opencell-tasks"
 DEFAULT_API_BASE = "https://discord.com/api/v10"
 DEFAULT_VERSION = "latest"

@@ -18,8 +18,21 @@ def placement_rule(client: discord.Client, access: Access) -> PlacementRule:
         if guild_id is None or guild_id not in servers or client.get_guild(int(guild_id)) is None:
             return Placement(None, None)
         channel_id = request.channel_id
-        channel = client.get_channel(int(channel_id)) if channel_id else None
-        in_server = getattr(getattr(channel, "guild", None), "id", None) == int(guild_id)
+        in_server = channel_id is not None and await channel_guild_id(client, channel_id) == int(
+            guild_id
+        )
         return Placement(guild_id, channel_id if in_server else None)
 
     return place
+
+
+async def channel_guild_id(client: discord.Client, channel_id: str) -> int | None:
+    """The server of a channel shipcord can see (its cache first, else Discord's answer)."""
+    channel: object = client.get_channel(int(channel_id))
+    if channel is None:
+        try:
+            channel = await client.fetch_channel(int(channel_id))
+        except (discord.HTTPException, discord.InvalidData):
+            return None
+    guild = getattr(channel, "guild", None)
+    return guild.id if isinstance(guild, discord.Guild) else None

@@ -19,23 +19,82 @@ from bot.render import STATE_WORDS, mention
 from storage import DeploymentRecord, Storage
 from workflows.deployment_client import (
     QUERY_TIMEOUT,
+    ControlRefused,
     DeploymentClient,
     DeploymentNotFound,
     DeploymentSnapshot,
+    NoWorkerAnswered,
     is_unreachable,
 )
-from workflows.models import DeploymentState
+from workflows.models import (
+    APPROVE_SIGNAL,
+    APPROVE_UPDATE,
+    PAUSE_SIGNAL,
+    PAUSE_UPDATE,
+    REJECT_SIGNAL,
+    REJECT_UPDATE,
+    RESUME_SIGNAL,
+    RESUME_UPDATE,
+    DeploymentState,
+)
 
 log = structlog.get_logger(__name__)
 
 TEMPORAL_TIMEOUT = 10.0
-# A control does not need the status, only its refusals do ("already paused"): right after
-# a crash, when no worker answers queries yet, it goes ahead without them.
+# How long a control waits for the workflow's own answer before it goes as a signal.
+UPDATE_WAIT = timedelta(seconds=2)
+# A cancellation does not need the status, only its refusals do: right after a crash, when
+# no worker answers queries yet, it goes ahead without them.
 CONTROL_QUERY_TIMEOUT = timedelta(seconds=0.8)
 TEMPORAL_UNREACHABLE = (
     "Temporal is unreachable right now, so nothing was changed. Try again in a minute."
 )
 ACTIONS = ("pause", "resume", "cancel", *DECISIONS)
+# Each control's update, and the signal that stands in for it while no worker answers.
+STEERING = {
+    "pause": (PAUSE_UPDATE, PAUSE_SIGNAL),
+    "resume": (RESUME_UPDATE, RESUME_SIGNAL),
+    "approve": (APPROVE_UPDATE, APPROVE_SIGNAL),
+    "reject": (REJECT_UPDATE, REJECT_SIGNAL),
+}
+DONE = {
+    "pause": "Paused `{workflow_id}`: it stops before its next step.",
+    "resume": "Resumed `{workflow_id}`.",
+    "approve": "Approved `{workflow_id}`: it carries on.",
+    "reject": "Rejected `{workflow_id}`: it ends cancelled, and what it did is rolled back.",
+}
+# No worker answered in time (right after a restart, or none runs): the signal went.
+SENT = {
+    action: f"{verb} `{{workflow_id}}` as soon as a worker picks it up (none answered just "
+    "now); the request is with Temporal."
+    for action, verb in (
+        ("pause", "Pausing"),
+        ("resume", "Resuming"),
+        ("approve", "Approving"),
+        ("reject", "Rejecting"),
+    )
+}
+# Why the workflow refused, as a person reads it (the state is added where it helps).
+REFUSALS = {
+    "finishing": "`{workflow_id}` is finishing its last step: there is nothing left to pause.",
+    "not_paused": "`{workflow_id}` is not paused (it is {state}).",
+    "not_awaiting_approval": "`{workflow_id}` is not awaiting approval (it is {state}).",
+    "decided": "`{workflow_id}` was already decided.",
+    "not_a_user_id": "Only a Discord user can decide on `{workflow_id}`.",
+    "requester": "You asked for `{workflow_id}`: someone else has to approve or reject it.",
+}
+
+
+def refusal_text(refused: ControlRefused, action: str, workflow_id: str) -> str:
+    state = refused.state
+    if refused.reason == "not_running":
+        if state is DeploymentState.PAUSED:
+            return f"`{workflow_id}` is already paused."
+        if state is DeploymentState.AWAITING_APPROVAL:
+            return f"`{workflow_id}` is awaiting approval: approve, reject or cancel it."
+        return f"`{workflow_id}` is {STATE_WORDS[state]} and can no longer be {action}d."
+    template = REFUSALS.get(refused.reason, "`{workflow_id}` cannot be {action}d now ({state}).")
+    return template.format(workflow_id=workflow_id, state=STATE_WORDS[state], action=action)
 
 
 def unknown_deployment(workflow_id: str) -> UserError:
@@ -89,24 +148,46 @@ class Controller:
                 f"Only the owner ({mention(record.owner_id)}) or an admin (the admin role or "
                 f"Manage Server) of the bot's server can {action} `{workflow_id}`."
             )
-        snapshot = await self._open_snapshot(record)
-        if snapshot.status is not None:
-            self._refuse_in_state(snapshot.status.state, action, workflow_id)
-        # Without a status (no worker answers yet), signals and cancellation still go
-        # straight to Temporal, which delivers them when a worker is back.
-        operation = {
-            "pause": self._deployments.pause,
-            "resume": self._deployments.resume,
-            "cancel": self._deployments.cancel,
-        }[action]
-        await self._send(workflow_id, operation(workflow_id))
+        if action == "cancel":
+            snapshot = await self._open_snapshot(record)
+            if snapshot.status is not None:
+                self._refuse_in_state(snapshot.status.state, action, workflow_id)
+            # Without a status (no worker answers yet), the cancellation still goes straight
+            # to Temporal, which delivers it when a worker is back.
+            await self._send(workflow_id, self._deployments.cancel(workflow_id))
+            answer = f"Cancelling `{workflow_id}`: completed steps are being rolled back."
+        else:
+            answer = await self._steer(record, action)
         log.info("deployment_controlled", action=action)
         self._on_change()
-        return {
-            "pause": f"Paused `{workflow_id}`: it stops before its next step.",
-            "resume": f"Resumed `{workflow_id}`.",
-            "cancel": f"Cancelling `{workflow_id}`: completed steps are being rolled back.",
-        }[action]
+        return answer
+
+    async def _steer(self, record: DeploymentRecord, action: str, *args: str) -> str:
+        """Ask the workflow itself (an update): it does what was asked or says why not, from
+        its own state. When no worker answers in time, the signal goes instead, and applies
+        as soon as a worker picks the deployment up."""
+        workflow_id = record.workflow_id
+        if not record.is_open:
+            state = closed_result(record).final_state
+            raise UserError(f"`{workflow_id}` already finished: {state.value}.")
+        update, signal = STEERING[action]
+        try:
+            await self._deployments.steer(workflow_id, update, *args, wait=UPDATE_WAIT)
+        except ControlRefused as refused:
+            raise UserError(refusal_text(refused, action, workflow_id)) from None
+        except NoWorkerAnswered:
+            await self._send(workflow_id, self._deployments.signal(workflow_id, signal, *args))
+            log.info("control_sent_as_signal", action=action)
+            return SENT[action].format(workflow_id=workflow_id)
+        except DeploymentNotFound:
+            # Temporal says so of a workflow that has just closed, too.
+            await self._open_snapshot(record)
+            raise unknown_deployment(workflow_id) from None
+        except Exception as error:
+            if is_unreachable(error):
+                raise UserError(TEMPORAL_UNREACHABLE) from error
+            raise
+        return DONE[action].format(workflow_id=workflow_id)
 
     async def _open_snapshot(self, record: DeploymentRecord) -> DeploymentSnapshot:
         """The deployment as Temporal sees it now; a refusal once it has finished."""
@@ -158,13 +239,10 @@ class Controller:
         refused = refusal(self._access.policy, actor, record, target, snapshot.status, action)
         if refused is not None:
             raise UserError(refused)
-        operation = self._deployments.approve if action == "approve" else self._deployments.reject
-        await self._send(workflow_id, operation(workflow_id, actor.user_id))
+        answer = await self._steer(record, action, actor.user_id)
         log.info("deployment_decided", action=action)
         self._on_change()
-        if action == "approve":
-            return f"Approved `{workflow_id}`: it carries on."
-        return f"Rejected `{workflow_id}`: it ends cancelled, and what it did is rolled back."
+        return answer
 
     async def run_interaction(
         self, interaction: discord.Interaction[Any], action: str, workflow_id: str

@@ -3,8 +3,10 @@ same names (as Temporal's samples do), on the session's real Temporal server."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,12 @@ from workflows.activity_models import (
     StepReport,
     ValidatedDeployment,
 )
-from workflows.deployment_client import DeploymentClient
+from workflows.deployment_client import ControlRefused, DeploymentClient
 from workflows.deployment_workflow import BotDeploymentWorkflow
 from workflows.models import (
+    APPROVE_UPDATE,
+    PAUSE_UPDATE,
+    RESUME_UPDATE,
     WORKFLOW_NAME,
     ApprovalRecord,
     DeploymentInput,
@@ -38,6 +43,7 @@ from workflows.targets import ApprovalRule, Target
 from workflows.worker import WORKFLOW_RUNNER, create_worker
 
 A = DeploymentActivities
+STEER_WAIT = timedelta(seconds=10)
 OWNER, APPROVER = "111111111111111111", "222222222222222222"
 TARGET = Target(name="echo", working_directory=Path("/srv"), command=["run"], token_env="T")
 
@@ -56,6 +62,8 @@ class StandIns:
         # Validation names this host, whose queue no worker of the test polls.
         self.host = host
         self.calls: list[str] = []
+        # Steps held at their start until the test sets their event.
+        self.gates: dict[str, asyncio.Event] = {}
 
     def _note(self, name: str) -> None:
         self.calls.append(name)
@@ -84,6 +92,9 @@ class StandIns:
         @activity.defn(name=name)
         async def step(self: Any, ref: ReleaseRef) -> None:
             self._note(name)
+            gate = self.gates.get(name)
+            if gate is not None:
+                await gate.wait()
 
         return step
 
@@ -408,3 +419,72 @@ async def test_no_approval_in_time_ends_it_cancelled(run: Any) -> None:
     assert result.state is DeploymentState.CANCELLED
     assert result.error == "Not approved within 1s"
     assert result.approval is not None and result.approval.decision == "timed_out"
+
+
+async def test_a_pause_while_awaiting_approval_is_refused_by_the_workflow(run: Any) -> None:
+    stand_ins = StandIns(approval=ApprovalRule(role="ops", timeout=600))
+
+    async def pause_then_approve(client: DeploymentClient, workflow_id: str) -> None:
+        await awaiting_approval(client, workflow_id)
+        with pytest.raises(ControlRefused) as refused:
+            await client.steer(workflow_id, PAUSE_UPDATE, wait=STEER_WAIT)
+        assert refused.value.state is DeploymentState.AWAITING_APPROVAL
+        # The answer matches what the workflow reports afterwards.
+        assert (await client.status(workflow_id)).state is DeploymentState.AWAITING_APPROVAL
+        with pytest.raises(ControlRefused) as own:
+            await client.steer(workflow_id, APPROVE_UPDATE, int(OWNER), wait=STEER_WAIT)
+        assert own.value.reason == "requester"
+        with pytest.raises(ControlRefused) as spelled:
+            await client.steer(workflow_id, APPROVE_UPDATE, "0" + OWNER, wait=STEER_WAIT)
+        assert spelled.value.reason == "not_a_user_id"
+        status = await client.steer(workflow_id, APPROVE_UPDATE, int(APPROVER), wait=STEER_WAIT)
+        assert status.approval is not None and status.approval.by == APPROVER
+
+    result = await run(stand_ins, meanwhile=pause_then_approve)
+    assert result.success and stand_ins.calls == FORWARD
+
+
+async def test_a_pause_as_the_last_step_runs_is_refused_and_it_ends_deployed(run: Any) -> None:
+    stand_ins = StandIns()
+    finishing = stand_ins.gates[A.finish_deployment.__name__] = asyncio.Event()
+
+    async def pause_while_finishing(client: DeploymentClient, workflow_id: str) -> None:
+        async def at_finish() -> bool:
+            return A.finish_deployment.__name__ in stand_ins.calls
+
+        await wait_until(at_finish, what="the last step")
+        with pytest.raises(ControlRefused) as refused:
+            await client.steer(workflow_id, PAUSE_UPDATE, wait=STEER_WAIT)
+        assert refused.value.reason == "finishing"
+        # A plain signal is ignored too: no "paused" state that the end would contradict.
+        await client.pause(workflow_id)
+        assert (await client.status(workflow_id)).state is DeploymentState.RUNNING
+        finishing.set()
+
+    result = await run(stand_ins, meanwhile=pause_while_finishing)
+    assert result.state is DeploymentState.SUCCEEDED
+
+
+async def test_a_pause_and_resume_by_update_say_what_the_workflow_did(run: Any) -> None:
+    stand_ins = StandIns()
+    health = stand_ins.gates[A.run_health_check.__name__] = asyncio.Event()
+
+    async def pause_and_resume(client: DeploymentClient, workflow_id: str) -> None:
+        async def at_health() -> bool:
+            return A.run_health_check.__name__ in stand_ins.calls
+
+        await wait_until(at_health, what="the health check")
+        paused = await client.steer(workflow_id, PAUSE_UPDATE, wait=STEER_WAIT)
+        assert paused.state is DeploymentState.PAUSED
+        with pytest.raises(ControlRefused) as again:
+            await client.steer(workflow_id, PAUSE_UPDATE, wait=STEER_WAIT)
+        assert again.value.state is DeploymentState.PAUSED
+        health.set()
+        resumed = await client.steer(workflow_id, RESUME_UPDATE, wait=STEER_WAIT)
+        assert resumed.state is DeploymentState.RUNNING
+        with pytest.raises(ControlRefused) as not_paused:
+            await client.steer(workflow_id, RESUME_UPDATE, wait=STEER_WAIT)
+        assert not_paused.value.reason == "not_paused"
+
+    result = await run(stand_ins, meanwhile=pause_and_resume)
+    assert result.success

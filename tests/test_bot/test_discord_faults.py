@@ -1,0 +1,92 @@
+"""Discord's bad minutes: whatever it answers for a while, every message ends in its final
+form, once, and failures are told once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.engine.harness import wait_until
+from tests.test_bot.conftest import FAILERS, Front, notices_for, progress_messages, shown
+
+RATE_LIMITED = {"message": "You are being rate limited.", "retry_after": 1.0, "global": False}
+
+
+def writes_about(front: Front, workflow_id: str) -> int:
+    """Requests that create or edit a message showing `workflow_id`."""
+    return sum(
+        1
+        for request in front.double.requests
+        if request.method in ("POST", "PATCH") and workflow_id in str(request.json)
+    )
+
+
+# discord.py itself retries a 5xx five times, 1 + 2n seconds apart, before shipcord's
+# own next try: a long burst takes that long to ride out.
+RIDE_OUT = 90.0
+
+
+def controls(message: Any) -> list[str]:
+    """The message's buttons that act on a running deployment (Show log may stay)."""
+    return [
+        component.get("custom_id", "")
+        for row in message.components
+        for component in row.get("components", [])
+        if not component.get("custom_id", "").startswith("shipcord:log:")
+    ]
+
+
+async def assert_final_and_quiet(front: Front, message: Any, workflow_id: str, *words: str) -> None:
+    await front.double.wait_for(
+        lambda: all(word in shown(message) for word in words) and not controls(message),
+        RIDE_OUT,
+        f"the final form of {workflow_id}",
+    )
+    assert len(progress_messages(front.double, front.world.channel_id, workflow_id)) == 1
+
+    async def final() -> bool:
+        record = await front.engine.storage.get_deployment(workflow_id)
+        return record is not None and record.message_final
+
+    await wait_until(final, timeout=RIDE_OUT, what="the message recorded as final")
+    writes = writes_about(front, workflow_id)
+    await front.more_board_passes(4)
+    assert writes_about(front, workflow_id) == writes, "nothing is sent after the final form"
+
+
+async def test_a_429_storm_on_the_last_edit_still_ends_deployed(front: Front) -> None:
+    world = front.world
+    workflow_id = await front.deploy("sleeper-12", user=world.owner)
+    message = await front.progress_message(workflow_id)
+    await front.wait_for_text(message, "**Running health check**")
+    # More 429s than discord.py retries on its own: shipcord has to try again itself.
+    storm = front.double.inject_fault(
+        "PATCH", r"^/webhooks/", status=429, times=8, body=RATE_LIMITED
+    )
+    front.let_finish("sleeper-12")
+    await assert_final_and_quiet(front, message, workflow_id, "State: succeeded")
+    assert storm.exhausted
+
+
+async def test_server_errors_on_the_last_edit_still_end_deployed(front: Front) -> None:
+    world = front.world
+    workflow_id = await front.deploy("sleeper-13", user=world.owner)
+    message = await front.progress_message(workflow_id)
+    await front.wait_for_text(message, "**Running health check**")
+    burst = front.double.inject_fault("PATCH", r"^/(webhooks|channels)/", status=502, times=7)
+    front.let_finish("sleeper-13")
+    await assert_final_and_quiet(front, message, workflow_id, "State: succeeded")
+    assert burst.exhausted
+
+
+async def test_a_429_storm_on_the_notices_tells_the_failure_once(front: Front) -> None:
+    world = front.world
+    storm = front.double.inject_fault(
+        "POST", r"^/channels/\d+/messages$", status=429, times=8, body=RATE_LIMITED
+    )
+    workflow_id = await front.deploy(FAILERS[7], user=world.owner)
+    message = await front.progress_message(workflow_id)
+    await assert_final_and_quiet(front, message, workflow_id, "State: failed")
+    assert storm.exhausted
+    assert len(notices_for(front.double, world.channel_id, workflow_id)) == 1
+    dms = [m for m in front.double.dm_messages(world.owner) if workflow_id in m.content]
+    assert len(dms) == 1
