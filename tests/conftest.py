@@ -39,9 +39,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if spec_validator.cache_info().currsize:
         validator = spec_validator()
         terminalreporter.write_line(
-            f"Discord spec: {validator.checked} REST requests to in-process doubles checked, "
-            f"{validator.violated} broke it"
+            f"Discord spec: {validator.checked} REST requests to in-process doubles checked "
+            f"({len(validator.routes_seen)} routes), {validator.violated} broke it"
         )
+        if terminalreporter.config.option.verbose > 0:
+            for (method, route), count in sorted(validator.routes_seen.items()):
+                terminalreporter.write_line(f"  {count:6d}  {method} {route}")
 
 
 def find_executable(name: str) -> str:

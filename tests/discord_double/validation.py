@@ -31,6 +31,7 @@ import copy
 import functools
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +160,8 @@ class SpecValidator:
         """How many requests :meth:`check` has seen (for reports)."""
         self.violated = 0
         """How many of them broke the spec."""
+        self.routes_seen: Counter[tuple[str, str]] = Counter()
+        """(method, spec template) -> requests checked on it."""
 
     def _template(self, template: str, item: dict[str, Any]) -> _Template:
         pointer = "/paths/" + _escape(template)
@@ -251,6 +254,7 @@ class SpecValidator:
         template, violations = self.resolve(method, path)
         if template is None:
             return violations
+        self.routes_seen[(method, template.template)] += 1
         operation = template.operations.get(method)
         if operation is None:
             allowed = ", ".join(template.operations)
