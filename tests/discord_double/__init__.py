@@ -62,8 +62,8 @@ Discord.
 Construction knobs: ``DiscordDouble(edit_limit=5, edit_window=5.0, send_limit=5,
 send_window=5.0, webhook_limit=5, webhook_window=2.0, advertise_ratelimits=True,
 heartbeat_interval_ms=41250, interaction_deadline=None, interaction_token_lifetime=900.0,
-latency=0.0, validate=True)``. Buckets are modelled as Discord applies them: channel message routes per
-channel (creates, POST /channels/{c}/messages, and edits, PATCH
+latency=0.0, validate=True)``. Buckets are modelled as Discord applies them: channel
+message routes per channel (creates, POST /channels/{c}/messages, and edits, PATCH
 /channels/{c}/messages/{m}, each their own fixed-window bucket per (bot, channel)), and
 an interaction's webhook routes (followups, edits and deletes of its messages) per
 interaction token, so that one interaction's edits never take from the channel's bucket
