@@ -5,8 +5,9 @@ from __future__ import annotations
 import shutil
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client
@@ -14,6 +15,36 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from storage import Storage
+from tests.discord_double import DiscordDouble
+from tests.discord_double.validation import spec_validator
+
+
+@pytest.fixture(autouse=True)
+def requests_fit_discords_spec() -> Iterator[None]:
+    """After every test: each running Discord double must have seen only requests that fit
+    Discord's OpenAPI spec. A violation is blamed on the test during which it was made
+    (then forgotten, so that a module-scoped double does not blame the next tests too)."""
+    yield
+    reports = []
+    for double in list(DiscordDouble.running):
+        report = double.violation_report()
+        if report is not None:
+            double.take_violations()
+            reports.append(report)
+    if reports:
+        pytest.fail("\n".join(reports), pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if spec_validator.cache_info().currsize:
+        validator = spec_validator()
+        terminalreporter.write_line(
+            f"Discord spec: {validator.checked} REST requests to in-process doubles checked "
+            f"({len(validator.routes_seen)} routes), {validator.violated} broke it"
+        )
+        if terminalreporter.config.option.verbose > 0:
+            for (method, route), count in sorted(validator.routes_seen.items()):
+                terminalreporter.write_line(f"  {count:6d}  {method} {route}")
 
 
 def find_executable(name: str) -> str:

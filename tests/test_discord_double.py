@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -16,6 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from tests.discord_double import DiscordDouble, DoubleProcess
+from tests.discord_double.validation import spec_validator
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -484,6 +486,12 @@ async def test_subprocess_mode_serves_bot_and_control_api() -> None:
             == "hello"
         )
         assert any(r["path"] == "/users/@me" for r in state["requests"])
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{proc.api_base}/nowhere") as response:
+                assert response.status == 404
+        taken = await proc.control.take_violations()
+        assert [v["kind"] for v in taken["violations"]] == ["route"]
+        assert (await proc.control.violations())["violations"] == []
 
 
 async def test_subcommand_options_resolve_to_discord_objects(
@@ -634,3 +642,176 @@ async def test_an_interaction_token_expires(make_double: Any) -> None:
             await channel.get_partial_message(original.id).edit(content="edited by the bot")
         assert errors == [(401, 50027)]
         assert original.content == "edited by the bot"
+
+
+# -- Discord's OpenAPI spec --------------------------------------------------------------
+
+
+def button_row(custom_id: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": 1,
+            "components": [{"type": 2, "style": 1, "label": "Go", "custom_id": custom_id}],
+        }
+    ]
+
+
+async def test_a_request_that_breaks_the_spec_is_answered_as_discord_would_and_recorded(
+    double: DiscordDouble, world: World
+) -> None:
+    headers = {"Authorization": f"Bot {TOKEN}"}
+    messages = f"{double.api_base}/channels/{world.deploys.id}/messages"
+    async with aiohttp.ClientSession(headers=headers) as session:
+        body = {"content": "deploy?", "components": button_row("x" * 101)}
+        async with session.post(messages, json=body) as response:
+            assert response.status == 400
+            assert await response.json() == {
+                "message": "Invalid Form Body",
+                "code": 50035,
+                "errors": {
+                    "components": {
+                        "0": {
+                            "components": {
+                                "0": {
+                                    "custom_id": {
+                                        "_errors": [
+                                            {
+                                                "code": "BASE_TYPE_MAX_LENGTH",
+                                                "message": "Must be 100 or fewer in length.",
+                                            }
+                                        ]
+                                    }
+                                }
+                            }
+                        }
+                    }
+                },
+            }
+        async with session.get(f"{double.api_base}/channels/{world.deploys.id}/pins2") as response:
+            assert response.status == 404
+            assert await response.json() == {"message": "404: Not Found", "code": 0}
+        async with session.put(messages, json={"content": "x"}) as response:
+            assert response.status == 405
+        async with session.get(messages, params={"limit": "101"}) as response:
+            assert response.status == 400
+    assert double.messages(world.deploys) == []
+    found = double.take_violations()
+    assert [(v.kind, v.field, v.code) for v in found] == [
+        ("body", "components.0.components.0.custom_id", "BASE_TYPE_MAX_LENGTH"),
+        ("route", "", "0"),
+        ("method", "", "0"),
+        ("query", "limit", "NUMBER_TYPE_MAX"),
+    ]
+    assert str(found[0]) == (
+        f"POST /channels/{world.deploys.id}/messages (spec: POST "
+        "/channels/{channel_id}/messages): components.0.components.0.custom_id: "
+        "Must be 100 or fewer in length."
+    )
+    assert double.violations == []
+
+
+async def test_discordpy_reads_the_spec_error_like_discords(
+    double: DiscordDouble, world: World
+) -> None:
+    bot = new_bot()
+    async with running(bot):
+        route = discord.http.Route(
+            "POST", "/channels/{channel_id}/messages", channel_id=world.deploys.id
+        )
+        embed = {"title": "t" * 257}
+        with pytest.raises(discord.HTTPException) as refused:
+            await bot.http.request(route, json={"content": "x", "embeds": [embed]})
+        assert refused.value.status == 400 and refused.value.code == 50035
+        assert "In embeds.0.title: Must be 256 or fewer in length." in refused.value.text
+    [violation] = double.take_violations()
+    assert violation.field == "embeds.0.title"
+
+
+async def test_requests_that_fit_the_spec_pass(double: DiscordDouble, world: World) -> None:
+    bot = new_bot()
+    async with running(bot):
+        channel = bot.get_channel(world.deploys.id)
+        assert isinstance(channel, discord.TextChannel)
+        view = discord.ui.View()
+        view.add_item(discord.ui.Button(label="Go", custom_id="x" * 100))
+        # discord.py sends allowed_mentions' users and the DM recipient as JSON integers.
+        await channel.send(
+            f"<@{world.alice.id}> ready",
+            view=view,
+            allowed_mentions=discord.AllowedMentions(users=[discord.Object(world.alice.id)]),
+        )
+        alice = await bot.fetch_user(world.alice.id)
+        await alice.send("done", file=discord.File(io.BytesIO(b"log"), "log.txt"))
+    assert double.violations == []
+    sent = [r for r in double.requests if r.method == "POST" and "messages" in r.path]
+    assert len(sent) == 2 and all(r.status == 200 for r in sent)
+    assert any(isinstance(u, int) for u in sent[0].json["allowed_mentions"]["users"])
+
+
+async def test_a_double_left_with_violations_fails_its_block() -> None:
+    with pytest.raises(AssertionError, match=r"broke Discord's OpenAPI spec") as failed:
+        async with DiscordDouble() as double:
+            double.add_bot(TOKEN, "shipcord")
+            async with aiohttp.ClientSession() as session:
+                headers = {"Authorization": f"Bot {TOKEN}"}
+                async with session.get(f"{double.api_base}/nowhere", headers=headers):
+                    pass
+    assert "GET /nowhere: no such route in the spec" in str(failed.value)
+    async with DiscordDouble(validate=False) as unchecked:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{unchecked.api_base}/nowhere") as response:
+                assert response.status == 404
+        assert unchecked.violations == []
+
+
+def test_every_route_the_double_serves_is_in_the_spec(double: DiscordDouble) -> None:
+    def shape(template: str) -> str:
+        return re.sub(r"\{\w+\}", "{}", template)
+
+    spec_routes = {(m, shape(t)) for m, t in spec_validator().routes()}
+    served = {
+        (route.method, shape(re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", r"{\1}", route.pattern.pattern)))
+        for route in double.api.router.routes
+    }
+    served = {(m, t.removeprefix("^").removesuffix("$")) for m, t in served}
+    assert served - spec_routes == set()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "body", "problem"),
+    [
+        ("POST", "/users/@me/channels", {}, {"recipient_id": 123}, None),
+        ("POST", "/users/@me/channels", {}, {"recipient_id": "12a"}, "recipient_id"),
+        ("POST", "/users/@me/channels", {}, None, "a request body is required"),
+        ("GET", "/users/@me", {}, None, None),
+        ("GET", "/channels/@me", {}, None, "path parameters do not fit"),
+        ("GET", "/channels/1/messages", {"limit": "100", "before": "5"}, None, None),
+        ("GET", "/channels/1/messages", {"limit": "0"}, None, "limit"),
+        ("GET", "/guilds/1", {"with_counts": "true"}, None, None),
+        ("POST", "/channels/1/messages", {}, {"content": "x" * 2001}, "content: Must be 2000"),
+        ("PATCH", "/channels/1/messages/2", {}, {"content": "x" * 2001}, "Must be 2000 or"),
+        ("POST", "/channels/1/messages", {}, {"content": "x" * 2000}, None),
+        ("POST", "/channels/1/messages", {}, {"embeds": [{}] * 11}, "embeds"),
+        ("POST", "/channels/1/messages", {}, {"content": "a", "nonce": "123"}, None),
+        ("POST", "/channels/1/messages", {}, {"content": "a", "flags": "64"}, None),
+        ("POST", "/channels/1/messages", {}, {"components": button_row("")}, "custom_id"),
+        ("POST", "/interactions/1/tok/callback", {}, {"type": 4, "data": {}}, None),
+        (
+            "POST",
+            "/interactions/1/tok/callback",
+            {},
+            {"type": 8, "data": {"choices": [{"name": "a", "value": "a"}] * 26}},
+            "data.choices: Must be 25 or fewer in length.",
+        ),
+        ("PATCH", "/webhooks/1/tok/messages/@original", {}, {"content": "x"}, None),
+        ("DELETE", "/channels/1/messages/2", {}, None, None),
+    ],
+)
+def test_spec_validator(
+    method: str, path: str, query: dict[str, str], body: Any, problem: str | None
+) -> None:
+    found = [str(v) for v in spec_validator().check(method, path, query, body)]
+    if problem is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and problem in found[0], found

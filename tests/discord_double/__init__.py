@@ -40,6 +40,18 @@ Python API of :class:`DiscordDouble` (ids may be passed as ints or as records)::
     inject_fault(method, path_regex, status=500, times=1, delay=0.0, body=None) / clear_faults()
     latency = 0.2                                    # seconds added to every REST call
 
+Discord's published API: every REST request is checked against Discord's OpenAPI spec
+(``spec/openapi.json``, vendored from discord/discord-api-spec; see :mod:`.validation`):
+route and method, path parameters, query parameters and the JSON body or multipart
+``payload_json`` (lengths such as ``custom_id`` <= 100, embed and component limits).
+A request that breaks it is answered as Discord would (404, 405, or 400 50035 "Invalid
+Form Body" with ``errors``) and recorded in ``double.violations``; leaving an ``async
+with DiscordDouble()`` block with violations raises AssertionError (or adds a note to the
+exception already on its way), and tests/conftest.py fails each test during which a
+running double saw one. ``double.take_violations()`` takes them for tests that break the
+spec on purpose; ``DiscordDouble(validate=False)`` (``--no-validate``) turns it off. The
+double's own ``/_control`` API is not a Discord route and is not checked.
+
 Records are mutable dataclasses (``user.dms_closed = True``, ``channel.deny_bots = True``).
 ``MessageRecord.versions`` is the edit history (``versions[0]`` is what was sent);
 ``InteractionRecord.responses`` lists callback/followup/edit/delete in order, with
@@ -50,8 +62,8 @@ Discord.
 Construction knobs: ``DiscordDouble(edit_limit=5, edit_window=5.0, send_limit=5,
 send_window=5.0, webhook_limit=5, webhook_window=2.0, advertise_ratelimits=True,
 heartbeat_interval_ms=41250, interaction_deadline=None, interaction_token_lifetime=900.0,
-latency=0.0)``. Buckets are modelled as Discord applies them: channel message routes per
-channel (creates, POST /channels/{c}/messages, and edits, PATCH
+latency=0.0, validate=True)``. Buckets are modelled as Discord applies them: channel
+message routes per channel (creates, POST /channels/{c}/messages, and edits, PATCH
 /channels/{c}/messages/{m}, each their own fixed-window bucket per (bot, channel)), and
 an interaction's webhook routes (followups, edits and deletes of its messages) per
 interaction token, so that one interaction's edits never take from the channel's bucket
@@ -66,7 +78,7 @@ Standalone process::
     python -m tests.discord_double --port 0 --seed seed.json [--edit-limit N]
         [--edit-window S] [--send-limit N] [--send-window S] [--webhook-limit N]
         [--webhook-window S] [--no-ratelimit-headers] [--latency S]
-        [--interaction-deadline S] [--interaction-token-lifetime S]
+        [--interaction-deadline S] [--interaction-token-lifetime S] [--no-validate]
 
 prints one JSON line ``{"api_base", "gateway_url", "control_url", "base_url", "port",
 "pid", "ids"}`` and serves until SIGTERM. The seed format and ``ids`` are documented in
@@ -104,6 +116,9 @@ users by id or username)::
                                           writes a message (bots get MESSAGE_CREATE)
     PATCH  /_control/users/{id}           {"dms_closed": true}
     PATCH  /_control/channels/{id}        {"deny_bots": true, "denied_user_ids": [...]}
+    GET    /_control/violations           {"violations": [...], "report"}: requests that broke
+                                          Discord's spec; DELETE returns and forgets them
+                                          (DoubleProcess fails its block if any are left)
 
 Errors: unknown token 401 ``{"message": "401: Unauthorized", "code": 0}``; unknown
 channel 10003; unknown message 10008; denied channel 403 50013; closed DMs 403 50007;

@@ -33,6 +33,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--interaction-deadline", type=float, default=None)
     parser.add_argument(
+        "--no-validate",
+        action="store_true",
+        help="do not check requests against Discord's OpenAPI spec",
+    )
+    parser.add_argument(
         "--no-ratelimit-headers",
         action="store_true",
         help="omit X-RateLimit-* headers so clients cannot pace themselves (more 429s)",
@@ -54,6 +59,7 @@ async def serve(args: argparse.Namespace) -> None:
         advertise_ratelimits=not args.no_ratelimit_headers,
         interaction_deadline=args.interaction_deadline,
         latency=args.latency,
+        validate=not args.no_validate,
     )
     ids: dict[str, Any] = {}
     if args.seed:
@@ -75,6 +81,11 @@ async def serve(args: argparse.Namespace) -> None:
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
         await stop.wait()
+        # The parent reads violations over /_control/violations; here they are only told.
+        report = double.violation_report()
+        if report is not None:
+            sys.stderr.write(report + "\n")
+            double.take_violations()
 
 
 def main(argv: list[str] | None = None) -> None:

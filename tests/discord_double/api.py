@@ -1,8 +1,10 @@
 """REST plumbing: one aiohttp handler for everything under the API root.
 
 It applies global latency and injected faults, parses JSON or multipart bodies,
-authenticates ``Authorization: Bot <token>``, routes to a handler, renders errors the
-way Discord does and records every request. JSON responses always carry exactly
+checks the request against Discord's OpenAPI spec (:mod:`.validation`; a violation is
+recorded in ``state.violations`` and answered as Discord would: 404, 405 or 400 50035
+Invalid Form Body), authenticates ``Authorization: Bot <token>``, routes to a handler,
+renders errors the way Discord does and records every request. JSON responses always carry exactly
 ``Content-Type: application/json`` (discord.py only decodes that literal value).
 """
 
@@ -20,6 +22,7 @@ from aiohttp import BodyPartReader, web
 
 from .faults import FaultInjector
 from .state import BotRecord, DoubleState, RequestRecord
+from .validation import SpecValidator, Violation, form_errors
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -60,6 +63,16 @@ class ApiError(Exception):
         if self.errors:
             body["errors"] = self.errors
         return body
+
+
+def spec_error(violations: list[Violation]) -> ApiError:
+    """What Discord answers to a request its spec does not allow."""
+    kinds = {v.kind for v in violations}
+    if kinds & {"route", "path"}:
+        return ApiError(404, 0, "404: Not Found")
+    if "method" in kinds:
+        return ApiError(405, 0, "405: Method Not Allowed")
+    return ApiError(400, 50035, "Invalid Form Body", errors=form_errors(violations))
 
 
 def form_error(field_name: str, code: str, message: str) -> ApiError:
@@ -161,6 +174,8 @@ class ApiServer:
         self.router = Router()
         self.faults = FaultInjector()
         self.latency = 0.0
+        self.spec: SpecValidator | None = None
+        """Set (by DiscordDouble) to check every request against Discord's spec."""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info.get("tail", "")
@@ -176,6 +191,7 @@ class ApiServer:
             body, files = await self._parse_body(request)
             api_request = ApiRequest(request, method, path, {}, query, body, files, bot)
             api_request.identity = bot.user_id if bot else None
+            self._check_spec(request, method, path, query, body)
             fault = self.faults.take(method, path)
             if fault is not None:
                 if fault.delay > 0:
@@ -196,6 +212,19 @@ class ApiServer:
         if api_request is None:
             api_request = ApiRequest(request, method, path, {}, query, body, files, bot)
         return self._finish(api_request, response)
+
+    def _check_spec(
+        self, request: web.Request, method: str, path: str, query: dict[str, str], body: Any
+    ) -> None:
+        """Record and refuse a request Discord's spec does not allow."""
+        if self.spec is None:
+            return
+        multipart = request.content_type.startswith("multipart/")
+        found = self.spec.check(method, path, query, body, multipart=multipart)
+        if not found:
+            return
+        self.state.violations.extend(found)
+        raise spec_error(found)
 
     def _authenticate(self, request: web.Request) -> BotRecord | None:
         header = request.headers.get("Authorization", "")

@@ -89,6 +89,14 @@ class ControlClient:
     async def patch_user(self, user: str | int, **body: Any) -> Any:
         return await self._call("PATCH", f"/users/{user}", body)
 
+    async def violations(self) -> dict[str, Any]:
+        """{"violations": [...], "report": str | None}: requests that broke Discord's spec."""
+        return await self._call("GET", "/violations")
+
+    async def take_violations(self) -> dict[str, Any]:
+        """Like :meth:`violations`, and forgets them (for tests that break the spec on purpose)."""
+        return await self._call("DELETE", "/violations")
+
     async def patch_channel(self, channel_id: str | int, **body: Any) -> Any:
         return await self._call("PATCH", f"/channels/{channel_id}", body)
 
@@ -152,11 +160,23 @@ class DoubleProcess:
         self.control = ControlClient(self.info["control_url"])
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        report: str | None = None
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(aiohttp.ClientError, ControlError, OSError):
+                report = (await self.control.violations())["report"]
         await self.control.close()
         await self._terminate()
         if self._seed_dir is not None:
             self._seed_dir.cleanup()
+        if report is not None:
+            # Every request the double served must fit Discord's spec (see validation.py).
+            if exc is not None:
+                exc.add_note(report)
+            else:
+                raise AssertionError(report)
 
     async def _terminate(self) -> None:
         if self.process is None or self.process.returncode is not None:

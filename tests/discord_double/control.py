@@ -197,6 +197,7 @@ def state_json(double: DiscordDouble, *, include_requests: bool = True) -> dict[
         ],
         "latency": double.latency,
     }
+    result["violations"] = [v.as_json() for v in state.violations]
     if include_requests:
         result["requests"] = [request_json(r) for r in state.requests]
     return result
@@ -220,6 +221,8 @@ class ControlApi:
             ("POST", "/_control/messages", self.post_message),
             ("PATCH", "/_control/users/{user_id}", self.patch_user),
             ("PATCH", "/_control/channels/{channel_id}", self.patch_channel),
+            ("GET", "/_control/violations", self.get_violations),
+            ("DELETE", "/_control/violations", self.take_violations),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, self._wrap(handler))
@@ -251,6 +254,19 @@ class ControlApi:
     async def get_state(self, request: web.Request) -> web.StreamResponse:
         include = request.query.get("requests", "1") not in ("0", "false")
         return json_response(state_json(self.double, include_requests=include))
+
+    async def get_violations(self, request: web.Request) -> web.StreamResponse:
+        return json_response(
+            {
+                "violations": [v.as_json() for v in self.double.violations],
+                "report": self.double.violation_report(),
+            }
+        )
+
+    async def take_violations(self, request: web.Request) -> web.StreamResponse:
+        report = self.double.violation_report()
+        taken = self.double.take_violations()
+        return json_response({"violations": [v.as_json() for v in taken], "report": report})
 
     async def seed(self, request: web.Request) -> web.StreamResponse:
         return json_response(apply_seed(self.double, await self._body(request)))

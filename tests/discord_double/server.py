@@ -6,6 +6,7 @@ import asyncio
 import re
 import socket
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -33,6 +34,7 @@ from .state import (
     RoleRecord,
     UserRecord,
 )
+from .validation import Violation, spec_validator
 
 T = TypeVar("T")
 API_PREFIX = "/api/v10"
@@ -50,6 +52,10 @@ def _id(ref: Any) -> int:
 class DiscordDouble:
     """A local Discord (REST + gateway) for the real discord.py client. See package docs."""
 
+    running: weakref.WeakSet[DiscordDouble] = weakref.WeakSet()
+    """Doubles started and not yet stopped (tests/conftest.py checks their violations
+    after every test, so that a module-scoped double blames the test that broke the spec)."""
+
     def __init__(
         self,
         *,
@@ -66,6 +72,7 @@ class DiscordDouble:
         interaction_deadline: float | None = None,
         interaction_token_lifetime: float = 900.0,
         latency: float = 0.0,
+        validate: bool = True,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -73,6 +80,8 @@ class DiscordDouble:
         self.state = DoubleState()
         self.api = ApiServer(self.state, prefix=API_PREFIX)
         self.api.latency = latency
+        if validate:
+            self.api.spec = spec_validator()
         self.config = RestConfig(
             edit_limit=edit_limit,
             edit_window=edit_window,
@@ -117,9 +126,11 @@ class DiscordDouble:
         self.config.base_url = self.base_url
         self.config.gateway_url = str(self.gateway_url)
         self.hub.gateway_url = str(self.gateway_url)
+        DiscordDouble.running.add(self)
         return self
 
     async def stop(self) -> None:
+        DiscordDouble.running.discard(self)
         if self._runner is None:
             return
         await self.hub.close_all()
@@ -129,8 +140,46 @@ class DiscordDouble:
     async def __aenter__(self) -> DiscordDouble:
         return await self.start()
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
         await self.stop()
+        report = self.violation_report()
+        if report is None:
+            return
+        if exc is not None:
+            exc.add_note(report)  # the test already fails; say what broke the spec too
+            return
+        raise AssertionError(report)
+
+    # -- Discord's spec ----------------------------------------------------------
+
+    @property
+    def violations(self) -> list[Violation]:
+        """Requests that broke Discord's OpenAPI spec (each was answered 400/404/405)."""
+        return self.state.violations
+
+    def take_violations(self) -> list[Violation]:
+        """The violations so far, forgotten: for tests that break the spec on purpose."""
+        taken = list(self.state.violations)
+        self.state.violations.clear()
+        return taken
+
+    def violation_report(self) -> str | None:
+        """None when every request fit the spec; else one line per violation."""
+        if not self.state.violations:
+            return None
+        lines = "\n".join(f"  {v}" for v in self.state.violations)
+        return (
+            f"DiscordDouble: {len(self.state.violations)} request(s) broke Discord's "
+            f"OpenAPI spec (tests/discord_double/spec/openapi.json):\n{lines}"
+        )
+
+    def assert_no_violations(self) -> None:
+        """Fail (AssertionError) if any request broke the spec; for fixtures' teardown."""
+        report = self.violation_report()
+        if report is not None:
+            raise AssertionError(report)
 
     # -- addresses ---------------------------------------------------------------
 
@@ -375,10 +424,12 @@ class DiscordDouble:
         what = description or getattr(predicate, "__qualname__", repr(predicate))
         recent = ", ".join(f"{r.method} {r.path} -> {r.status}" for r in self.state.requests[-8:])
         connected = [b.username for b in self.state.bots.values() if self.bot_connected(b)]
-        return (
+        message = (
             f"DiscordDouble: timed out after {timeout}s waiting for {what}. "
             f"Connected bots: {connected or 'none'}. Last requests: [{recent}]"
         )
+        report = self.violation_report()
+        return message if report is None else f"{message}\n{report}"
 
     async def wait_for_bot_ready(self, bot: Any, timeout: float = 10.0) -> BotRecord:
         record = self.state.bot(bot)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .validation import Violation
+
 DISCORD_EPOCH_MS = 1420070400000
 
 CHANNEL_TEXT = 0
@@ -317,6 +319,8 @@ class DoubleState:
         self.global_commands: dict[int, dict[int, dict[str, Any]]] = {}
         self.guild_commands: dict[tuple[int, int], dict[int, dict[str, Any]]] = {}
         self.requests: list[RequestRecord] = []
+        self.violations: list[Violation] = []
+        """Requests that broke Discord's OpenAPI spec (see :mod:`.validation`)."""
         self.rate_limited_count = 0
         self.rate_limited_by_channel: dict[int, int] = {}
         self.message_listeners: list[Callable[[str, MessageRecord], None]] = []
