@@ -11,7 +11,7 @@ from discord.ext import commands
 
 from bot.access.installation_access import Access
 from bot.access.placement import placement_rule
-from bot.access.policy import AccessPolicy
+from bot.access.policy import AccessPolicy, Actor
 from bot.board.control_buttons import DeploymentButton
 from bot.board.progress_board import ProgressBoard
 from bot.deployments.controls import Controller
@@ -34,12 +34,28 @@ COGS = ("bot.deployments.deployments_cog", "bot.history.history_cog", "bot.relea
 
 
 class ShipcordTree(app_commands.CommandTree["ShipcordBot"]):
-    """Answers every failure of a command: user errors as they are, the rest with a ref."""
+    """Reads who asks once per command, for its checks and its log lines, and answers
+    every failure: user errors as they are, the rest with a ref."""
+
+    async def interaction_check(self, interaction: discord.Interaction[ShipcordBot], /) -> bool:
+        actor = Actor.of(interaction)
+        structlog.contextvars.bind_contextvars(
+            guild_id=actor.guild_id,
+            user_id=actor.user_id,
+            command=interaction.command.qualified_name if interaction.command else None,
+        )
+        return True
 
     async def on_error(
         self, interaction: discord.Interaction[ShipcordBot], error: app_commands.AppCommandError
     ) -> None:
-        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        cause: BaseException = (
+            error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        )
+        if isinstance(cause, app_commands.TransformerError) and isinstance(
+            cause.__cause__, UserError
+        ):
+            cause = cause.__cause__  # an option the person typed was refused
         if isinstance(cause, UserError):
             await reply_quietly(interaction, str(cause))
         elif isinstance(cause, app_commands.NoPrivateMessage):

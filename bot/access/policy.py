@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import discord
 
 from storage import DeploymentRecord
 from workflows.targets import Target
+
+# Where an interaction keeps its actor (discord.Interaction.extras).
+ACTOR_KEY = "shipcord.actor"
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +25,14 @@ class Actor:
     role_ids: frozenset[str]
     role_names: frozenset[str]
     manage_guild: bool
+
+    @classmethod
+    def of(cls, interaction: discord.Interaction[Any]) -> Actor:
+        """Who is asking, read once per interaction and kept with it."""
+        actor = interaction.extras.get(ACTOR_KEY)
+        if not isinstance(actor, Actor):
+            actor = interaction.extras[ACTOR_KEY] = cls.from_interaction(interaction)
+        return actor
 
     @classmethod
     def from_interaction(cls, interaction: discord.Interaction) -> Actor:

@@ -248,7 +248,7 @@ class Controller:
         self, interaction: discord.Interaction[Any], action: str, workflow_id: str
     ) -> None:
         """The whole handling of a control button or command, errors included."""
-        actor = Actor.from_interaction(interaction)
+        actor = Actor.of(interaction)
         with structlog.contextvars.bound_contextvars(
             workflow_id=workflow_id, guild_id=actor.guild_id, user_id=actor.user_id, action=action
         ):

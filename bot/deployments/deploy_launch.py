@@ -15,10 +15,31 @@ from bot.interactions.user_answers import UserError, reply
 from storage import DeploymentConflict, DeploymentRecord
 from workflows.deployment_client import is_unreachable
 from workflows.models import DeploymentInput
+from workflows.targets import Target
 
 log = structlog.get_logger(__name__)
 
 UNREACHABLE = "Temporal is unreachable right now, so nothing was deployed. Try again in a minute."
+
+
+def deployment_request(
+    interaction: discord.Interaction[Any],
+    actor: Actor,
+    target: Target,
+    version: str,
+    *,
+    restore_release: int | None = None,
+) -> DeploymentInput:
+    """What a person's /deploy or /rollback asks the workflow for, from where they asked."""
+    return DeploymentInput(
+        bot_name=target.name,
+        bot_type=target.type,
+        owner=actor.user_id,
+        version=version,
+        guild_id=actor.guild_id,
+        channel_id=str(interaction.channel_id) if interaction.channel_id else None,
+        restore_release=restore_release,
+    )
 
 
 async def launch(

@@ -11,12 +11,17 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.access.policy import Actor
-from bot.autocomplete import deployment_choices, name_choices
 from bot.board.closed_rows import closed_result
+from bot.command_options import (
+    ControllableDeployment,
+    DeployableBot,
+    DeployVersion,
+    StartTime,
+    VisibleDeployment,
+)
 from bot.deployments.controls import TEMPORAL_UNREACHABLE
-from bot.deployments.deploy_launch import launch
+from bot.deployments.deploy_launch import deployment_request, launch
 from bot.deployments.hosts_status import render_hosts, worth_showing
-from bot.deployments.schedule_time import BadTime, parse_when
 from bot.discord_client import ShipcordBot
 from bot.interactions.user_answers import UserError, fit, reply
 from bot.render import (
@@ -29,12 +34,12 @@ from bot.render import (
 from storage import DeploymentRecord, IncidentRecord
 from workflows.deployment_client import is_unreachable
 from workflows.hosts import DEFAULT_HOST
-from workflows.models import DeploymentInput, DeploymentStatus, validate_version
+from workflows.models import DeploymentStatus
+from workflows.targets import Target
 
 log = structlog.get_logger(__name__)
 
 STATUS_LIST_LIMIT = 15
-RECENT_LIMIT = 200
 INCIDENTS_SHOWN_FOR = timedelta(hours=24)
 INCIDENTS_LISTED = 5
 
@@ -42,40 +47,6 @@ INCIDENTS_LISTED = 5
 class DeploymentsCog(commands.Cog, name="Deployments"):
     def __init__(self, bot: ShipcordBot) -> None:
         self.bot = bot
-
-    # -- autocomplete ------------------------------------------------------------------------
-
-    async def bot_name_autocomplete(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        """The bots this person may deploy in this server."""
-        actor = Actor.from_interaction(interaction)
-        return name_choices(self.bot.access.names_offered(actor, to_deploy=True), current)
-
-    async def controllable_autocomplete(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        """Open deployments that this person may pause, resume or cancel."""
-        actor = Actor.from_interaction(interaction)
-        if not self.bot.access.is_enabled(actor):
-            return []
-        records = await self.bot.storage.list_open_deployments()
-        mine = [r for r in records if self.bot.access.may_control(actor, r)]
-        return deployment_choices(mine, current)
-
-    async def visible_autocomplete(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        """Recent deployments this person may see, open ones first."""
-        actor = Actor.from_interaction(interaction)
-        if not self.bot.access.is_enabled(actor):
-            return []
-        records = await self.bot.storage.list_deployments(limit=RECENT_LIMIT)
-        visible = [r for r in records if self.bot.access.may_see(actor, r)]
-        visible.sort(key=lambda record: not record.is_open)
-        return deployment_choices(visible, current)
-
-    # -- commands ----------------------------------------------------------------------------
 
     @app_commands.command(name="deploy")
     @app_commands.guild_only()
@@ -86,45 +57,29 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         at="Start later: a delay such as in 30m, a UTC time such as 14:30, or 2026-12-24T18:00",
     )
     async def deploy(
-        self, interaction: discord.Interaction, bot: str, version: str, at: str | None = None
+        self,
+        interaction: discord.Interaction,
+        bot: app_commands.Transform[Target, DeployableBot],
+        version: app_commands.Transform[str, DeployVersion],
+        at: app_commands.Transform[datetime | None, StartTime] | None = None,
     ) -> None:
         """Deploy a bot; the answer is its progress, shown in this channel."""
-        actor = Actor.from_interaction(interaction)
-        structlog.contextvars.bind_contextvars(
-            guild_id=actor.guild_id, user_id=actor.user_id, bot_name=bot
-        )
-        self.bot.access.require_enabled(actor)
-        bot_name, version = bot.strip(), version.strip()
-        target = self.bot.access.target_to_deploy(actor, bot_name)
-        try:
-            version = validate_version(version)
-        except ValueError as error:
-            raise UserError(str(error)) from None
-        when = None
-        if at is not None and at.strip():
-            try:
-                when = parse_when(at)
-            except BadTime as error:
-                raise UserError(str(error)) from None
-        request = DeploymentInput(
-            bot_name=target.name,
-            bot_type=target.type,
-            owner=actor.user_id,
-            version=version,
-            guild_id=actor.guild_id,
-            channel_id=str(interaction.channel_id) if interaction.channel_id else None,
-        )
-        await launch(self.bot, interaction, actor, request, at=when)
+        actor = Actor.of(interaction)
+        structlog.contextvars.bind_contextvars(bot_name=bot.name)
+        request = deployment_request(interaction, actor, bot, version)
+        await launch(self.bot, interaction, actor, request, at=at)
 
     @app_commands.command(name="status")
     @app_commands.guild_only()
     @app_commands.describe(deployment="A deployment id; leave empty to list this server's")
-    async def status(self, interaction: discord.Interaction, deployment: str | None = None) -> None:
+    async def status(
+        self,
+        interaction: discord.Interaction,
+        deployment: app_commands.Transform[str, VisibleDeployment] | None = None,
+    ) -> None:
         """Show one deployment in detail, or the open deployments of this server."""
-        actor = Actor.from_interaction(interaction)
-        structlog.contextvars.bind_contextvars(
-            guild_id=actor.guild_id, user_id=actor.user_id, workflow_id=deployment
-        )
+        actor = Actor.of(interaction)
+        structlog.contextvars.bind_contextvars(workflow_id=deployment)
         await interaction.response.defer(ephemeral=True, thinking=True)
         self.bot.access.require_enabled(actor)
         if deployment:
@@ -203,7 +158,11 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
     @app_commands.guild_only()
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.describe(deployment="The deployment to pause (its id)")
-    async def pause(self, interaction: discord.Interaction, deployment: str) -> None:
+    async def pause(
+        self,
+        interaction: discord.Interaction,
+        deployment: app_commands.Transform[str, ControllableDeployment],
+    ) -> None:
         """Pause a deployment before its next step."""
         await self.bot.controller.run_interaction(interaction, "pause", deployment)
 
@@ -211,7 +170,11 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
     @app_commands.guild_only()
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.describe(deployment="The paused deployment to resume (its id)")
-    async def resume(self, interaction: discord.Interaction, deployment: str) -> None:
+    async def resume(
+        self,
+        interaction: discord.Interaction,
+        deployment: app_commands.Transform[str, ControllableDeployment],
+    ) -> None:
         """Resume a paused deployment."""
         await self.bot.controller.run_interaction(interaction, "resume", deployment)
 
@@ -219,15 +182,13 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
     @app_commands.guild_only()
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.describe(deployment="The deployment to cancel (its id); it is rolled back")
-    async def cancel(self, interaction: discord.Interaction, deployment: str) -> None:
+    async def cancel(
+        self,
+        interaction: discord.Interaction,
+        deployment: app_commands.Transform[str, ControllableDeployment],
+    ) -> None:
         """Cancel a deployment and roll back what it did."""
         await self.bot.controller.run_interaction(interaction, "cancel", deployment)
-
-    deploy.autocomplete("bot")(bot_name_autocomplete)
-    status.autocomplete("deployment")(visible_autocomplete)
-    pause.autocomplete("deployment")(controllable_autocomplete)
-    resume.autocomplete("deployment")(controllable_autocomplete)
-    cancel.autocomplete("deployment")(controllable_autocomplete)
 
 
 def incident_line(incident: IncidentRecord) -> str:

@@ -11,11 +11,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.access.policy import Actor
-from bot.autocomplete import name_choices
+from bot.command_options import BotOfThisServer
 from bot.discord_client import ShipcordBot
 from bot.history.history_lines import PAGE_SIZE, render_history
 from bot.interactions.user_answers import NO_MENTIONS, UserError, reply
 from storage import DeploymentRecord
+from workflows.targets import Target
 
 log = structlog.get_logger(__name__)
 
@@ -80,7 +81,7 @@ class HistoryPage(
         client = interaction.client
         if not isinstance(client, ShipcordBot):
             raise TypeError("history pages belong to a ShipcordBot")
-        actor = Actor.from_interaction(interaction)
+        actor = Actor.of(interaction)
         try:
             text, view = await render_page(client, actor, self.bot_name, self.page)
         except UserError as refusal:
@@ -101,24 +102,21 @@ class HistoryCog(commands.Cog, name="History"):
     @app_commands.command(name="history")
     @app_commands.guild_only()
     @app_commands.describe(bot="The bot whose deployments to list")
-    async def history(self, interaction: discord.Interaction, bot: str) -> None:
+    async def history(
+        self,
+        interaction: discord.Interaction,
+        bot: app_commands.Transform[Target, BotOfThisServer],
+    ) -> None:
         """A bot's deployments, newest first: who, when, how long, how it ended."""
-        actor = Actor.from_interaction(interaction)
+        actor = Actor.of(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        text, view = await render_page(self.bot, actor, bot.strip(), 0)
+        text, view = await render_page(self.bot, actor, bot.name, 0)
         if view is None:
             await reply(interaction, text)
         else:
             await interaction.followup.send(
                 text, view=view, ephemeral=True, allowed_mentions=NO_MENTIONS
             )
-
-    @history.autocomplete("bot")
-    async def bot_names(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        actor = Actor.from_interaction(interaction)
-        return name_choices(self.bot.access.names_offered(actor, to_deploy=False), current)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -8,15 +8,16 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.access.policy import Actor
-from bot.autocomplete import name_choices, release_choices
-from bot.deployments.deploy_launch import launch
+from bot.autocomplete import release_choices
+from bot.command_options import BotOfThisServer, DeployableBot
+from bot.deployments.deploy_launch import deployment_request, launch
 from bot.discord_client import ShipcordBot
 from bot.interactions.user_answers import UserError
 from bot.releases.log_delivery import send_release_log
 from bot.releases.release_rules import choose_rollback, require_release_number
 from bot.releases.show_log_button import ShowLogButton
 from storage import ReleaseRecord
-from workflows.models import RELEASE_NUMBER_MAX, DeploymentInput
+from workflows.models import RELEASE_NUMBER_MAX
 from workflows.targets import Target
 
 log = structlog.get_logger(__name__)
@@ -38,35 +39,18 @@ class ReleasesCog(commands.Cog, name="Releases"):
     async def rollback(
         self,
         interaction: discord.Interaction,
-        bot: str,
+        bot: app_commands.Transform[Target, DeployableBot],
         release: app_commands.Range[int, 1, RELEASE_NUMBER_MAX] | None = None,
     ) -> None:
         """Put an earlier release of a bot back; the answer is its progress."""
-        actor = Actor.from_interaction(interaction)
-        structlog.contextvars.bind_contextvars(
-            guild_id=actor.guild_id, user_id=actor.user_id, bot_name=bot
-        )
-        self.bot.access.require_enabled(actor)
-        target = self.bot.access.target_to_deploy(actor, bot.strip())
-        releases = await self.bot.storage.list_releases(target.name)
-        chosen = choose_rollback(target.name, releases, release)
-        request = DeploymentInput(
-            bot_name=target.name,
-            bot_type=target.type,
-            owner=actor.user_id,
-            version=chosen.version,
-            guild_id=actor.guild_id,
-            channel_id=str(interaction.channel_id) if interaction.channel_id else None,
-            restore_release=chosen.number,
+        actor = Actor.of(interaction)
+        structlog.contextvars.bind_contextvars(bot_name=bot.name)
+        releases = await self.bot.storage.list_releases(bot.name)
+        chosen = choose_rollback(bot.name, releases, release)
+        request = deployment_request(
+            interaction, actor, bot, chosen.version, restore_release=chosen.number
         )
         await launch(self.bot, interaction, actor, request)
-
-    @rollback.autocomplete("bot")
-    async def deployable_bots(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        actor = Actor.from_interaction(interaction)
-        return name_choices(self.bot.access.names_offered(actor, to_deploy=True), current)
 
     @rollback.autocomplete("release")
     async def rollback_releases(
@@ -92,17 +76,14 @@ class ReleasesCog(commands.Cog, name="Releases"):
     async def logs(
         self,
         interaction: discord.Interaction,
-        bot: str,
+        bot: app_commands.Transform[Target, BotOfThisServer],
         release: app_commands.Range[int, 1, RELEASE_NUMBER_MAX] | None = None,
     ) -> None:
         """The last lines a release printed, redacted; shown only to you."""
-        actor = Actor.from_interaction(interaction)
-        structlog.contextvars.bind_contextvars(
-            guild_id=actor.guild_id, user_id=actor.user_id, bot_name=bot
-        )
+        actor = Actor.of(interaction)
+        structlog.contextvars.bind_contextvars(bot_name=bot.name)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        self.bot.access.require_enabled(actor)
-        target = self._target_here(actor, bot.strip())
+        target = bot
         releases = await self.bot.storage.list_releases(target.name)
         chosen = _release_to_read(target.name, releases, release)
         await send_release_log(
@@ -117,24 +98,11 @@ class ReleasesCog(commands.Cog, name="Releases"):
     def _typed_target(self, interaction: discord.Interaction) -> tuple[Actor, Target | None]:
         """Who is typing, and the target named in the command's `bot` option so far (None
         when there is none, or commands are not enabled for them here)."""
-        actor = Actor.from_interaction(interaction)
+        actor = Actor.of(interaction)
         if not self.bot.access.is_enabled(actor):
             return actor, None
         bot_name = str(getattr(interaction.namespace, "bot", "") or "").strip()
         return actor, self.bot.access.target_of(bot_name)
-
-    def _target_here(self, actor: Actor, bot_name: str) -> Target:
-        target = self.bot.access.target_of(bot_name)
-        if target is None or not self.bot.access.policy.belongs_here(actor, target):
-            raise UserError(f"There is no bot {bot_name[:40]!r} in this server.")
-        return target
-
-    @logs.autocomplete("bot")
-    async def bots_here(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        actor = Actor.from_interaction(interaction)
-        return name_choices(self.bot.access.names_offered(actor, to_deploy=False), current)
 
     @logs.autocomplete("release")
     async def readable_releases(

@@ -47,7 +47,7 @@ class ShowLogButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], 
             and isinstance(log_tails, LogTails)
         ):
             raise TypeError("the client that registered this button cannot read logs")
-        actor = Actor.from_interaction(interaction)
+        actor = Actor.of(interaction)
         try:
             await interaction.response.defer(ephemeral=True, thinking=True)
             access.require_enabled(actor)

@@ -1,0 +1,132 @@
+"""The options people type, parsed and offered in one place each (discord.py transformers):
+a bot to deploy, a bot of this server, a version, a start time, a deployment."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+import discord
+from discord import app_commands
+
+from bot.access.installation_access import Access
+from bot.access.policy import Actor
+from bot.autocomplete import deployment_choices, name_choices
+from bot.deployments.schedule_time import BadTime, parse_when
+from bot.discord_client import ShipcordBot
+from bot.interactions.user_answers import UserError
+from workflows.models import validate_version
+from workflows.targets import Target
+
+# How many recent deployments /status offers.
+RECENT_LIMIT = 200
+
+
+# What a transformer's autocomplete answers (discord.py types it for every option type).
+Choice = app_commands.Choice[int | float | str]
+
+
+def offered(choices: Sequence[app_commands.Choice[Any]]) -> list[Choice]:
+    return cast(list[Choice], list(choices))
+
+
+def shipcord(interaction: discord.Interaction[Any]) -> ShipcordBot:
+    client = interaction.client
+    if not isinstance(client, ShipcordBot):
+        raise TypeError("shipcord's commands belong to a ShipcordBot")
+    return client
+
+
+def _access(interaction: discord.Interaction[Any]) -> Access:
+    return shipcord(interaction).access
+
+
+class DeployableBot(app_commands.Transformer):
+    """A bot this person may deploy here, resolved to its target."""
+
+    async def transform(self, interaction: discord.Interaction[Any], value: str) -> Target:
+        actor, access = Actor.of(interaction), _access(interaction)
+        access.require_enabled(actor)
+        target: Target = access.target_to_deploy(actor, value.strip())
+        return target
+
+    async def autocomplete(
+        self, interaction: discord.Interaction[Any], value: int | float | str
+    ) -> list[Choice]:
+        names = _access(interaction).names_offered(Actor.of(interaction), to_deploy=True)
+        return offered(name_choices(names, str(value)))
+
+
+class BotOfThisServer(app_commands.Transformer):
+    """A bot that belongs to this server, whoever may deploy it, resolved to its target."""
+
+    async def transform(self, interaction: discord.Interaction[Any], value: str) -> Target:
+        actor, access = Actor.of(interaction), _access(interaction)
+        access.require_enabled(actor)
+        name = value.strip()
+        target: Target | None = access.target_of(name)
+        if target is None or not access.policy.belongs_here(actor, target):
+            raise UserError(f"There is no bot {name[:40]!r} in this server.")
+        return target
+
+    async def autocomplete(
+        self, interaction: discord.Interaction[Any], value: int | float | str
+    ) -> list[Choice]:
+        names = _access(interaction).names_offered(Actor.of(interaction), to_deploy=False)
+        return offered(name_choices(names, str(value)))
+
+
+class DeployVersion(app_commands.Transformer):
+    async def transform(self, interaction: discord.Interaction[Any], value: str) -> str:
+        try:
+            return validate_version(value.strip())
+        except ValueError as error:
+            raise UserError(str(error)) from None
+
+
+class StartTime(app_commands.Transformer):
+    """When a scheduled deployment starts: a delay, a UTC time of day, or a date."""
+
+    async def transform(self, interaction: discord.Interaction[Any], value: str) -> datetime | None:
+        if not value.strip():
+            return None
+        try:
+            return parse_when(value)
+        except BadTime as error:
+            raise UserError(str(error)) from None
+
+
+class ControllableDeployment(app_commands.Transformer):
+    """An open deployment this person may pause, resume or cancel (its id)."""
+
+    async def transform(self, interaction: discord.Interaction[Any], value: str) -> str:
+        return value
+
+    async def autocomplete(
+        self, interaction: discord.Interaction[Any], value: int | float | str
+    ) -> list[Choice]:
+        actor, access = Actor.of(interaction), _access(interaction)
+        if not access.is_enabled(actor):
+            return []
+        records = await shipcord(interaction).storage.list_open_deployments()
+        mine = [record for record in records if access.may_control(actor, record)]
+        return offered(deployment_choices(mine, str(value)))
+
+
+class VisibleDeployment(app_commands.Transformer):
+    """A recent deployment this person may see, open ones first (its id)."""
+
+    async def transform(self, interaction: discord.Interaction[Any], value: str) -> str:
+        return value
+
+    async def autocomplete(
+        self, interaction: discord.Interaction[Any], value: int | float | str
+    ) -> list[Choice]:
+        actor, access = Actor.of(interaction), _access(interaction)
+        if not access.is_enabled(actor):
+            return []
+        records = await shipcord(interaction).storage.list_deployments(limit=RECENT_LIMIT)
+        visible = [r for r in records if access.may_see(actor, r)]
+        visible.sort(key=lambda record: not record.is_open)
+        return offered(deployment_choices(visible, str(value)))
