@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import discord
@@ -9,10 +10,12 @@ import structlog
 from discord import app_commands
 from discord.ext import commands
 
+from bot.access.forbidden_channels import ForbiddenChannels
 from bot.access.installation_access import Access
 from bot.access.placement import placement_rule
 from bot.access.policy import AccessPolicy, Actor
 from bot.board.control_buttons import DeploymentButton
+from bot.board.message_writer import ProgressMessages
 from bot.board.progress_board import ProgressBoard
 from bot.deployments.controls import Controller
 from bot.discord_api import configure_api_base, discover_gateway
@@ -21,6 +24,7 @@ from bot.frontend_meter import FrontEndMeter, NoMeter
 from bot.interactions.interaction_replies import InteractionReplies
 from bot.interactions.token_redaction import hide_interaction_tokens
 from bot.interactions.user_answers import UserError, reply_quietly, report_unexpected
+from bot.notices.failure_notices import FailureNotifier
 from bot.notices.incident_notices import IncidentNotifier
 from bot.pacing import Pacer
 from bot.releases.log_tails import LogTails
@@ -30,6 +34,8 @@ from workflows.targets import TargetRegistry
 
 log = structlog.get_logger(__name__)
 
+# How often Temporal's visibility is asked for deployments that other clients started.
+ADOPTION_INTERVAL_SECONDS = 5.0
 COGS = ("bot.deployments.deployments_cog", "bot.history.history_cog", "bot.releases.releases_cog")
 
 
@@ -116,19 +122,37 @@ class ShipcordBot(commands.Bot):
         self.access = Access(
             AccessPolicy(guild_ids=guild_ids, admin_role=config.admin_role), self.targets
         )
+        # A channel's bucket for its messages, and each interaction's for its webhook.
+        channel_pacer = Pacer(limit=edit_limit, window=edit_window)
+        forbidden = ForbiddenChannels()
         self.board = ProgressBoard(
             client=self,
             storage=storage,
             service=service,
             config=config,
-            # A channel's bucket for its messages, and each interaction's for its webhook.
-            pacer=Pacer(limit=edit_limit, window=edit_window),
-            interaction_pacer=Pacer(limit=interaction_limit, window=interaction_window),
-            replies=InteractionReplies() if interaction_replies is None else interaction_replies,
+            messages=ProgressMessages(
+                client=self,
+                storage=storage,
+                channel_pacer=channel_pacer,
+                interaction_pacer=Pacer(limit=interaction_limit, window=interaction_window),
+                replies=InteractionReplies()
+                if interaction_replies is None
+                else interaction_replies,
+                forbidden=forbidden,
+                meter=self.meter,
+            ),
+            notifier=FailureNotifier(
+                client=self,
+                storage=storage,
+                pacer=channel_pacer,
+                config=config,
+                forbidden=forbidden,
+            ),
             meter=self.meter,
             query_concurrency=query_concurrency,
-            placement=placement_rule(self, self.access),
         )
+        self._placement = placement_rule(self, self.access)
+        self._adopting: asyncio.Task[None] | None = None
         self.incidents = IncidentNotifier(
             client=self,
             storage=storage,
@@ -161,6 +185,18 @@ class ShipcordBot(commands.Bot):
         if self._run_board:
             self.board.start()
             self.incidents.start()
+            self._adopting = asyncio.create_task(self._adopt_forever(), name="shipcord-adopt")
+
+    async def _adopt_forever(self) -> None:
+        """Deployments that other Temporal clients start get a row, and so a message."""
+        await self.wait_until_ready()
+        while True:
+            try:
+                if await self.service.adopt_started_elsewhere(self._placement):
+                    self.board.wake()
+            except Exception:  # one bad round must not end adoption
+                log.exception("deployment_discovery_failed")
+            await asyncio.sleep(ADOPTION_INTERVAL_SECONDS)
 
     async def sync_dev_guild(self, guild_id: int) -> list[app_commands.AppCommand]:
         """Register the commands in one server, where they are available at once."""
@@ -181,6 +217,9 @@ class ShipcordBot(commands.Bot):
         return synced
 
     async def close(self) -> None:
+        if self._adopting is not None:
+            self._adopting.cancel()
+            await asyncio.gather(self._adopting, return_exceptions=True)
         await self.incidents.stop()
         await self.board.stop()
         await self.log_tails.close()

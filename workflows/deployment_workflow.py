@@ -32,42 +32,25 @@ with workflow.unsafe.imports_passed_through():
         StepReport,
         ValidatedDeployment,
     )
+    from workflows.deployment_controls import APPROVAL_REFUSED, DeploymentControls
     from workflows.heartbeat import HEARTBEAT_TIMEOUT
     from workflows.hosts import host_gone_message, host_task_queue
     from workflows.models import (
-        APPROVE_SIGNAL,
-        APPROVE_UPDATE,
-        CONTROL_REFUSED,
-        OWNER,
-        PAUSE_SIGNAL,
-        PAUSE_UPDATE,
-        REJECT_SIGNAL,
-        REJECT_UPDATE,
-        RESUME_SIGNAL,
-        RESUME_UPDATE,
-        STATUS_QUERY,
         WORKFLOW_NAME,
-        ApprovalRecord,
         CompensationRecord,
         DeploymentInput,
         DeploymentResult,
         DeploymentState,
         DeploymentStatus,
         Step,
-        canonical_snowflake,
-        id_number,
     )
-    from workflows.targets import ApprovalRule, Target
+    from workflows.targets import Target
     from workflows.validation import validation_problems
 
 ArgT = TypeVar("ArgT")
 ResultT = TypeVar("ResultT")
 Compensation = Callable[[], Awaitable[StepReport]]
 
-# The approval gate ended without an approval: the deployment ends cancelled.
-APPROVAL_REFUSED = "ApprovalRefused"
-# The patch under which approvers are Discord ids compared as numbers.
-APPROVER_AS_SNOWFLAKE = "approver-as-snowflake"
 # The patch family of deployments validated before the target travelled with them.
 BEFORE_RECORDED_TARGETS = "before-recorded-targets"
 # Activities of that version that no longer exist: skipped once past its history.
@@ -118,14 +101,6 @@ def describe_invalid_input(error: ValidationError) -> str:
     )
 
 
-def format_timeout(seconds: float) -> str:
-    if seconds % 3600 == 0:
-        return f"{seconds / 3600:g}h"
-    if seconds % 60 == 0:
-        return f"{seconds / 60:g}m"
-    return f"{seconds:g}s"
-
-
 def never_started(error: BaseException) -> bool:
     """True when an activity failed because no worker took it within schedule-to-start
     (Temporal does not retry that timeout: the task would wait on the same queue)."""
@@ -146,12 +121,9 @@ def describe_failure(error: BaseException) -> str:
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class BotDeploymentWorkflow:
+class BotDeploymentWorkflow(DeploymentControls):
     def __init__(self) -> None:
-        self._status = DeploymentStatus()
-        self._paused = False
-        # Set once the last step runs: a pause would have no next step to stop before.
-        self._finishing = False
+        super().__init__()
         self._compensations: list[tuple[str, Compensation]] = []
         # Set once validation has resolved where the release runs: the host's own task
         # queue, and how long an activity may wait there for a worker.
@@ -373,158 +345,6 @@ class BotDeploymentWorkflow:
             return
         self._use_host(validated.host, validated.host_start_timeout)
 
-    @workflow.query(name=STATUS_QUERY)
-    def status(self) -> DeploymentStatus:
-        return self._status
-
-    @workflow.signal(name=PAUSE_SIGNAL)
-    def pause(self) -> None:
-        if self._pause_refusal() is None:
-            self._paused = True
-            self._status.state = DeploymentState.PAUSED
-            self._status.updated_at = workflow.now()
-
-    @workflow.signal(name=RESUME_SIGNAL)
-    def resume(self) -> None:
-        if self._paused:
-            self._paused = False
-            if self._status.state is DeploymentState.PAUSED:
-                self._status.state = DeploymentState.RUNNING
-            self._status.updated_at = workflow.now()
-
-    @workflow.signal(name=APPROVE_SIGNAL)
-    def approve(self, approver: Any) -> None:
-        self._decide("approved", approver)
-
-    @workflow.signal(name=REJECT_SIGNAL)
-    def reject(self, approver: Any) -> None:
-        self._decide("rejected", approver)
-
-    # The same controls as updates: the workflow answers, from its own state, atomically,
-    # whether it did what was asked; the signals above stay for clients that only signal.
-
-    @workflow.update(name=PAUSE_UPDATE)
-    def pause_now(self) -> DeploymentStatus:
-        self.pause()
-        return self._status
-
-    @pause_now.validator
-    def _validate_pause(self) -> None:
-        self._refuse(self._pause_refusal())
-
-    @workflow.update(name=RESUME_UPDATE)
-    def resume_now(self) -> DeploymentStatus:
-        self.resume()
-        return self._status
-
-    @resume_now.validator
-    def _validate_resume(self) -> None:
-        self._refuse(None if self._paused else "not_paused")
-
-    @workflow.update(name=APPROVE_UPDATE)
-    def approve_now(self, approver: Any) -> DeploymentStatus:
-        self._decide("approved", approver)
-        return self._status
-
-    @approve_now.validator
-    def _validate_approve(self, approver: Any) -> None:
-        self._refuse(self._decision_refusal(approver))
-
-    @workflow.update(name=REJECT_UPDATE)
-    def reject_now(self, approver: Any) -> DeploymentStatus:
-        self._decide("rejected", approver)
-        return self._status
-
-    @reject_now.validator
-    def _validate_reject(self, approver: Any) -> None:
-        self._refuse(self._decision_refusal(approver))
-
-    def _pause_refusal(self) -> str | None:
-        if self._finishing:
-            return "finishing"
-        return None if self._status.state is DeploymentState.RUNNING else "not_running"
-
-    def _decision_refusal(self, approver: Any) -> str | None:
-        if self._status.state is not DeploymentState.AWAITING_APPROVAL:
-            return "not_awaiting_approval"
-        if self._status.approval is not None:
-            return "decided"
-        canonical = canonical_snowflake(approver)
-        if canonical is None:
-            return "not_a_user_id"
-        if id_number(canonical) == id_number(self._status.owner):
-            return "requester"
-        return None
-
-    def _refuse(self, reason: str | None) -> None:
-        """Refuse an update, saying why and in which state the deployment is."""
-        if reason is not None:
-            raise ApplicationError(
-                f"refused: {reason}", reason, self._status.state.value, type=CONTROL_REFUSED
-            )
-
-    def _decide(self, decision: str, approver: Any) -> None:
-        """The first decision counts; the person who asked for the deployment cannot take
-        it (four eyes), and a decision before the gate, or from nobody, is ignored.
-
-        The approver is a Discord id, compared as a number: "0" + the owner's id, or the
-        owner's id as an int or with spaces, is still the owner.
-        """
-        if self._status.state is not DeploymentState.AWAITING_APPROVAL:
-            return
-        if self._status.approval is not None:
-            return
-        canonical = canonical_snowflake(approver)
-        owner = id_number(self._status.owner)
-        by_owner = owner is not None and id_number(approver) == owner
-        legacy = approver if isinstance(approver, str) else ""
-        if isinstance(approver, int) and abs(approver) < 10**64:
-            legacy = str(approver)
-        legacy_valid = OWNER.fullmatch(legacy) is not None and legacy != self._status.owner
-        # Histories recorded before this rule accepted labels and other spellings of ids:
-        # they replay as they ran; the marker is written only where the rules differ.
-        if legacy_valid and (canonical is None or by_owner):
-            if not workflow.patched(APPROVER_AS_SNOWFLAKE):
-                canonical, by_owner = legacy, False
-        if by_owner:
-            workflow.logger.warning("Ignored a %s by the requester", decision)
-            return
-        if canonical is None:
-            workflow.logger.warning(
-                "Ignored a %s signal whose approver is not a Discord user id", decision
-            )
-            return
-        self._status.approval = ApprovalRecord(decision=decision, by=canonical, at=workflow.now())
-        self._status.updated_at = workflow.now()
-
-    async def _await_approval(self, rule: ApprovalRule) -> None:
-        """Wait durably for an approval; a rejection or the timeout ends the deployment."""
-        await self._wait_while_paused()
-        status = self._status
-        status.state = DeploymentState.AWAITING_APPROVAL
-        status.approval_role = rule.role
-        status.approval_deadline = workflow.now() + timedelta(seconds=rule.timeout)
-        status.updated_at = workflow.now()
-        try:
-            await workflow.wait_condition(
-                lambda: status.approval is not None, timeout=timedelta(seconds=rule.timeout)
-            )
-        except TimeoutError:
-            status.approval = ApprovalRecord(decision="timed_out", at=workflow.now())
-        status.approval_deadline = None
-        approval = status.approval
-        assert approval is not None
-        if approval.decision == "approved":
-            status.state = DeploymentState.RUNNING
-            status.updated_at = workflow.now()
-            return
-        reason = (
-            f"Rejected by {approval.by}"
-            if approval.decision == "rejected"
-            else f"Not approved within {format_timeout(rule.timeout)}"
-        )
-        raise ApplicationError(reason, type=APPROVAL_REFUSED, non_retryable=True)
-
     def _result(
         self,
         state: DeploymentState,
@@ -558,9 +378,6 @@ class BotDeploymentWorkflow:
         await self._wait_while_paused()
         self._complete_step()
         self._set_step(step)
-
-    async def _wait_while_paused(self) -> None:
-        await workflow.wait_condition(lambda: not self._paused)
 
     def _complete_step(self) -> None:
         current = self._status.step

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 from dataclasses import dataclass
 
@@ -62,7 +63,7 @@ class ProgressMessages:
         self.channel_pacer = channel_pacer
         self.interaction_pacer = interaction_pacer
         self.replies = replies
-        self._forbidden = forbidden
+        self.forbidden = forbidden
         self._meter = meter
         self.counts = WriteCounts()
 
@@ -99,7 +100,7 @@ class ProgressMessages:
                 channel_id, f"{record.workflow_id}:post", send, priority=Priority.URGENT
             )
         except discord.Forbidden:
-            self._forbidden.add(channel_id)
+            self.forbidden.add(channel_id)
             return None
         except discord.HTTPException as error:
             log.warning("progress_post_failed", status=error.status, error=str(error))
@@ -108,6 +109,21 @@ class ProgressMessages:
             record.workflow_id, channel_id=channel_id, message_id=str(message.id)
         )
         return message
+
+    async def show_anew(
+        self, record: DeploymentRecord, card: Card, priority: Priority, look_for_lost: bool
+    ) -> bool:
+        """Show `card` in a message of its own: the lost one found in the channel (when
+        `look_for_lost`), else a new post; True once Discord has it."""
+        try:
+            found = await self.find(record) if look_for_lost else None
+            if found is not None:
+                lost = dataclasses.replace(record, message_id=str(found.id))
+                return await self.edit(lost, card, priority)
+            return await self.post(record, card) is not None
+        except discord.HTTPException as error:
+            log.warning("progress_message_not_shown", status=error.status, error=str(error))
+            return False
 
     async def find(self, record: DeploymentRecord) -> discord.Message | None:
         """Our message about this deployment among the channel's latest: a crash between
@@ -189,7 +205,7 @@ class ProgressMessages:
 
     async def _edit_in_channel(self, record: DeploymentRecord, card: Card) -> _Outcome:
         assert record.channel_id is not None and record.message_id is not None
-        if record.channel_id in self._forbidden:
+        if record.channel_id in self.forbidden:
             return _Outcome.REFUSED
         message = self._channel(record).get_partial_message(int(record.message_id))
         self.counts.channel_edits += 1
@@ -203,7 +219,7 @@ class ProgressMessages:
         except discord.NotFound:
             return _Outcome.MISSING
         except discord.Forbidden:
-            self._forbidden.add(record.channel_id)
+            self.forbidden.add(record.channel_id)
             return _Outcome.REFUSED
         return _Outcome.EDITED
 

@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,20 +14,20 @@ import discord
 import structlog
 from temporalio.service import RPCError
 
-from bot.access.forbidden_channels import ForbiddenChannels
 from bot.board.cards import Card, final_card, running_card
 from bot.board.change_feed import ChangeFeed
 from bot.board.closed_rows import closed_result
+from bot.board.deployment_watch import StatusReader, TrackedDeployment
 from bot.board.message_writer import ProgressMessages
 from bot.frontend_config import FrontEndConfig
 from bot.frontend_meter import FrontEndMeter
-from bot.interactions.interaction_replies import InteractionReplies, ReplyMessage
+from bot.interactions.interaction_replies import ReplyMessage
 from bot.notices.failure_notices import FailureNotifier
-from bot.pacing import Pacer, Priority
+from bot.pacing import Priority
 from bot.render import parse_timestamp
 from storage import DeploymentRecord, Storage
 from workflows.deployment_client import DeploymentNotFound
-from workflows.deployment_service import DeploymentService, PlacementRule, anywhere_asked
+from workflows.deployment_service import DeploymentService
 from workflows.models import DeploymentResult, DeploymentState, DeploymentStatus
 
 log = structlog.get_logger(__name__)
@@ -38,59 +37,14 @@ log = structlog.get_logger(__name__)
 FINALISE_HORIZON = timedelta(days=2)
 # A row may be written just before its workflow is started: not found is no verdict yet.
 START_GRACE = timedelta(minutes=1)
-# How often Temporal's visibility is asked for deployments that other clients started.
-DISCOVERY_INTERVAL = timedelta(seconds=5)
-QUERY_TIMEOUT = 10.0
 # A watched deployment still gets a full look this often (seconds): a retry's attempt
 # number shows, and a change the feed could not report is caught.
 REFRESH = 30.0
 
 
-@dataclass
-class TrackedDeployment:
-    """What the board knows of one deployment it keeps a message for."""
-
-    # The row as the board last read or wrote it (None: read it again): a change is
-    # handled without a read of the database, which activities keep busy in a burst.
-    row: DeploymentRecord | None = None
-    # The card last queued for the message, and the one Discord last accepted: only an
-    # accepted final card makes the message final.
-    wanted: Card | None = None
-    accepted: Card | None = None
-    last_status: DeploymentStatus | None = None
-    last_look: float = 0.0  # monotonic time
-    # A scheduled deployment has nothing to show before its start (monotonic time), and the
-    # feed reports the start itself, so passes do not ask before then.
-    starts_at: float = 0.0
-    held: bool = False  # /deploy is answering with this deployment's message
-    posting: bool = False
-    finalising: bool = False
-    visiting: bool = False
-    # A change the feed reported and nobody handled yet; whether it saw the workflow close.
-    change_pending: bool = False
-    change_closed: bool = False
-    searched: bool = False  # a row from before this start, its lost message looked for once
-
-    @property
-    def busy(self) -> bool:
-        # A held deployment whose answer is known (`answered`) may be shown already.
-        return (self.held and self.row is None) or self.posting or self.finalising or self.visiting
-
-
-@dataclass
-class QueryCounts:
-    status_queries: int = 0
-    describes: int = 0
-    changes: int = 0  # changes reported by the feed
-
-
 class ProgressBoard:
-    """Keeps progress messages in step with Temporal, and closes rows as deployments end.
-
-    The board is the front end's only reader of outcomes: it learns from Temporal that a
-    deployment ended, records that in the deployment's row (releasing the bot for the
-    next deployment), then gives the message its final form and notifies on failure.
-    """
+    """Keeps progress messages in step with Temporal: the front end's reader of outcomes,
+    which has the service close each row, then gives its message the final form."""
 
     def __init__(
         self,
@@ -99,41 +53,24 @@ class ProgressBoard:
         storage: Storage,
         service: DeploymentService,
         config: FrontEndConfig,
-        pacer: Pacer,
-        interaction_pacer: Pacer,
+        messages: ProgressMessages,
+        notifier: FailureNotifier,
         meter: FrontEndMeter,
-        replies: InteractionReplies | None = None,
         query_concurrency: int = 32,
-        placement: PlacementRule = anywhere_asked,
     ) -> None:
         self._client = client
         self._storage = storage
         self._service = service
         self._deployments = service.deployments
-        self._placement = placement
         self._config = config
         self._meter = meter
         self.interval = config.progress_interval
-        self.forbidden_channels = ForbiddenChannels()
-        self.messages = ProgressMessages(
-            client=client,
-            storage=storage,
-            channel_pacer=pacer,
-            interaction_pacer=interaction_pacer,
-            replies=InteractionReplies() if replies is None else replies,
-            forbidden=self.forbidden_channels,
-            meter=meter,
-        )
-        self._notifier = FailureNotifier(
-            client=client,
-            storage=storage,
-            pacer=pacer,
-            config=config,
-            forbidden=self.forbidden_channels,
-        )
+        self.messages = messages
+        self.forbidden_channels = messages.forbidden
+        self._notifier = notifier
         self.feed = ChangeFeed(service.deployments, self._changed)
-        self.counts = QueryCounts()
-        self._queries = asyncio.Semaphore(query_concurrency)
+        self.reader = StatusReader(service.deployments, concurrency=query_concurrency)
+        self.counts = self.reader.counts
         self._tracked: dict[str, TrackedDeployment] = {}
         self._dirty_event = asyncio.Event()
         self._wake = asyncio.Event()
@@ -147,7 +84,6 @@ class ProgressBoard:
     def start(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="shipcord-progress-board")
-            self._spawn(self._discover_forever())
             self._spawn(self._follow_changes())
 
     async def stop(self) -> None:
@@ -321,20 +257,6 @@ class ProgressBoard:
             tracked.visiting = False
             self._redo_if_changed(record.workflow_id)
 
-    async def _discover_forever(self) -> None:
-        await self._client.wait_until_ready()
-        while True:
-            try:
-                if await self.discover():
-                    self.wake()
-            except Exception:
-                log.exception("deployment_discovery_failed")
-            await asyncio.sleep(DISCOVERY_INTERVAL.total_seconds())
-
-    async def discover(self) -> int:
-        """Adopt the deployments other Temporal clients started; how many were new."""
-        return await self._service.adopt_started_elsewhere(self._placement)
-
     # -- one look at one deployment -------------------------------------------------------
 
     async def _look(self, record: DeploymentRecord, *, full: bool) -> None:
@@ -351,10 +273,11 @@ class ProgressBoard:
                 self._finalise(record, closed_result(record))
                 return
             try:
-                status = await self._ask(workflow_id, full=full)
+                tracked = self._track(workflow_id)
+                status = await self.reader.ask(workflow_id, tracked, full=full)
                 if isinstance(status, DeploymentStatus) and status.state.is_final:
                     # It ended after the feed's report: its result says exactly how.
-                    status = await self._ask(workflow_id, full=True)
+                    status = await self.reader.ask(workflow_id, tracked, full=True)
             except DeploymentNotFound:
                 if _younger_than(record, START_GRACE):
                     return  # its start may still be on its way to Temporal
@@ -377,33 +300,6 @@ class ProgressBoard:
             self._track(workflow_id).last_status = status
             if not status.state.is_final:  # else its close is a moment away, and the feed's
                 await self._show(record, status)
-
-    async def _ask(
-        self, workflow_id: str, *, full: bool
-    ) -> DeploymentStatus | DeploymentResult | None:
-        """The deployment's status, its result once closed, or None while it has none to
-        give (a scheduled start, a worker that does not answer the query yet)."""
-        tracked = self._track(workflow_id)
-        async with self._queries, asyncio.timeout(QUERY_TIMEOUT):
-            if full:
-                self.counts.describes += 1
-                snapshot = await self._deployments.snapshot(workflow_id)
-                if not snapshot.is_open:
-                    return snapshot.result or _unknown_result()
-                if snapshot.scheduled_for is None:
-                    self.counts.status_queries += 1
-                else:
-                    wait = (snapshot.scheduled_for - datetime.now(UTC)).total_seconds()
-                    tracked.starts_at = time.monotonic() + wait
-                tracked.last_look = time.monotonic()
-                return snapshot.status
-            self.counts.status_queries += 1
-            status = await self._deployments.status(workflow_id)
-            tracked.last_look = time.monotonic()
-        previous = tracked.last_status
-        if previous is not None and previous.step == status.step:
-            status.attempt = previous.attempt  # retries are seen by full looks only
-        return status
 
     async def _show(self, record: DeploymentRecord, status: DeploymentStatus) -> None:
         workflow_id = record.workflow_id
@@ -442,22 +338,19 @@ class ProgressBoard:
         edited.add_done_callback(settle)
 
     async def _post(self, record: DeploymentRecord, card: Card, priority: Priority) -> bool:
-        """Give the deployment a message in its channel: the one a crash left unrecorded,
-        else a new one; True once Discord has the card. Until its id is stored, the board
-        keeps off the deployment (a look that saw no message would post a second one)."""
+        """Give the deployment a message in its channel; True once Discord has the card.
+        Until its id is stored, the board keeps off the deployment (a look that saw no
+        message would post a second one)."""
         workflow_id = record.workflow_id
         tracked = self._track(workflow_id)
         tracked.posting = True
+        # A row from before this process started may have a message whose id a crash kept
+        # from being stored: it is looked for (once) before another is posted.
+        created = parse_timestamp(record.created_at)
+        look_for_lost = not tracked.searched and created is not None and created < self._started_at
+        tracked.searched = tracked.searched or look_for_lost
         try:
-            found = await self._find_lost(record, tracked)
-            if found is not None:
-                record = dataclasses.replace(record, message_id=str(found.id))
-                shown = await self.messages.edit(record, card, priority)
-            else:
-                shown = await self.messages.post(record, card) is not None
-        except discord.HTTPException as error:
-            log.warning("progress_post_failed", status=error.status, error=str(error))
-            shown = False
+            shown = await self.messages.show_anew(record, card, priority, look_for_lost)
         finally:
             tracked.row = None  # it has a message id now: read it again
             tracked.posting = False
@@ -465,17 +358,6 @@ class ProgressBoard:
         if shown:
             tracked.wanted = tracked.accepted = card
         return shown
-
-    async def _find_lost(
-        self, record: DeploymentRecord, tracked: TrackedDeployment
-    ) -> discord.Message | None:
-        """A row from before this process started may have a message whose id a crash
-        kept from being stored: look for it (once) before posting another."""
-        created = parse_timestamp(record.created_at)
-        if tracked.searched or created is None or created > self._started_at:
-            return None
-        tracked.searched = True
-        return await self.messages.find(record)
 
     # -- finished deployments -------------------------------------------------------------
 
@@ -556,9 +438,3 @@ class ProgressBoard:
 def _younger_than(record: DeploymentRecord, age: timedelta) -> bool:
     created = parse_timestamp(record.created_at)
     return created is not None and datetime.now(UTC) - created < age
-
-
-def _unknown_result() -> DeploymentResult:
-    return DeploymentResult(
-        success=False, state=DeploymentState.FAILED, error="The workflow ended without a result."
-    )
