@@ -263,6 +263,15 @@ def render_status_line(record: DeploymentRecord, status: DeploymentStatus | None
     )
 
 
+def render_unreadable_line(record: DeploymentRecord) -> str:
+    """A deployment whose status cannot be read (its answer does not decode, say): the
+    row's own facts, and that."""
+    return (
+        f"`{record.workflow_id}` **{record.bot_name}** `{record.version}` — ⚠️ its status "
+        f"cannot be read · {mention(record.owner_id)}"
+    )
+
+
 def render_scheduled_line(record: DeploymentRecord, starts: datetime) -> str:
     """A deployment started with a delay, which has not run yet."""
     stamp = int(starts.timestamp())

@@ -70,6 +70,7 @@ class TrackedDeployment:
     change_pending: bool = False
     change_closed: bool = False
     searched: bool = False  # a row from before this start, its lost message looked for once
+    problem: str | None = None  # why the last full look failed, as logged
 
     @property
     def busy(self) -> bool:
@@ -317,6 +318,15 @@ class ProgressBoard:
     async def _visit_in_pass(self, record: DeploymentRecord, tracked: TrackedDeployment) -> None:
         try:
             await self._look(record, full=True)
+        except Exception as error:
+            # One deployment that cannot be read (its status does not decode) must not
+            # fail the pass for the others: its message waits, as for a silent worker.
+            problem = f"{type(error).__name__}: {str(error).partition(chr(10))[0]}"
+            if tracked.problem != problem:  # logged once, not every pass
+                tracked.problem = problem
+                log.warning("progress_look_failed", workflow_id=record.workflow_id, error=problem)
+        else:
+            tracked.problem = None
         finally:
             tracked.visiting = False
             self._redo_if_changed(record.workflow_id)
