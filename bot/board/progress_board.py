@@ -27,7 +27,7 @@ from bot.notices.failure_notices import FailureNotifier
 from bot.pacing import Pacer, Priority
 from bot.render import parse_timestamp
 from storage import DeploymentRecord, Storage
-from workflows.deployment_client import DeploymentNotFound
+from workflows.deployment_client import DeploymentNotFound, with_last_status
 from workflows.deployment_service import DeploymentService, PlacementRule, anywhere_asked
 from workflows.models import DeploymentResult, DeploymentState, DeploymentStatus
 
@@ -513,6 +513,9 @@ class ProgressBoard:
     ) -> None:
         workflow_id = record.workflow_id
         state = result.final_state
+        # A workflow ended in Temporal (terminated) returned nothing: where it stopped is
+        # what the board last saw, recorded with the row so that it outlives a restart.
+        result = with_last_status(result, tracked.last_status)
         if record.is_open and await self._service.close(record, result):
             started = parse_timestamp(record.created_at)
             seconds = (datetime.now(UTC) - started).total_seconds() if started else None

@@ -13,7 +13,7 @@ from temporalio import workflow
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from tests.test_bot.conftest import Front
+from tests.test_bot.conftest import Front, shown
 from workflows.deployment_client import unix_ms
 from workflows.models import STATUS_QUERY, WORKFLOW_NAME, deployment_workflow_id
 
@@ -83,3 +83,27 @@ async def test_status_lists_the_others_when_one_cannot_be_read(front: Front) -> 
         assert front.bot.board.passes >= passes + 3
     front.let_finish(GOOD)
     await front.wait_for_text(message, "State: succeeded")
+
+
+async def test_a_workflow_terminated_in_temporal_says_so_at_the_step_where_it_stopped(
+    front: Front,
+) -> None:
+    world = front.world
+    workflow_id = await front.deploy(TERMINATED, "3.0.0", user=world.owner)
+    message = await front.progress_message(workflow_id)
+    # Held at the health check (its gate stays shut): release #1 runs.
+    await front.wait_for_text(message, "**Running health check** — 85%", "Release: #1")
+    handle = front.engine.client.get_workflow_handle(workflow_id)
+    await handle.terminate(reason="operator stopped it")
+    await front.wait_for_text(message, "Terminated in Temporal")
+    text = shown(message)
+    assert "**Terminated in Temporal** at running health check — 85%" in text, text
+    assert "operator stopped it" in text, text
+    assert "Release: #1" in text
+    assert "No rollback ran (terminated in Temporal). Release #1 had been created." in text
+    assert "Nothing had been deployed" not in text and "ended as failed" not in text
+    record = await front.engine.storage.get_deployment(workflow_id)
+    assert record is not None and not record.is_open and record.state == "failed"
+    detail = await front.command("status", {"deployment": workflow_id}, user=world.owner)
+    assert "**Terminated in Temporal** at running health check — 85%" in detail, detail
+    assert "Release #1 had been created" in detail
