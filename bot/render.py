@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import discord
 
 from storage import DeploymentRecord
+from workflows.deployment_client import ENDED_WORDS
 from workflows.models import (
     CompensationRecord,
     DeploymentResult,
@@ -141,8 +142,14 @@ def render_final(
     )
     took = f" in {format_duration((finished_at - started).total_seconds())}" if started else ""
     percent = _ended_at_percent(result, last_status)
+    ended = ended_words(result)
+    release_number = result.release_number or (
+        last_status.release_number if last_status and ended else None
+    )
     if state is DeploymentState.SUCCEEDED:
         headline, percent = "**Deployed**", 100
+    elif ended is not None:
+        headline = f"**{ended}** at {_ended_at_step(result, last_status)}"
     elif state is DeploymentState.CANCELLED:
         headline = f"**Cancelled** at {_ended_at_step(result, last_status)}"
     else:
@@ -156,11 +163,19 @@ def render_final(
     if state is DeploymentState.FAILED and result.error:
         lines.append(f"Error: {shorten(result.error)}")
     if state is not DeploymentState.SUCCEEDED:
-        lines.append(describe_rollback(result.compensations))
+        lines.append(
+            describe_rollback(
+                result.compensations, release_number=release_number, ended_by=result.ended_by
+            )
+        )
     if result.release_number is not None and state is DeploymentState.SUCCEEDED:
         lines.append(f"Release #{result.release_number} is live.")
     lines += _footer(workflow_url)
     return "\n".join(lines)[:MAX_CONTENT_CHARS]
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
 
 
 def _ended_at_step(result: DeploymentResult, last_status: DeploymentStatus | None) -> str:
@@ -174,11 +189,36 @@ def _ended_at_percent(result: DeploymentResult, last_status: DeploymentStatus | 
     return last_status.progress if last_status else 0
 
 
-def describe_rollback(compensations: Sequence[CompensationRecord]) -> str:
+NOTHING_TO_ROLL_BACK = "Nothing had been deployed yet, so there was nothing to roll back."
+
+
+def ended_words(result: DeploymentResult) -> str | None:
+    """ "Terminated in Temporal" and the like, for a workflow that returned no result."""
+    return ENDED_WORDS.get(result.ended_by) if result.ended_by else None
+
+
+def no_rollback(release_number: int | None, ended_by: str | None) -> str:
+    """Why there are no compensations to show: nothing was deployed, or no rollback ran
+    (the workflow was ended in Temporal), never the first when a release is known."""
+    made = f" Release #{release_number} had been created." if release_number is not None else ""
+    if ended_by is not None:
+        how = ENDED_WORDS.get(ended_by, "Ended in Temporal")
+        return f"No rollback ran ({_lower_first(how)}).{made}"
+    if release_number is not None:
+        return f"No rollback ran.{made}"
+    return NOTHING_TO_ROLL_BACK
+
+
+def describe_rollback(
+    compensations: Sequence[CompensationRecord],
+    *,
+    release_number: int | None = None,
+    ended_by: str | None = None,
+) -> str:
     """How the rollback went, from the workflow's own list of compensations: what was
     restored, that there was nothing to restore, or that the bot is down."""
     if not compensations:
-        return "Nothing had been deployed yet, so there was nothing to roll back."
+        return no_rollback(release_number, ended_by)
     sentences = []
     for item in compensations:
         if item.ok:
@@ -260,6 +300,15 @@ def render_status_line(record: DeploymentRecord, status: DeploymentStatus | None
     return (
         f"`{record.workflow_id}` **{record.bot_name}** `{record.version}` — {step}"
         f" `{progress_bar(percent)}` {STATE_WORDS[state]} · {mention(record.owner_id)}"
+    )
+
+
+def render_unreadable_line(record: DeploymentRecord) -> str:
+    """A deployment whose status cannot be read (its answer does not decode, say): the
+    row's own facts, and that."""
+    return (
+        f"`{record.workflow_id}` **{record.bot_name}** `{record.version}` — ⚠️ its status "
+        f"cannot be read · {mention(record.owner_id)}"
     )
 
 

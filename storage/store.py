@@ -6,6 +6,7 @@ from storage.command_snapshot_rows import CommandSnapshotRows
 from storage.deployment_message_rows import DeploymentMessageRows
 from storage.deployment_rows import DeploymentConflict, DeploymentRows, DuplicateWorkflowId
 from storage.incident_rows import IncidentRows
+from storage.release_backfill import ReleaseBackfill
 from storage.release_rows import ReleaseRows, ReleasesInFlight
 from storage.supervision_rows import SupervisionRows
 
@@ -16,6 +17,7 @@ class Storage(
     DeploymentRows,
     DeploymentMessageRows,
     ReleaseRows,
+    ReleaseBackfill,
     CommandSnapshotRows,
     SupervisionRows,
     IncidentRows,

@@ -14,6 +14,7 @@ from temporalio.client import (
     WorkflowExecution,
     WorkflowExecutionStatus,
     WorkflowHandle,
+    WorkflowHistoryEventFilterType,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -39,6 +40,19 @@ CLOSED_STATE_BY_STATUS = {
     WorkflowExecutionStatus.FAILED: DeploymentState.FAILED,
     WorkflowExecutionStatus.TERMINATED: DeploymentState.FAILED,
     WorkflowExecutionStatus.TIMED_OUT: DeploymentState.FAILED,
+}
+# How Temporal closed a workflow that returned no result, and how that is said.
+ENDED_BY = {
+    WorkflowExecutionStatus.TERMINATED: "terminated",
+    WorkflowExecutionStatus.TIMED_OUT: "timed_out",
+    WorkflowExecutionStatus.CANCELED: "cancelled",
+    WorkflowExecutionStatus.FAILED: "failed",
+}
+ENDED_WORDS = {
+    "terminated": "Terminated in Temporal",
+    "timed_out": "Timed out in Temporal",
+    "cancelled": "Cancelled in Temporal",
+    "failed": "The workflow failed in Temporal",
 }
 # Ids are deploy-{bot}-{ms}: a taken one moves to the next millisecond, this many times.
 MAX_ID_ATTEMPTS = 1000
@@ -242,13 +256,40 @@ class DeploymentClient:
         if description.status == WorkflowExecutionStatus.COMPLETED:
             result = await handle.result()
         else:
-            state = CLOSED_STATE_BY_STATUS.get(
-                description.status or WorkflowExecutionStatus.FAILED, DeploymentState.FAILED
-            )
-            result = DeploymentResult(
-                success=False, state=state, error=f"The workflow ended as {state.value}."
+            closed = description.status or WorkflowExecutionStatus.FAILED
+            result = closed_without_result(
+                closed,
+                # Where it stopped: a query to a closed workflow is answered by a worker
+                # replaying its history (None when no worker answers in time).
+                await self._status_or_none(workflow_id, query_timeout),
+                await self._close_reason(workflow_id, closed),
             )
         return DeploymentSnapshot(workflow_id, False, None, result, None)
+
+    async def _status_or_none(
+        self, workflow_id: str, timeout: timedelta
+    ) -> DeploymentStatus | None:
+        try:
+            return await self.status(workflow_id, timeout=timeout)
+        except Exception:  # no worker, another version's answer, a history it cannot replay
+            return None
+
+    async def _close_reason(self, workflow_id: str, closed: WorkflowExecutionStatus) -> str | None:
+        """The reason given to `terminate`, from the workflow's close event."""
+        if closed != WorkflowExecutionStatus.TERMINATED:
+            return None
+        try:
+            events = self.handle(workflow_id).fetch_history_events(
+                event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT,
+                rpc_timeout=RPC_TIMEOUT,
+            )
+            async for event in events:
+                if event.HasField("workflow_execution_terminated_event_attributes"):
+                    reason = event.workflow_execution_terminated_event_attributes.reason
+                    return " ".join(reason.split())[:200] or None
+        except Exception:
+            return None
+        return None
 
     async def started_since(self, moment: datetime) -> AsyncIterator[WorkflowExecution]:
         """Deployments on this task queue started since `moment`, by any client (Temporal's
@@ -294,6 +335,41 @@ class DeploymentClient:
             raise _translate(error, workflow_id) from error
 
 
+def closed_without_result(
+    closed: WorkflowExecutionStatus, last: DeploymentStatus | None, reason: str | None
+) -> DeploymentResult:
+    """The result of a workflow that returned none (terminated, timed out, failed or
+    cancelled in Temporal): what ended it, and where it was when it stopped, as far as
+    `last` (its last known status) says."""
+    ended_by = ENDED_BY.get(closed, "failed")
+    why = f": {reason}" if reason else ""
+    result = DeploymentResult(
+        success=False,
+        state=CLOSED_STATE_BY_STATUS.get(closed, DeploymentState.FAILED),
+        error=f"{ENDED_WORDS[ended_by]}{why}.",
+        ended_by=ended_by,
+    )
+    return with_last_status(result, last)
+
+
+def with_last_status(result: DeploymentResult, last: DeploymentStatus | None) -> DeploymentResult:
+    """A result that lacks where the deployment stopped (one the workflow did not return),
+    completed from its last known status; a result that says so itself is kept as it is."""
+    if last is None or result.ended_by is None:
+        return result
+    known = {
+        "step": result.step or last.step,
+        "progress": result.progress if result.progress is not None else last.progress,
+        "release_number": result.release_number or last.release_number,
+        "previous_release_number": result.previous_release_number or last.previous_release_number,
+        "restored_release": result.restored_release or last.restored_release,
+        "compensations": result.compensations or list(last.compensations),
+        "approval": result.approval or last.approval,
+        "host": result.host or last.host,
+    }
+    return result.model_copy(update=known)
+
+
 def _translate(error: RPCError, workflow_id: str) -> Exception:
     if error.status == RPCStatusCode.NOT_FOUND:
         return DeploymentNotFound(workflow_id)
@@ -301,11 +377,14 @@ def _translate(error: RPCError, workflow_id: str) -> Exception:
 
 
 __all__ = [
+    "ENDED_WORDS",
     "ControlRefused",
     "DeploymentClient",
     "DeploymentNotFound",
     "DeploymentSnapshot",
     "NoWorkerAnswered",
     "UnreadableDeployment",
+    "closed_without_result",
     "is_unreachable",
+    "with_last_status",
 ]

@@ -282,6 +282,10 @@ class DeploymentResult(CamelModel):
     compensations: list[CompensationRecord] = Field(default_factory=list)
     approval: ApprovalRecord | None = None
     host: str | None = None
+    # Never set by the workflow (so never in its result): how Temporal closed a workflow
+    # that returned no result ("terminated", "timed_out", "cancelled", "failed"), as a
+    # front end reading it records it.
+    ended_by: str | None = Field(None, exclude_if=lambda value: value is None)
 
     @property
     def final_state(self) -> DeploymentState:

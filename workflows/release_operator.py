@@ -152,11 +152,19 @@ class ReleaseOperator:
         )
         return handle
 
-    async def running_markers(self) -> dict[str, tuple[Runtime, ReleaseHandle]]:
+    def marker(self, record: ReleaseRecord) -> str:
+        """The release's marker from its row alone (its target and handle unread)."""
+        return Release.marker_of(record, self.installation)
+
+    async def running_markers(
+        self, problems: dict[str, Exception] | None = None
+    ) -> dict[str, tuple[Runtime, ReleaseHandle]]:
         """This installation's releases that run now, by marker, whatever shipcord recorded.
 
         Only runtimes that this installation ever used are asked: a worker without a
-        Docker engine never touches the Docker socket.
+        Docker engine never touches the Docker socket. With `problems`, a runtime that
+        cannot be asked is put there (by name) and the others are still listed; without
+        it, the first one raises.
         """
         found: dict[str, tuple[Runtime, ReleaseHandle]] = {}
         suffix = Release.marker_suffix(self.installation)
@@ -164,8 +172,14 @@ class ReleaseOperator:
         for name, runtime in self.runtimes.items():
             if name not in used:
                 continue
-            with runtime_errors():
-                handles = await runtime.running()
+            try:
+                with runtime_errors():
+                    handles = await runtime.running()
+            except Exception as error:
+                if problems is None:
+                    raise
+                problems[name] = error
+                continue
             for handle in handles:
                 if handle.marker.endswith(suffix):
                     found[handle.marker] = (runtime, handle)

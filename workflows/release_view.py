@@ -41,9 +41,14 @@ class Release:
     def marker(self) -> str:
         """What the runtime labels the release with, so that it can be found without a
         handle, and told apart from another installation's on the same machine."""
-        record = self.record
-        return f"{record.bot_name}#{record.number}@{record.workflow_id}" + self.marker_suffix(
-            self.installation
+        return self.marker_of(self.record, self.installation)
+
+    @classmethod
+    def marker_of(cls, record: ReleaseRecord, installation: str) -> str:
+        """The marker from the row alone: known even when its target or handle cannot be
+        read."""
+        return f"{record.bot_name}#{record.number}@{record.workflow_id}" + cls.marker_suffix(
+            installation
         )
 
     @staticmethod

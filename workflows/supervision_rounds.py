@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pydantic
 import structlog
 from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from storage import ReleaseWatch, Storage
+from storage import ReleaseRecord, ReleaseWatch, Storage
+from workflows.redaction import redact
 from workflows.release_operator import ReleaseOperator
 from workflows.release_view import Release
+from workflows.runtimes import ReleaseHandle, Runtime
 
 log = structlog.get_logger(__name__)
 
@@ -54,44 +61,129 @@ class SupervisionActivities:
     def __init__(self, *, storage: Storage, releases: ReleaseOperator) -> None:
         self._storage = storage
         self._releases = releases
+        # What was last logged about each thing a round could not handle (a release, a
+        # runtime, a copy found running), so that one failing every round is logged once,
+        # and again only when its error changes or after it was handled since.
+        self._logged: dict[str, str] = {}
 
     @activity.defn
     async def reconcile(self, settings: SupervisionSettings) -> ReconcileReport:
+        """One round. Each release is handled on its own: one that cannot be (its recorded
+        target unreadable or missing, its runtime failing) is logged once, told as an
+        incident when no retry can heal it, and the rest of the round goes on."""
         report = ReconcileReport()
         now = datetime.now(UTC)
         wanted: set[str] = set()
         busy_bots: set[str] = set()
         for record in await self._storage.releases_with_status("pending", "running"):
-            release = self._releases.release(record)
-            if await self._deployment_open(record.workflow_id):
-                wanted.add(release.marker)
+            marker = self._releases.marker(record)
+            try:
+                open_deployment = await self._deployment_open(record.workflow_id)
+            except Exception as error:
+                # Whether its deployment still runs is unknown: leave the bot alone.
+                wanted.add(marker)
                 busy_bots.add(record.bot_name)
-            else:
-                await self._retire_abandoned(release, report)
+                await self._trouble(record, error, report)
+                continue
+            if open_deployment:
+                wanted.add(marker)
+                busy_bots.add(record.bot_name)
+                self._handled(record)
+                continue
+            await self._release_step(record, report, self._retire_abandoned, report)
         for record in await self._storage.releases_with_status("active"):
-            release = self._releases.release(record)
-            wanted.add(release.marker)
+            # Wanted whether or not the rest of its row can be read: a copy that runs is
+            # never taken for an orphan because its target is broken.
+            wanted.add(self._releases.marker(record))
             if record.bot_name not in busy_bots:
-                await self._keep_running(release, settings, now, report)
-        for marker, (runtime, handle) in (await self._releases.running_markers()).items():
+                await self._release_step(record, report, self._keep_running, settings, now, report)
+        problems: dict[str, Exception] = {}
+        running = await self._releases.running_markers(problems)
+        for name, problem in problems.items():
+            self._log_once(f"runtime:{name}", "supervision_runtime_failed", problem, runtime=name)
+        for name in self._releases.runtimes.keys() - problems.keys():
+            self._logged.pop(f"runtime:{name}", None)
+        for marker, (runtime, handle) in running.items():
             if marker in wanted or parse_marker(marker)[0] in busy_bots:
                 continue
-            bot_name, number, workflow_id = parse_marker(marker)
-            if await self._wanted_since(bot_name, number, workflow_id):
-                continue
-            await runtime.stop(handle)
-            await self._incident(
-                report,
-                f"orphan:{marker}:{handle.pid or handle.container_id}",
-                bot_name,
-                "orphan_stopped",
-                f"A copy of release #{number} of **{bot_name}** was running although no "
-                "deployment or active release wants it: it was stopped.",
-                release_number=number,
-                workflow_id=workflow_id,
-            )
-            report.stopped.append(marker)
+            try:
+                await self._sweep(marker, runtime, handle, report)
+            except Exception as error:
+                self._log_once(f"orphan:{marker}", "orphan_stop_failed", error, marker=marker)
         return report
+
+    async def _sweep(
+        self, marker: str, runtime: Runtime, handle: ReleaseHandle, report: ReconcileReport
+    ) -> None:
+        bot_name, number, workflow_id = parse_marker(marker)
+        if await self._wanted_since(bot_name, number, workflow_id):
+            return
+        await runtime.stop(handle)
+        self._logged.pop(f"orphan:{marker}", None)
+        await self._incident(
+            report,
+            f"orphan:{marker}:{handle.pid or handle.container_id}",
+            bot_name,
+            "orphan_stopped",
+            f"A copy of release #{number} of **{bot_name}** was running although no "
+            "deployment or active release wants it: it was stopped.",
+            release_number=number,
+            workflow_id=workflow_id,
+        )
+        report.stopped.append(marker)
+
+    async def _release_step(
+        self,
+        record: ReleaseRecord,
+        report: ReconcileReport,
+        step: Callable[..., Awaitable[None]],
+        *args: Any,
+    ) -> None:
+        """Run one release's part of the round, isolated from the others'."""
+        try:
+            await step(self._releases.release(record), *args)
+        except Exception as error:
+            await self._trouble(record, error, report)
+        else:
+            self._handled(record)
+
+    def _handled(self, record: ReleaseRecord) -> None:
+        self._logged.pop(f"release:{record.id}", None)
+
+    async def _trouble(
+        self, record: ReleaseRecord, error: Exception, report: ReconcileReport
+    ) -> None:
+        """A release this round could not handle: logged once; told once when it will not
+        heal by itself (a retry cannot fix a release recorded without its target)."""
+        reason = describe_error(error)
+        self._log_once(
+            f"release:{record.id}",
+            "release_not_supervised",
+            error,
+            bot=record.bot_name,
+            release=record.number,
+        )
+        if heals_by_retry(error):
+            return
+        digest = hashlib.sha256(reason.encode()).hexdigest()[:12]
+        await self._incident(
+            report,
+            f"unsupervised:{record.id}:{digest}",
+            record.bot_name,
+            "not_supervised",
+            f"Release #{record.number} of **{record.bot_name}** cannot be supervised "
+            f"({reason}): it is not started again if it stops. Deploy the bot again to "
+            "fix it.",
+            release_number=record.number,
+            workflow_id=record.workflow_id,
+        )
+
+    def _log_once(self, key: str, event: str, error: Exception, **facts: Any) -> None:
+        reason = describe_error(error)
+        if self._logged.get(key) == reason:
+            return
+        self._logged[key] = reason
+        log.warning(event, error=reason, **facts)
 
     async def _wanted_since(
         self, bot_name: str, number: int | None, workflow_id: str | None
@@ -219,6 +311,29 @@ class SupervisionActivities:
             workflow_id=workflow_id,
         ):
             log.warning("release_incident", kind=kind, bot=bot_name, release=release_number)
+
+
+def describe_error(error: BaseException) -> str:
+    """One redacted line saying what went wrong, never the data that did not fit (a
+    target's values may hold secrets)."""
+    if isinstance(error, pydantic.ValidationError):
+        return (
+            f"its recorded {error.title} cannot be read: {error.error_count()} "
+            f"problem{'s' if error.error_count() != 1 else ''}"
+        )
+    if isinstance(error, ApplicationError):
+        text = error.message
+    else:
+        text = f"{type(error).__name__}: {error}"
+    line = " ".join(redact(text).split())
+    return line if len(line) <= 300 else line[:299] + "…"
+
+
+def heals_by_retry(error: BaseException) -> bool:
+    """Whether a later round may well succeed (Temporal or a runtime away for a while)."""
+    if isinstance(error, ApplicationError):
+        return not error.non_retryable
+    return isinstance(error, RPCError | OSError | TimeoutError)
 
 
 def parse_marker(marker: str) -> tuple[str, int | None, str | None]:

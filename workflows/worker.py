@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import structlog
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
@@ -23,12 +24,15 @@ from workflows.heartbeat import AutoHeartbeat
 from workflows.hosts import DEFAULT_HOST, host_task_queue
 from workflows.log_context import ActivityLogContext
 from workflows.redacting_interceptor import RedactActivityFailures
+from workflows.release_adoption import adopt_earlier_releases, make_release_files_private
 from workflows.release_operator import ReleaseOperator
 from workflows.runtimes import DockerRuntime, ProcessRuntime, Runtime
 from workflows.runtimes.docker import DEFAULT_NETWORK
 from workflows.supervision_rounds import SupervisionActivities, SupervisionSettings
 from workflows.supervisor_workflow import ReleaseSupervisorWorkflow, supervisor_workflow_id
 from workflows.targets import TargetRegistry, TargetsError, load_targets
+
+log = structlog.get_logger(__name__)
 
 # The sandbox runs the workflow's module afresh for every workflow it starts, and importing
 # it imports the `workflows` package, whose models are pure declarations shared with the
@@ -176,6 +180,15 @@ async def retire_supervisor_before_hosts(client: Client, task_queue: str) -> Non
             raise
 
 
+async def prepare_host_releases(
+    storage: Storage, *, targets_file: Path, data_dir: Path, host: str
+) -> None:
+    changed = make_release_files_private(data_dir)
+    if changed:
+        log.info("release_files_made_private", files=changed)
+    await adopt_earlier_releases(storage, targets_file=targets_file, host=host)
+
+
 def host_supervision(
     settings: SupervisionSettings, *, task_queue: str, host: str
 ) -> SupervisionSettings:
@@ -202,7 +215,12 @@ async def engine_worker(
     host_start_timeout: float = 60.0,
 ) -> AsyncIterator[Worker]:
     """Run a worker for the deployment engine on `host` for the duration of the block: the
-    shared queue's worker (yielded) and the host queue's beside it."""
+    shared queue's worker (yielded) and the host queue's beside it.
+
+    Before it polls, what an older shipcord left in the host's data folder is brought up to
+    today's rules: release files are made 0600, and releases recorded without their target
+    are adopted (`workflows.release_adoption`)."""
+    await prepare_host_releases(storage, targets_file=targets_file, data_dir=data_dir, host=host)
     async with deployment_activities(
         storage=storage,
         targets_file=targets_file,

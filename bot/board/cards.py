@@ -12,8 +12,10 @@ import discord
 from bot.access.approval_rules import role_label
 from bot.render import (
     STATE_ICONS,
+    ended_words,
     format_duration,
     mention,
+    no_rollback,
     parse_timestamp,
     progress_bar,
     shorten,
@@ -72,7 +74,6 @@ COMPENSATION_LABELS = {
     "restore_command_snapshot": "Restore the slash commands",
     "mark_release_rolled_back": "Mark the release rolled back",
 }
-NOTHING_TO_ROLL_BACK = "Nothing had been deployed yet, so there was nothing to roll back."
 
 
 @dataclass(frozen=True)
@@ -159,8 +160,20 @@ def final_card(
     )
     took = f" in {format_duration((finished_at - started).total_seconds())}" if started else ""
     step, percent = ended_at(result, last_status)
+    ended = ended_words(result)
+    # A workflow ended in Temporal returned nothing: its last known status says how far
+    # it went (the release it had created included).
+    release_number = result.release_number or (
+        last_status.release_number if last_status and ended else None
+    )
+    word = WORDS[state]
+    if ended is not None:
+        word = _lower_first(ended)
+        took = took.replace(" in ", " after ", 1)
     if state == "succeeded":
         headline, step, percent = "**Deployed**", Step.DEPLOYED.value, 100
+    elif ended is not None:
+        headline = f"**{ended}** at {_lower_first(step)}"
     elif state == "cancelled":
         headline = f"**Cancelled** at {_lower_first(step)}"
     else:
@@ -169,7 +182,7 @@ def final_card(
     if state == "succeeded" and result.release_number is not None:
         lines.append(f"Release #{result.release_number} is live.")
     lines += ["", *checklist(state, step, percent)]
-    fields = [_field("State", f"{WORDS[state]}{took}"), *_facts(record, result.release_number)]
+    fields = [_field("State", f"{word}{took}"), *_facts(record, release_number)]
     if result.restored_release:
         fields.append(_field("Rollback to", f"release #{result.restored_release}"))
     if result.approval:
@@ -178,15 +191,16 @@ def final_card(
     if state == "failed" and result.error:
         fields.append(_field("Error", shorten(result.error), inline=False))
     if state != "succeeded":
-        fields.append(
-            _field("Rollback", rollback_lines(result.compensations, done=True), inline=False)
+        rollback = rollback_lines(
+            result.compensations, done=True, release_number=release_number, ended=result.ended_by
         )
+        fields.append(_field("Rollback", rollback, inline=False))
     return Card(
-        content=_final_summary(record, state, step, percent, result.release_number),
+        content=_final_summary(record, state, step, percent, release_number, ended),
         embed=_embed(record, state, lines, fields, started, workflow_url),
         buttons_for=None,
         # Why a started release failed is in its output, which only this button shows.
-        show_log=state == "failed" and result.release_number is not None,
+        show_log=state == "failed" and release_number is not None,
     )
 
 
@@ -235,10 +249,16 @@ def _position(step: str, percent: int) -> int:
     return reached[-1] if reached else -1
 
 
-def rollback_lines(compensations: Sequence[CompensationRecord], *, done: bool) -> str:
+def rollback_lines(
+    compensations: Sequence[CompensationRecord],
+    *,
+    done: bool,
+    release_number: int | None = None,
+    ended: str | None = None,
+) -> str:
     """Each compensation with its outcome, in the order they ran."""
     if not compensations and done:
-        return NOTHING_TO_ROLL_BACK
+        return no_rollback(release_number, ended)
     lines = []
     for item in compensations:
         label = COMPENSATION_LABELS.get(item.name, item.name.replace("_", " ").capitalize())
@@ -298,12 +318,19 @@ def _running_summary(record: DeploymentRecord, state: str, step: str, percent: i
 
 
 def _final_summary(
-    record: DeploymentRecord, state: str, step: str, percent: int, release_number: int | None
+    record: DeploymentRecord,
+    state: str,
+    step: str,
+    percent: int,
+    release_number: int | None,
+    ended: str | None = None,
 ) -> str:
     what = f"**{record.bot_name}** `{record.version}` as `{record.workflow_id}`"
     if state == "succeeded":
         live = f" — release #{release_number} is live" if release_number is not None else ""
         return f"Deployed {what}{live}"
+    if ended is not None:
+        return f"{ended}: deploying {what} — at {_lower_first(step)}, {percent}%"
     verb = "Cancelled deploying" if state == "cancelled" else "Failed to deploy"
     return f"{verb} {what} — at {_lower_first(step)}, {percent}%"
 

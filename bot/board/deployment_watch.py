@@ -39,6 +39,15 @@ class TrackedDeployment:
     change_pending: bool = False
     change_closed: bool = False
     searched: bool = False  # a row from before this start, its lost message looked for once
+    problem: str | None = None  # why the last full look failed, as logged
+
+    def new_problem(self, error: BaseException) -> str | None:
+        """The failure of a look as one line, or None when it is the one logged already."""
+        problem = f"{type(error).__name__}: {str(error).partition(chr(10))[0]}"
+        if problem == self.problem:
+            return None
+        self.problem = problem
+        return problem
 
     @property
     def busy(self) -> bool:

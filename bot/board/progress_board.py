@@ -26,7 +26,7 @@ from bot.notices.failure_notices import FailureNotifier
 from bot.pacing import Priority
 from bot.render import parse_timestamp
 from storage import DeploymentRecord, Storage
-from workflows.deployment_client import DeploymentNotFound
+from workflows.deployment_client import DeploymentNotFound, with_last_status
 from workflows.deployment_service import DeploymentService
 from workflows.models import DeploymentResult, DeploymentState, DeploymentStatus
 
@@ -167,10 +167,6 @@ class ProgressBoard:
             tracked = self._tracked[workflow_id] = TrackedDeployment()
         return tracked
 
-    def _busy(self, workflow_id: str) -> bool:
-        tracked = self._tracked.get(workflow_id)
-        return tracked is not None and tracked.busy
-
     # -- changes --------------------------------------------------------------------------
 
     def _changed(self, workflow_id: str, closed: bool) -> None:
@@ -253,6 +249,13 @@ class ProgressBoard:
     async def _visit_in_pass(self, record: DeploymentRecord, tracked: TrackedDeployment) -> None:
         try:
             await self._look(record, full=True)
+        except Exception as error:
+            # One deployment that cannot be read (its status does not decode) must not
+            # fail the pass for the others: its message waits, as for a silent worker.
+            if problem := tracked.new_problem(error):
+                log.warning("progress_look_failed", workflow_id=record.workflow_id, error=problem)
+        else:
+            tracked.problem = None
         finally:
             tracked.visiting = False
             self._redo_if_changed(record.workflow_id)
@@ -385,6 +388,9 @@ class ProgressBoard:
     ) -> None:
         workflow_id = record.workflow_id
         state = result.final_state
+        # A workflow ended in Temporal (terminated) returned nothing: where it stopped is
+        # what the board last saw, recorded with the row so that it outlives a restart.
+        result = with_last_status(result, tracked.last_status)
         if record.is_open and await self._service.close(record, result):
             started = parse_timestamp(record.created_at)
             seconds = (datetime.now(UTC) - started).total_seconds() if started else None

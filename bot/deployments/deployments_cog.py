@@ -22,19 +22,18 @@ from bot.command_options import (
 from bot.deployments.controls import TEMPORAL_UNREACHABLE
 from bot.deployments.deploy_launch import deployment_request, launch
 from bot.deployments.hosts_status import render_hosts, worth_showing
+from bot.deployments.status_lines import open_deployment_line
 from bot.discord_client import ShipcordBot
 from bot.interactions.user_answers import UserError, fit, reply
 from bot.render import (
     parse_timestamp,
     render_scheduled_line,
     render_status_detail,
-    render_status_line,
     render_status_list,
 )
 from storage import DeploymentRecord, IncidentRecord
 from workflows.deployment_client import is_unreachable
 from workflows.hosts import DEFAULT_HOST
-from workflows.models import DeploymentStatus
 from workflows.targets import Target
 
 log = structlog.get_logger(__name__)
@@ -117,17 +116,8 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         shown = records[:STATUS_LIST_LIMIT]
 
         async def line(record: DeploymentRecord) -> str:
-            status: DeploymentStatus | None = self.bot.board.last_status(record.workflow_id)
-            if status is None:
-                try:
-                    snapshot = await self.bot.controller.snapshot(record.workflow_id)
-                    status = snapshot.status
-                except UserError:
-                    status = None
-                else:
-                    if snapshot.scheduled_for is not None:
-                        return render_scheduled_line(record, snapshot.scheduled_for)
-            return render_status_line(record, status)
+            last = self.bot.board.last_status(record.workflow_id)
+            return await open_deployment_line(record, last, self.bot.controller.snapshot)
 
         try:
             lines = await asyncio.gather(*(line(record) for record in shown))

@@ -44,7 +44,9 @@ class FailureNotifier:
         """Tell the owner a deployment failed; True once the notification is done and claimed."""
         if record.notified:
             return True
-        rollback = describe_rollback(result.compensations)
+        rollback = describe_rollback(
+            result.compensations, release_number=result.release_number, ended_by=result.ended_by
+        )
         url = self._config.workflow_url(record.workflow_id)
         # Another Temporal client names the owner: mentioned and messaged only if they are
         # a member of the server the deployment is shown in.

@@ -3,6 +3,7 @@ release processes killed and crashing, a deployment terminated from the `tempora
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -13,6 +14,7 @@ from temporalio.client import Client
 from shipcord.embedded_temporal import find_temporal_binary
 from tests.engine.harness import Engine, wait_until
 from workflows.models import DeploymentState
+from workflows.runtimes.process import MARKER_VARIABLE
 from workflows.supervision_rounds import SupervisionSettings
 
 StartEngine = Callable[..., AbstractAsyncContextManager[Engine]]
@@ -195,3 +197,74 @@ async def test_a_copy_started_after_the_releases_were_read_is_no_orphan(
         # Once its deployment is gone, nothing wants it any more, and it stops.
         terminate(temporal_client, workflow_id)
         await wait_until(lambda: nothing_runs(engine), what="the left-over copy to stop")
+
+
+async def test_a_release_that_cannot_be_supervised_leaves_the_others_supervised(
+    start_engine: StartEngine,
+) -> None:
+    """Releases handled before the good one: one recorded without its target (as before
+    targets were recorded with releases) and one whose target cannot be read. Each is told
+    once and logged once; the good one is still restarted, and orphans still swept."""
+    import structlog
+
+    with structlog.testing.capture_logs() as captured:
+        async with start_engine(supervision=FAST) as engine:
+            broken = []
+            for bot, target in (("overlap", None), ("crashy", '{"name": "crashy", "command"')):
+                record = await engine.storage.create_release(
+                    workflow_id=f"deploy-{bot}-1000",
+                    bot_name=bot,
+                    bot_type="discord",
+                    version="0.9.0",
+                    runtime="process",
+                    target=target,  # type: ignore[arg-type]
+                )
+                await engine.storage.activate_release(record)
+                broken.append(record)
+            workflow_id = await engine.deploy(version="1.0.0")
+            assert (await engine.deployments.result(workflow_id)).success
+            [first] = engine.processes()
+            first.kill()
+
+            async def replaced() -> bool:
+                now = pids(engine)
+                return len(now) == 1 and first.pid not in now
+
+            await wait_until(replaced, what="the good release to be started again")
+            await wait_until(lambda: has(engine, "not_supervised", 2), what="both to be told")
+            # The orphan sweep still runs too.
+            installation = await engine.storage.installation_id()
+            ghost = await asyncio.create_subprocess_exec(
+                "sleep",
+                "600",
+                env={MARKER_VARIABLE: f"ghost#7@deploy-ghost-1~{installation}"},
+                start_new_session=True,
+            )
+            try:
+                await wait_until(
+                    lambda: has(engine, "orphan_stopped", 1), what="the orphan to be stopped"
+                )
+                await asyncio.wait_for(ghost.wait(), timeout=10)
+            finally:
+                if ghost.returncode is None:
+                    ghost.kill()
+                    await ghost.wait()
+            rounds = await supervisor_rounds(engine)
+            await wait_until(lambda: more_rounds(engine, rounds, 3), what="three more rounds")
+            told = await incidents(engine, "not_supervised")
+            assert len(told) == 2
+            assert any(
+                "Release #1 of **overlap** cannot be supervised" in message
+                and "recorded without its target" in message
+                for message in told
+            )
+            assert any(
+                "**crashy**" in message and "its recorded Target cannot be read" in message
+                for message in told
+            )
+            assert await has(engine, "restarted", 1)
+    logged = [entry for entry in captured if entry["event"] == "release_not_supervised"]
+    assert sorted((entry["bot"], entry["release"]) for entry in logged) == [
+        ("crashy", 1),
+        ("overlap", 1),
+    ]

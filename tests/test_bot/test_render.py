@@ -370,3 +370,40 @@ def test_cards_fit_discords_limits_and_never_mention_a_label() -> None:
     assert all(len(field["value"]) <= 1024 for field in card.embed["fields"])
     assert "@everyone" not in card_text(card) and "\n" not in card.content
     assert len(card.content) <= 2000 and len(card.embed["description"]) <= 4096
+
+
+def test_a_workflow_terminated_in_temporal_says_so_where_the_board_last_saw_it() -> None:
+    from temporalio.client import WorkflowExecutionStatus
+
+    from workflows.deployment_client import closed_without_result, with_last_status
+
+    last = make_status(step="Running health check", progress=85, release_number=4)
+    # No worker answered the closed workflow's query: only the board knows where it was.
+    result = closed_without_result(WorkflowExecutionStatus.TERMINATED, None, "operator")
+    assert result.ended_by == "terminated" and result.step is None
+    assert result.error == "Terminated in Temporal: operator."
+    finished = STARTED + timedelta(seconds=30)
+    record = make_record(is_open=False, state="failed")
+    for shown_result in (result, with_last_status(result, last)):
+        card = final_card(
+            record, shown_result, finished_at=finished, last_status=last, workflow_url=None
+        )
+        text = card_text(card)
+        assert "**Terminated in Temporal** at running health check — 85%" in text
+        assert "terminated in Temporal after 30s" in text
+        assert "Release: #4" in text
+        assert "No rollback ran (terminated in Temporal). Release #4 had been created." in text
+        assert "Nothing had been deployed" not in text
+        final = render_final(record, shown_result, finished_at=finished, last_status=last)
+        assert "**Terminated in Temporal** at running health check — 85%" in final
+        assert "Release #4 had been created" in final
+    # The workflow's own results never carry it: the contract is unchanged.
+    assert "endedBy" not in DeploymentResult(success=True).model_dump_json()
+    assert "endedBy" in result.model_dump_json()
+    # Recorded with the row, it reads back the same.
+    assert DeploymentResult.model_validate_json(result.model_dump_json()) == result
+    # Nothing started yet, and no release: then nothing was deployed, still said plainly.
+    early = closed_without_result(WorkflowExecutionStatus.TERMINATED, None, None)
+    assert describe_rollback([], ended_by=early.ended_by) == (
+        "No rollback ran (terminated in Temporal)."
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,26 @@ def prepare_folder(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True, mode=FOLDER_MODE)
     with contextlib.suppress(OSError):
         folder.chmod(FOLDER_MODE)
+
+
+def make_existing_private(folder: Path) -> int:
+    """Make an existing releases folder 0700 and every file in it 0600 (logs and exit
+    records written by an older shipcord, or copied in); returns how many files changed."""
+    if not folder.is_dir():
+        return 0
+    with contextlib.suppress(OSError):
+        folder.chmod(FOLDER_MODE)
+    changed = 0
+    for entry in folder.iterdir():
+        try:
+            mode = entry.lstat().st_mode
+            if not stat.S_ISREG(mode) or stat.S_IMODE(mode) == FILE_MODE:
+                continue  # a link is left alone: its mode is its target's
+            entry.chmod(FILE_MODE)
+            changed += 1
+        except OSError:
+            continue
+    return changed
 
 
 def open_log(path: Path) -> int:
