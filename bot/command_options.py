@@ -42,29 +42,18 @@ def _access(interaction: discord.Interaction[Any]) -> Access:
     return shipcord(interaction).access
 
 
-class DeployableBot(app_commands.Transformer):
-    """A bot this person may deploy here, resolved to its target."""
+class _BotName(app_commands.Transformer):
+    """A bot named in the targets file, offered and resolved for what the person may do."""
 
-    async def transform(self, interaction: discord.Interaction[Any], value: str) -> Target:
-        actor, access = Actor.of(interaction), _access(interaction)
-        access.require_enabled(actor)
-        target: Target = access.target_to_deploy(actor, value.strip())
-        return target
-
-    async def autocomplete(
-        self, interaction: discord.Interaction[Any], value: int | float | str
-    ) -> list[Choice]:
-        names = _access(interaction).names_offered(Actor.of(interaction), to_deploy=True)
-        return offered(name_choices(names, str(value)))
-
-
-class BotOfThisServer(app_commands.Transformer):
-    """A bot that belongs to this server, whoever may deploy it, resolved to its target."""
+    to_deploy = False
 
     async def transform(self, interaction: discord.Interaction[Any], value: str) -> Target:
         actor, access = Actor.of(interaction), _access(interaction)
         access.require_enabled(actor)
         name = value.strip()
+        if self.to_deploy:
+            deployable: Target = access.target_to_deploy(actor, name)
+            return deployable
         target: Target | None = access.target_of(name)
         if target is None or not access.policy.belongs_here(actor, target):
             raise UserError(f"There is no bot {name[:40]!r} in this server.")
@@ -73,8 +62,19 @@ class BotOfThisServer(app_commands.Transformer):
     async def autocomplete(
         self, interaction: discord.Interaction[Any], value: int | float | str
     ) -> list[Choice]:
-        names = _access(interaction).names_offered(Actor.of(interaction), to_deploy=False)
+        access = _access(interaction)
+        names = access.names_offered(Actor.of(interaction), to_deploy=self.to_deploy)
         return offered(name_choices(names, str(value)))
+
+
+class DeployableBot(_BotName):
+    """A bot this person may deploy here, resolved to its target."""
+
+    to_deploy = True
+
+
+class BotOfThisServer(_BotName):
+    """A bot that belongs to this server, whoever may deploy it, resolved to its target."""
 
 
 class DeployVersion(app_commands.Transformer):

@@ -317,17 +317,7 @@ class BotDeploymentWorkflow(DeploymentControls):
         if workflow.patched(f"{BEFORE_RECORDED_TARGETS}/{name}") and not self._host_sought:
             self._host_sought = True
             await self._find_host()
-        result = await workflow.execute_activity(
-            name,
-            argument,
-            task_queue=self._host_queue,
-            start_to_close_timeout=START_TO_CLOSE,
-            schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
-            schedule_to_start_timeout=self._host_start_timeout,
-            retry_policy=RETRY_POLICY,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        )
+        result = await workflow.execute_activity(name, argument, **self._step_options())
         raise_if_cancel_requested()
         return result
 
@@ -453,17 +443,19 @@ class BotDeploymentWorkflow(DeploymentControls):
         argument: ArgT,
     ) -> ResultT:
         # Every activity after validation touches the release, on its host's queue.
-        result = await workflow.execute_activity_method(
-            activity,
-            argument,
-            task_queue=self._host_queue,
-            start_to_close_timeout=START_TO_CLOSE,
-            schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
-            schedule_to_start_timeout=self._host_start_timeout,
-            retry_policy=RETRY_POLICY,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            # A cancelled step must have stopped before its compensation starts.
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        )
+        result = await workflow.execute_activity_method(activity, argument, **self._step_options())
         raise_if_cancel_requested()
         return result
+
+    def _step_options(self) -> dict[str, Any]:
+        """How every step and compensation runs: on the release's host queue, with retries."""
+        return {
+            "task_queue": self._host_queue,
+            "start_to_close_timeout": START_TO_CLOSE,
+            "schedule_to_close_timeout": SCHEDULE_TO_CLOSE,
+            "schedule_to_start_timeout": self._host_start_timeout,
+            "retry_policy": RETRY_POLICY,
+            "heartbeat_timeout": HEARTBEAT_TIMEOUT,
+            # A cancelled step must have stopped before its compensation starts.
+            "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import discord
 import structlog
@@ -41,6 +42,25 @@ log = structlog.get_logger(__name__)
 STATUS_LIST_LIMIT = 15
 INCIDENTS_SHOWN_FOR = timedelta(hours=24)
 INCIDENTS_LISTED = 5
+
+
+def control_command(action: str, summary: str, option: str) -> Any:
+    """/pause, /resume or /cancel: the same command but for its action."""
+
+    async def steer(
+        cog: DeploymentsCog,
+        interaction: discord.Interaction,
+        deployment: app_commands.Transform[str, ControllableDeployment],
+    ) -> None:
+        await cog._control(interaction, action, deployment)
+
+    steer.__doc__ = summary
+    # A method of the cog, as discord.py tells methods apart: by their qualified name.
+    steer.__qualname__ = f"DeploymentsCog.{action}"
+    command = app_commands.command(name=action, description=summary)(steer)
+    command = app_commands.describe(deployment=option)(command)
+    command = app_commands.default_permissions(manage_guild=True)(command)
+    return app_commands.guild_only()(command)
 
 
 class DeploymentsCog(commands.Cog, name="Deployments"):
@@ -144,41 +164,22 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
                 shown.append(incident)
         return shown[:INCIDENTS_LISTED]
 
-    @app_commands.command(name="pause")
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
-    @app_commands.describe(deployment="The deployment to pause (its id)")
-    async def pause(
-        self,
-        interaction: discord.Interaction,
-        deployment: app_commands.Transform[str, ControllableDeployment],
+    async def _control(
+        self, interaction: discord.Interaction, action: str, deployment: str
     ) -> None:
-        """Pause a deployment before its next step."""
-        await self.bot.controller.run_interaction(interaction, "pause", deployment)
+        await self.bot.controller.run_interaction(interaction, action, deployment)
 
-    @app_commands.command(name="resume")
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
-    @app_commands.describe(deployment="The paused deployment to resume (its id)")
-    async def resume(
-        self,
-        interaction: discord.Interaction,
-        deployment: app_commands.Transform[str, ControllableDeployment],
-    ) -> None:
-        """Resume a paused deployment."""
-        await self.bot.controller.run_interaction(interaction, "resume", deployment)
-
-    @app_commands.command(name="cancel")
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
-    @app_commands.describe(deployment="The deployment to cancel (its id); it is rolled back")
-    async def cancel(
-        self,
-        interaction: discord.Interaction,
-        deployment: app_commands.Transform[str, ControllableDeployment],
-    ) -> None:
-        """Cancel a deployment and roll back what it did."""
-        await self.bot.controller.run_interaction(interaction, "cancel", deployment)
+    pause = control_command(
+        "pause", "Pause a deployment before its next step.", "The deployment to pause (its id)"
+    )
+    resume = control_command(
+        "resume", "Resume a paused deployment.", "The paused deployment to resume (its id)"
+    )
+    cancel = control_command(
+        "cancel",
+        "Cancel a deployment and roll back what it did.",
+        "The deployment to cancel (its id); it is rolled back",
+    )
 
 
 def incident_line(incident: IncidentRecord) -> str:
