@@ -182,6 +182,11 @@ async def test_two_hosts_keep_their_own_releases_and_a_lost_host_is_a_clear_stat
     assert all(c.ok for c in failed.compensations), failed.compensations
     assert [r.status for r in await cluster.releases("beta", "fail-beta")] == ["rolled_back"]
     assert await cluster.releases("alpha", "fail-beta") == []
+    # A finished deployment's detail names its host.
+    async with await Storage.open(world.data_dir / "shipcord.db") as storage:
+        [record] = await storage.list_deployments_of_bot("fail-beta", limit=1)
+    detail = await cluster.command("status", {"deployment": record.workflow_id})
+    assert "Host: beta" in detail, detail
 
     # A release that dies is restarted by its own host's supervisor.
     [release] = await cluster.releases("alpha", "on-alpha")
