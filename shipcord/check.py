@@ -29,6 +29,7 @@ from shipcord.exits import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
 from shipcord.settings import Settings
 from shipcord.temporal_client import TemporalUnavailable, connect_temporal
 from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
+from workflows.file_access import token_file_problem
 from workflows.host_directory import HostDirectory
 from workflows.models import is_snowflake
 from workflows.runtimes import DockerRuntime, PermanentRuntimeError, RuntimeError_
@@ -207,7 +208,8 @@ def check_target(target: Target, findings: Findings) -> None:
     except TargetsError as error:
         findings.problem(str(error))
     if target.read_token() is None:
-        findings.problem(f"{where}: no token in {target.token_source}")
+        unreadable = token_file_problem(target.token_file) if target.token_file else None
+        findings.problem(f"{where}: {unreadable or f'no token in {target.token_source}'}")
     if target.runtime == "process":
         program = target.render_command(version="0", port=0)[0]
         beside = target.working_directory / program

@@ -6,8 +6,11 @@ import asyncio
 import importlib.metadata
 import json
 import os
+import shutil
 import signal
 import socket
+import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -495,3 +498,75 @@ async def test_check_checks_what_its_role_needs_and_lists_the_hosts(
         assert code == 0, output
         assert "  on-alpha: host alpha has no running worker" in output, output
         assert "on-beta: host" not in output and "anywhere: host" not in output, output
+
+
+NOBODY = 65534
+
+
+def as_nobody() -> list[str] | None:
+    """The prefix that runs a command as uid nobody, or None where that cannot be done."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        return None
+    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+def unreadable_secret_folder() -> tuple[Path, Path, Path]:
+    """A folder nobody can reach (pytest's own is root's only) with a secret file it cannot
+    read, a targets file whose bot uses that secret, and a data folder it can write."""
+    folder = Path(tempfile.mkdtemp(prefix="shipcord-secrets-"))
+    folder.chmod(0o755)
+    secret = folder / "discord.token"
+    secret.write_text(SHIPCORD_TOKEN)
+    secret.chmod(0o000)
+    (folder / "data").mkdir()
+    (folder / "data").chmod(0o777)
+    targets = folder / "targets.toml"
+    targets.write_text(f'[bots.echo]\ncommand = ["sleep", "600"]\ntoken_file = "{secret}"\n')
+    return folder, secret, targets
+
+
+async def test_an_unreadable_secret_file_says_which_file_and_which_uid(tmp_path: Path) -> None:
+    """A root-owned secret that shipcord's uid cannot read (the image runs as 10001): the
+    message names the file and the uid that must read it, not a bare "Permission denied".
+    As root every file is readable, so shipcord runs as nobody here."""
+    prefix = as_nobody()
+    if prefix is None:
+        pytest.skip("needs root and setpriv, to run shipcord as a uid that cannot read a file")
+    folder, secret, targets = unreadable_secret_folder()
+    try:
+        env = {
+            "PATH": os.environ["PATH"],
+            "SHIPCORD_TARGETS_FILE": str(targets),
+            "SHIPCORD_DATA_DIR": str(folder / "data"),
+            "SHIPCORD_LOG_FORMAT": "console",
+        }
+
+        async def shipcord(*args: str, **more: str) -> tuple[int, str]:
+            process = await asyncio.create_subprocess_exec(
+                *prefix,
+                sys.executable,
+                "-m",
+                "shipcord",
+                *args,
+                env=dict(env, **more),
+                cwd=str(folder),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            out, _ = await asyncio.wait_for(process.communicate(), 60)
+            return await process.wait(), out.decode()
+
+        said = f"uid {NOBODY} (gid {NOBODY}), which must be able to read it"
+        code, output = await shipcord("check", "--no-start", DISCORD_TOKEN_FILE=str(secret))
+        assert code == 2, output
+        assert f"DISCORD_TOKEN_FILE: cannot read {secret}: permission denied" in output, output
+        assert said in output and "mode 0000" in output, output
+
+        # A target's token file: the worker's check says the same of it.
+        code, output = await shipcord("check", "--no-start", "--role", "worker")
+        assert code == 2, output
+        assert f"bots.echo: cannot read {secret}: permission denied" in output, output
+        assert said in output, output
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
