@@ -180,8 +180,7 @@ class ShipcordBot(commands.Bot):
         for cog in COGS:
             await self.load_extension(cog)
         self.add_dynamic_items(DeploymentButton)
-        if self.config.dev_guild_id:
-            await self.sync_dev_guild(self.config.dev_guild_id)
+        await self.sync_servers()
         if self._run_board:
             self.board.start()
             self.incidents.start()
@@ -198,7 +197,15 @@ class ShipcordBot(commands.Bot):
                 log.exception("deployment_discovery_failed")
             await asyncio.sleep(ADOPTION_INTERVAL_SECONDS)
 
-    async def sync_dev_guild(self, guild_id: int) -> list[app_commands.AppCommand]:
+    async def sync_servers(self) -> None:
+        """Register the commands in each configured server (SHIPCORD_GUILD_IDS, the
+        development server and the targets' `guilds`), where they appear at once: no
+        separate step before the first command. Global commands stay an explicit action
+        (`shipcord sync-commands`)."""
+        for guild_id in sorted(self.access.policy.enabled_servers(self.access.targets())):
+            await self.sync_guild(int(guild_id))
+
+    async def sync_guild(self, guild_id: int) -> list[app_commands.AppCommand]:
         """Register the commands in one server, where they are available at once."""
         guild = discord.Object(guild_id)
         self.tree.copy_global_to(guild=guild)

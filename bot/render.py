@@ -231,9 +231,30 @@ def describe_rollback(
             )
         else:
             sentences.append(
-                f"Rollback step {item.name} failed: {shorten(item.detail or 'unknown error', 200)}"
+                f"Could not {compensation_words(item.name)}: "
+                f"{shorten(item.detail or 'unknown error', 200)}"
             )
     return " ".join(sentences) or "Completed steps were rolled back."
+
+
+# What each compensation does, in words: people never read the workflow's own names.
+COMPENSATION_WORDS = {
+    "stop_new_release": "stop the new release",
+    "restore_previous_release": "restore the previous release",
+    "restore_command_snapshot": "restore the slash commands",
+    "mark_release_rolled_back": "mark the release rolled back",
+}
+
+
+def compensation_words(name: str) -> str:
+    """A compensation as a person reads it ("restore the slash commands")."""
+    return COMPENSATION_WORDS.get(name, "undo an earlier step")
+
+
+def compensation_label(name: str) -> str:
+    """A compensation as a card lists it ("Restore the slash commands")."""
+    words = compensation_words(name)
+    return words[:1].upper() + words[1:]
 
 
 def render_failure_notice(

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from shipcord import logs
 from shipcord.app import (
@@ -28,6 +29,8 @@ from shipcord.exits import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
 from shipcord.settings import Settings
 from shipcord.temporal_client import TemporalUnavailable, connect_temporal
 from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
+from workflows.file_access import token_file_problem
+from workflows.host_directory import HostDirectory
 from workflows.models import is_snowflake
 from workflows.runtimes import DockerRuntime, PermanentRuntimeError, RuntimeError_
 from workflows.runtimes.process import run_as
@@ -71,22 +74,53 @@ class Findings:
         return EXIT_CONFIG if EXIT_CONFIG in self.codes else EXIT_RUNTIME
 
 
-async def run_check(settings: Settings, *, start_embedded: bool = True) -> int:
-    """Check everything the first deployment needs; one line per problem."""
+ROLES = ("run", "bot", "worker")
+
+
+@dataclass(frozen=True)
+class Role:
+    """What `shipcord check` checks: what the role it will run as needs."""
+
+    name: str = "run"
+    # The worker's host (run and worker); the front end runs no worker.
+    host: str | None = None
+
+    @property
+    def front_end(self) -> bool:
+        return self.name in ("run", "bot")
+
+    @property
+    def worker(self) -> bool:
+        return self.name in ("run", "worker")
+
+    def runs_here(self, target: Target, default_host: str) -> bool:
+        """Whether this role's worker runs `target` (`run` checks every target, as one
+        machine runs them all)."""
+        if self.name == "run":
+            return True
+        return self.name == "worker" and (target.host or default_host) == self.host
+
+
+async def run_check(
+    settings: Settings, *, start_embedded: bool = True, role: Role | None = None
+) -> int:
+    """Check everything the role needs (`run`: everything); one line per problem."""
+    role = role or Role("run", settings.host)
     prepare(settings)
     findings = Findings()
-    announce("settings: ok")
-    if settings.admin_role is not None:
+    announce(f"settings: ok (role {role.name}" + (f", host {role.host})" if role.worker else ")"))
+    if role.front_end and settings.admin_role is not None:
         warn_role_names("SHIPCORD_ADMIN_ROLE", [settings.admin_role])
     token: str | None = None
-    try:
-        token = require_token(settings)
-    except StartupError as error:
-        findings.problem(str(error), error.exit_code)
+    if role.front_end:
+        try:
+            token = require_token(settings)
+        except StartupError as error:
+            findings.problem(str(error), error.exit_code)
     data_dir_ok = check_data_dir(settings, findings)
-    await check_targets(settings, findings)
+    targets = await check_targets(settings, findings, role)
     if data_dir_ok or not settings.embedded_temporal:
-        await check_temporal(settings, findings, start_embedded=start_embedded)
+        await check_temporal(settings, findings, start_embedded=start_embedded, targets=targets)
     if token is not None:
         await check_discord(settings, token, findings)
     if findings.codes:
@@ -105,16 +139,27 @@ def check_data_dir(settings: Settings, findings: Findings) -> bool:
     return True
 
 
-async def check_targets(settings: Settings, findings: Findings) -> None:
+async def check_targets(settings: Settings, findings: Findings, role: Role) -> TargetsFile | None:
+    """The targets file; then, for the front end, its servers and roles, and for a worker
+    each target it runs (command, manifest, token, Docker)."""
     try:
         targets = load_targets(settings.targets_file)
     except TargetsError as error:
         findings.problem(str(error))
-        return
+        return None
     announce(f"targets file {settings.targets_file}: {len(targets.bots)} bot(s)")
-    check_servers(settings, targets, findings)
+    if role.front_end:
+        check_servers(settings, targets, findings)
+        for target in targets.bots.values():
+            warn_target_roles(target)
+    if not role.worker:
+        return targets
+    default_host = settings.resolved_default_host
+    mine = [t for t in targets.bots.values() if role.runs_here(t, default_host)]
+    if role.name == "worker":
+        announce(f"  host {role.host} runs {len(mine)} of them")
     docker_users = []
-    for target in targets.bots.values():
+    for target in mine:
         before = len(findings.codes)
         check_target(target, findings)
         if target.runtime == "docker":
@@ -123,6 +168,7 @@ async def check_targets(settings: Settings, findings: Findings) -> None:
             announce(f"  {target.name}: ok")
     if docker_users:
         await check_docker(settings, docker_users, findings)
+    return targets
 
 
 def check_servers(settings: Settings, targets: TargetsFile, findings: Findings) -> None:
@@ -147,17 +193,23 @@ def warn_role_names(where: str, roles: Iterable[str]) -> None:
             logs.warn(f"warning: {where}: the role {role[:100]!r} is given by name: {ROLE_BY_ID}")
 
 
-def check_target(target: Target, findings: Findings) -> None:
+def warn_target_roles(target: Target) -> None:
     where = f"bots.{target.name}"
     warn_role_names(f"{where}.deploy_roles", target.deploy_roles)
     if target.approval is not None:
         warn_role_names(f"{where}.approval.role", [target.approval.role])
+
+
+def check_target(target: Target, findings: Findings) -> None:
+    """What a worker needs to run `target`: its manifest, token, command and user."""
+    where = f"bots.{target.name}"
     try:
         target.load_command_manifest()
     except TargetsError as error:
         findings.problem(str(error))
     if target.read_token() is None:
-        findings.problem(f"{where}: no token in {target.token_source}")
+        unreadable = token_file_problem(target.token_file) if target.token_file else None
+        findings.problem(f"{where}: {unreadable or f'no token in {target.token_source}'}")
     if target.runtime == "process":
         program = target.render_command(version="0", port=0)[0]
         beside = target.working_directory / program
@@ -184,20 +236,53 @@ async def check_docker(settings: Settings, users: list[str], findings: Findings)
         await runtime.close()
 
 
-async def check_temporal(settings: Settings, findings: Findings, *, start_embedded: bool) -> None:
+async def check_temporal(
+    settings: Settings,
+    findings: Findings,
+    *,
+    start_embedded: bool,
+    targets: TargetsFile | None = None,
+) -> None:
     if settings.embedded_temporal and not start_embedded:
         announce("Temporal: embedded server (not started: --no-start)")
         return
     try:
         async with AsyncExitStack() as stack:
-            address, _, _ = await start_temporal(settings, stack)
+            address, _, embedded = await start_temporal(settings, stack)
             try:
-                await connect_temporal(settings, address, retry_for=10.0)
+                client = await connect_temporal(settings, address, retry_for=10.0)
             except TemporalUnavailable as error:
                 raise StartupError(str(error), EXIT_RUNTIME) from None
             announce(f"Temporal at {address}, namespace {settings.temporal_namespace}: ok")
+            # A server that check started itself has no workers to list.
+            if targets is not None and (embedded is None or embedded.adopted):
+                await list_hosts(settings, client, targets)
     except StartupError as error:
         findings.problem(str(error), error.exit_code)
+
+
+async def list_hosts(settings: Settings, client: Client, targets: TargetsFile) -> None:
+    """The hosts with a worker now, and each target whose host has none (not a problem of
+    the configuration: a worker may simply not have started yet)."""
+    default_host = settings.resolved_default_host
+    directory = HostDirectory(
+        client,
+        settings.temporal_task_queue,
+        names=lambda: {t.host or default_host for t in targets.bots.values()},
+        heartbeat_timeout=settings.host_heartbeat_timeout,
+        default_host=default_host,
+    )
+    try:
+        hosts = await directory.describe()
+    except RPCError as error:
+        logs.warn(f"warning: cannot list the hosts' workers: {error.message}")
+        return
+    up = sorted(host.name for host in hosts if host.alive)
+    announce(f"hosts with a running worker: {', '.join(up) if up else 'none'}")
+    for target in targets.bots.values():
+        host = target.host or default_host
+        if host not in up:
+            announce(f"  {target.name}: host {host} has no running worker")
 
 
 async def check_discord(settings: Settings, token: str, findings: Findings) -> None:

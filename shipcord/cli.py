@@ -57,6 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--no-start", action="store_true", help="do not start the embedded Temporal server"
     )
+    check.add_argument(
+        "--role",
+        choices=("run", "bot", "worker"),
+        default="run",
+        help="check what this role needs: run (everything, the default), bot (the Discord "
+        "front end: no bot tokens) or worker (the targets of its host: no Discord token)",
+    )
+    check.add_argument(
+        "--host",
+        metavar="NAME",
+        help="with --role worker or run: the worker's host (overrides SHIPCORD_HOST)",
+    )
     commands.add_parser(
         "sync-commands", help="register the slash commands globally (in every server)"
     )
@@ -122,10 +134,11 @@ def exit_now(code: int) -> None:
 async def dispatch(command: str, settings: Settings, args: argparse.Namespace) -> int:
     # Imported here so that `shipcord --help` and settings errors stay fast.
     from shipcord.app import run_service
-    from shipcord.check import run_check, sync_commands
+    from shipcord.check import Role, run_check, sync_commands
 
     if command == "check":
-        return await run_check(settings, start_embedded=not args.no_start)
+        role = Role(args.role, None if args.role == "bot" else settings.host)
+        return await run_check(settings, start_embedded=not args.no_start, role=role)
     if command == "sync-commands":
         return await sync_commands(settings)
     return await run_service(

@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from workflows.file_access import why_unreadable
 from workflows.hosts import DEFAULT_HOST, HostName
 from workflows.models import DEFAULT_API_BASE, DEFAULT_TASK_QUEUE
 from workflows.validation import validation_problems
@@ -295,8 +296,9 @@ class Settings(BaseSettings):
         try:
             token = path.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as error:
-            reason = getattr(error, "strerror", None) or "not a text file"
-            problems.append(f"DISCORD_TOKEN_FILE: cannot read {path}: {reason}")
+            problems.append(
+                f"DISCORD_TOKEN_FILE: cannot read {path}: {why_unreadable(path, error)}"
+            )
             return
         if not token:
             problems.append(f"DISCORD_TOKEN_FILE: {path} is empty")

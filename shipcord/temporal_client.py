@@ -22,6 +22,7 @@ from temporalio.service import TLSConfig
 
 from shipcord.payload_codec import data_converter
 from shipcord.settings import Settings, SettingsError
+from workflows.file_access import why_unreadable
 
 __all__ = ["TemporalUnavailable", "connect_temporal", "temporal_runtime", "temporal_target"]
 
@@ -94,7 +95,9 @@ def _read(path: Path, env_name: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as error:
-        raise SettingsError([f"{env_name}: cannot read {path}: {error.strerror}"]) from None
+        raise SettingsError(
+            [f"{env_name}: cannot read {path}: {why_unreadable(path, error)}"]
+        ) from None
 
 
 def _tls_config(settings: Settings) -> bool | TLSConfig | None:

@@ -6,8 +6,11 @@ import asyncio
 import importlib.metadata
 import json
 import os
+import shutil
 import signal
 import socket
+import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -15,7 +18,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+import temporalio.activity
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from storage import Storage
 from tests.cli_world import (
@@ -32,6 +37,7 @@ from tests.cli_world import (
 from tests.ports import free_port
 from tests.test_environment import pipe_can_hold
 from workflows import DeploymentResult
+from workflows.hosts import host_task_queue
 
 
 @pytest.fixture
@@ -420,3 +426,147 @@ async def test_a_button_right_after_a_crash_and_restart_answers_within_3_s(world
     assert answer.startswith(("Paused", "Pausing")), answer
     again.process.send_signal(signal.SIGTERM)
     assert await again.finish() == 0
+
+
+def two_host_targets(folder: Path) -> Path:
+    targets = folder / "hosts-targets.toml"
+    targets.write_text(
+        '[bots.on-alpha]\ncommand = ["sleep", "600"]\nhost = "alpha"\n'
+        'token_env = "SHIPCORD_TEST_ALPHA_TOKEN"\n'
+        '[bots.on-beta]\ncommand = ["sleep", "600"]\nhost = "beta"\n'
+        'token_env = "SHIPCORD_TEST_ECHO_TOKEN"\n'
+        '[bots.anywhere]\ncommand = ["sleep", "600"]\ntoken_env = "SHIPCORD_TEST_ECHO_TOKEN"\n'
+    )
+    return targets
+
+
+@temporalio.activity.defn(name="shipcord_test_noop")
+async def noop() -> None:
+    return None
+
+
+async def test_check_checks_what_its_role_needs_and_lists_the_hosts(
+    world: World, tmp_path: Path, temporal_client: Client, task_queue: str
+) -> None:
+    targets = two_host_targets(tmp_path)
+    base = dict(
+        SHIPCORD_TARGETS_FILE=str(targets),
+        SHIPCORD_LOG_FORMAT="console",
+        TEMPORAL_ADDRESS=temporal_client.service_client.config.target_host,
+        TEMPORAL_TASK_QUEUE=task_queue,
+        SHIPCORD_DEFAULT_HOST="beta",
+    )
+    no_discord = dict(base, DISCORD_TOKEN=None, DISCORD_DEV_GUILD_ID=None, SHIPCORD_GUILD_IDS=None)
+
+    # A worker needs no Discord token nor servers; only the targets of its host, with theirs.
+    code, output = await run_to_end(
+        world, "check", "--role", "worker", "--host", "beta", **no_discord
+    )
+    assert code == 0, output
+    assert "  on-beta: ok" in output and "  anywhere: ok" in output, output
+    assert "on-alpha: ok" not in output and "SHIPCORD_TEST_ALPHA_TOKEN" not in output, output
+    assert "DISCORD_TOKEN" not in output and "Discord server" not in output, output
+    code, output = await run_to_end(
+        world, "check", "--role", "worker", "--host", "alpha", **no_discord
+    )
+    assert code == 2, output
+    assert "bots.on-alpha: no token in the variable SHIPCORD_TEST_ALPHA_TOKEN" in output, output
+    assert "on-beta" not in output.split("Temporal at")[0], output
+
+    # The front end needs the Discord token and a server, not the bots' tokens.
+    code, output = await run_to_end(world, "check", "--role", "bot", **base)
+    assert code == 0, output
+    assert "SHIPCORD_TEST_ALPHA_TOKEN" not in output and "Discord token: ok" in output, output
+    code, output = await run_to_end(world, "check", "--role", "bot", **no_discord)
+    assert code == 2 and "DISCORD_TOKEN is not set" in output, output
+    assert "set SHIPCORD_GUILD_IDS to your server" in output, output
+
+    # `run` checks everything, as before.
+    code, output = await run_to_end(world, "check", **base)
+    assert code == 2 and "SHIPCORD_TEST_ALPHA_TOKEN" in output, output
+
+    # With Temporal reachable: the hosts with a worker now, and each target without one.
+    async with Worker(
+        temporal_client, task_queue=host_task_queue(task_queue, "beta"), activities=[noop]
+    ):
+        deadline = time.monotonic() + 30
+        while True:
+            code, output = await run_to_end(world, "check", "--role", "bot", **base)
+            if "hosts with a running worker: beta" in output:
+                break
+            assert time.monotonic() < deadline, output
+        assert code == 0, output
+        assert "  on-alpha: host alpha has no running worker" in output, output
+        assert "on-beta: host" not in output and "anywhere: host" not in output, output
+
+
+NOBODY = 65534
+
+
+def as_nobody() -> list[str] | None:
+    """The prefix that runs a command as uid nobody, or None where that cannot be done."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        return None
+    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+def unreadable_secret_folder() -> tuple[Path, Path, Path]:
+    """A folder nobody can reach (pytest's own is root's only) with a secret file it cannot
+    read, a targets file whose bot uses that secret, and a data folder it can write."""
+    folder = Path(tempfile.mkdtemp(prefix="shipcord-secrets-"))
+    folder.chmod(0o755)
+    secret = folder / "discord.token"
+    secret.write_text(SHIPCORD_TOKEN)
+    secret.chmod(0o000)
+    (folder / "data").mkdir()
+    (folder / "data").chmod(0o777)
+    targets = folder / "targets.toml"
+    targets.write_text(f'[bots.echo]\ncommand = ["sleep", "600"]\ntoken_file = "{secret}"\n')
+    return folder, secret, targets
+
+
+async def test_an_unreadable_secret_file_says_which_file_and_which_uid(tmp_path: Path) -> None:
+    """A root-owned secret that shipcord's uid cannot read (the image runs as 10001): the
+    message names the file and the uid that must read it, not a bare "Permission denied".
+    As root every file is readable, so shipcord runs as nobody here."""
+    prefix = as_nobody()
+    if prefix is None:
+        pytest.skip("needs root and setpriv, to run shipcord as a uid that cannot read a file")
+    folder, secret, targets = unreadable_secret_folder()
+    try:
+        env = {
+            "PATH": os.environ["PATH"],
+            "SHIPCORD_TARGETS_FILE": str(targets),
+            "SHIPCORD_DATA_DIR": str(folder / "data"),
+            "SHIPCORD_LOG_FORMAT": "console",
+        }
+
+        async def shipcord(*args: str, **more: str) -> tuple[int, str]:
+            process = await asyncio.create_subprocess_exec(
+                *prefix,
+                sys.executable,
+                "-m",
+                "shipcord",
+                *args,
+                env=dict(env, **more),
+                cwd=str(folder),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            out, _ = await asyncio.wait_for(process.communicate(), 60)
+            return await process.wait(), out.decode()
+
+        said = f"uid {NOBODY} (gid {NOBODY}), which must be able to read it"
+        code, output = await shipcord("check", "--no-start", DISCORD_TOKEN_FILE=str(secret))
+        assert code == 2, output
+        assert f"DISCORD_TOKEN_FILE: cannot read {secret}: permission denied" in output, output
+        assert said in output and "mode 0000" in output, output
+
+        # A target's token file: the worker's check says the same of it.
+        code, output = await shipcord("check", "--no-start", "--role", "worker")
+        assert code == 2, output
+        assert f"bots.echo: cannot read {secret}: permission denied" in output, output
+        assert said in output, output
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -18,12 +18,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from storage import DeploymentRecord, ReleaseRecord, Storage
 from tests.cli_world import Shipcord, World, running_world, start_shipcord
 from workflows import DeploymentResult
-from workflows.hosts import host_gone_message
+from workflows.host_directory import HostDirectory, known_hosts
+from workflows.hosts import host_gone_message, host_task_queue
+from workflows.targets import TargetRegistry
 
 HOSTS = ("alpha", "beta")
 START_TIMEOUT = 4.0
@@ -145,10 +149,15 @@ async def test_two_hosts_keep_their_own_releases_and_a_lost_host_is_a_clear_stat
         SHIPCORD_HOST_HEARTBEAT_TIMEOUT="5",
         SHIPCORD_HOST_WATCH_INTERVAL="0.5",
     )
+    # Every target pinned to a host (the world's own targets are not).
+    targets_file = Path(world.env["SHIPCORD_TARGETS_FILE"])
+    await asyncio.to_thread(targets_file.write_text, TARGETS, "utf-8")
     cluster = Cluster(world, temporal_client, env)
     for host in HOSTS:
         await cluster.start_worker(host)
-    front = await start_shipcord(world, "bot", env=env)
+    # The front end without SHIPCORD_DEFAULT_HOST: every target is pinned.
+    front_env = {k: v for k, v in env.items() if k != "SHIPCORD_DEFAULT_HOST"}
+    front = await start_shipcord(world, "bot", env=front_env)
     await world.double.wait_for_bot_ready(world.shipcord_bot_id, timeout=30)
 
     # A target pinned to each host deploys there, and only there.
@@ -173,6 +182,11 @@ async def test_two_hosts_keep_their_own_releases_and_a_lost_host_is_a_clear_stat
     assert all(c.ok for c in failed.compensations), failed.compensations
     assert [r.status for r in await cluster.releases("beta", "fail-beta")] == ["rolled_back"]
     assert await cluster.releases("alpha", "fail-beta") == []
+    # A finished deployment's detail names its host.
+    async with await Storage.open(world.data_dir / "shipcord.db") as storage:
+        [record] = await storage.list_deployments_of_bot("fail-beta", limit=1)
+    detail = await cluster.command("status", {"deployment": record.workflow_id})
+    assert "Host: beta" in detail, detail
 
     # A release that dies is restarted by its own host's supervisor.
     [release] = await cluster.releases("alpha", "on-alpha")
@@ -193,6 +207,7 @@ async def test_two_hosts_keep_their_own_releases_and_a_lost_host_is_a_clear_stat
 
     listing = await cluster.command("status", {})
     assert "**alpha**: up" in listing and "**beta**: up" in listing, listing
+    assert "**local**" not in listing, listing
     history = await cluster.command("history", {"bot": "on-beta"})
     assert "#1 on beta " in history, history
 
@@ -256,3 +271,52 @@ async def test_two_hosts_keep_their_own_releases_and_a_lost_host_is_a_clear_stat
     for process in (front, *cluster.workers.values()):
         process.process.send_signal(signal.SIGTERM)
         assert await process.finish() == 0
+
+
+@activity.defn(name="shipcord_test_noop")
+async def noop() -> None:
+    return None
+
+
+async def test_a_host_no_target_uses_and_no_worker_announced_is_not_listed(
+    tmp_path: Path, temporal_client: Client, task_queue: str
+) -> None:
+    # Every target pinned, and the front end without SHIPCORD_DEFAULT_HOST: `local` is
+    # nobody's host, and no worker of it was ever seen.
+    targets_file = tmp_path / "targets.toml"
+    targets_file.write_text(TARGETS)
+    directory = HostDirectory(
+        temporal_client,
+        task_queue,
+        names=known_hosts(TargetRegistry(targets_file), "local"),
+        heartbeat_timeout=30,
+        default_host="local",
+    )
+    described = await directory.describe()
+    assert [(h.name, h.alive, h.last_heartbeat) for h in described] == [
+        ("alpha", False, None),
+        ("beta", False, None),
+    ]
+
+    # A worker announces the default host: it is listed, though no target uses it.
+    async with Worker(
+        temporal_client, task_queue=host_task_queue(task_queue, "local"), activities=[noop]
+    ):
+
+        async def local_listed() -> bool:
+            return "local" in [h.name for h in await directory.describe() if h.alive]
+
+        await eventually(local_listed, "the worker of local to be seen")
+
+    # A target without a host runs on the default host: it is listed, worker or not.
+    targets_file.write_text(
+        TARGETS + '\n[bots.anywhere]\ncommand = ["true"]\ntoken_env = "SHIPCORD_TEST_ECHO_TOKEN"\n'
+    )
+    other = HostDirectory(
+        temporal_client,
+        f"{task_queue}-unseen",
+        names=known_hosts(TargetRegistry(targets_file), "local"),
+        heartbeat_timeout=30,
+        default_host="local",
+    )
+    assert [h.name for h in await other.describe()] == ["alpha", "beta", "local"]

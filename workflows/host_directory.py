@@ -31,15 +31,15 @@ class HostInfo:
 
 
 def known_hosts(targets: TargetRegistry, default_host: str) -> Callable[[], list[str]]:
-    """The hosts of the targets file as it is now, and the default host."""
+    """The hosts the targets file uses as it is now: each pinned target's host, and the
+    default host when a target has none. When the file cannot be read, the default host."""
 
     def names() -> list[str]:
-        found = {default_host}
         try:
-            found.update(t.host for t in targets.current().bots.values() if t.host)
+            bots = targets.current().bots.values()
         except TargetsError:
-            pass  # the deployments say what is wrong with the file
-        return sorted(found)
+            return [default_host]  # the deployments say what is wrong with the file
+        return sorted({t.host or default_host for t in bots})
 
     return names
 
@@ -65,10 +65,19 @@ class HostDirectory:
         return self._timeout
 
     def names(self) -> list[str]:
+        """The hosts a target uses (see `known_hosts`)."""
         return sorted(set(self._names()))
 
     async def describe(self) -> list[HostInfo]:
-        return [await self.describe_host(name) for name in self.names()]
+        """Each host a target uses, and the default host when one of its workers was seen:
+        a host that no target uses and no worker announced is not one."""
+        used = set(self.names())
+        described = []
+        for name in sorted(used | {self.default_host}):
+            host = await self.describe_host(name)
+            if name in used or host.last_heartbeat is not None:
+                described.append(host)
+        return described
 
     async def describe_host(self, name: str) -> HostInfo:
         response = await self._client.workflow_service.describe_task_queue(

@@ -12,6 +12,7 @@ import structlog
 from temporalio.exceptions import ApplicationError
 
 from storage import ReleaseRecord, Storage
+from workflows.file_access import token_file_problem
 from workflows.release_view import Release
 from workflows.runtimes import (
     PermanentRuntimeError,
@@ -78,6 +79,9 @@ class ReleaseOperator:
     def token(self, target: Target) -> str:
         token = target.read_token()
         if token is None:
+            unreadable = token_file_problem(target.token_file) if target.token_file else None
+            if unreadable is not None:
+                raise invalid(f"No token for {target.name}: {unreadable}.")
             raise invalid(f"No token for {target.name}: {target.token_source} is not set.")
         return token
 

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 import workflows.tokens as tokens
+from workflows.file_access import why_unreadable
 from workflows.hosts import HostName
 from workflows.models import Snowflake, quoted, validate_bot_name
 from workflows.validation import validation_problems
@@ -210,7 +211,8 @@ class Target(BaseModel):
             manifest = json.loads(self.commands.read_text(encoding="utf-8"))
         except OSError as error:
             raise TargetsError(
-                f"bots.{self.name}.commands: cannot read {self.commands}: {error.strerror}"
+                f"bots.{self.name}.commands: cannot read {self.commands}: "
+                f"{why_unreadable(self.commands, error)}"
             ) from None
         except json.JSONDecodeError as error:
             raise TargetsError(
@@ -247,7 +249,9 @@ def load_targets(path: Path) -> TargetsFile:
     except FileNotFoundError:
         raise TargetsError(f"{path}: targets file not found (set SHIPCORD_TARGETS_FILE)") from None
     except OSError as error:
-        raise TargetsError(f"{path}: cannot read the targets file: {error.strerror}") from None
+        raise TargetsError(
+            f"{path}: cannot read the targets file: {why_unreadable(path, error)}"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         raise TargetsError(f"{path}: not valid TOML: {error}") from None
     unknown = sorted(set(raw) - {"bots"})

@@ -12,6 +12,7 @@ import discord
 from bot.access.approval_rules import role_label
 from bot.render import (
     STATE_ICONS,
+    compensation_label,
     ended_words,
     format_duration,
     mention,
@@ -68,12 +69,6 @@ CURRENT_MARKS = {
 }
 DONE, TO_DO = "✅", "⬜"
 CHECKLIST = [step for step in Step if step in STEP_PROGRESS and step is not Step.STARTING]
-COMPENSATION_LABELS = {
-    "stop_new_release": "Stop the new release",
-    "restore_previous_release": "Restore the previous release",
-    "restore_command_snapshot": "Restore the slash commands",
-    "mark_release_rolled_back": "Mark the release rolled back",
-}
 
 
 @dataclass(frozen=True)
@@ -261,7 +256,7 @@ def rollback_lines(
         return no_rollback(release_number, ended)
     lines = []
     for item in compensations:
-        label = COMPENSATION_LABELS.get(item.name, item.name.replace("_", " ").capitalize())
+        label = compensation_label(item.name)
         detail = shorten(item.detail or "", 200)
         if item.ok:
             lines.append(f"{DONE} {label}" + (f": {detail}" if detail else ""))

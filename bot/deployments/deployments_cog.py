@@ -63,6 +63,11 @@ def control_command(action: str, summary: str, option: str) -> Any:
     return app_commands.guild_only()(command)
 
 
+def host_line(host: str | None) -> str:
+    """Where the deployment runs, past one machine (on one, as before hosts: nothing)."""
+    return f"\nHost: {host}" if host is not None and host != DEFAULT_HOST else ""
+
+
 class DeploymentsCog(commands.Cog, name="Deployments"):
     def __init__(self, bot: ShipcordBot) -> None:
         self.bot = bot
@@ -111,18 +116,17 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         now = datetime.now(UTC)
         url = self.bot.config.workflow_url(record.workflow_id)
         if not record.is_open:
-            return render_status_detail(
-                record, None, closed_result(record), now=now, workflow_url=url
-            )
+            result = closed_result(record)
+            detail = render_status_detail(record, None, result, now=now, workflow_url=url)
+            return fit(detail + host_line(result.host))
         snapshot = await self.bot.controller.snapshot(record.workflow_id)
         if snapshot.scheduled_for is not None:
             scheduled = render_scheduled_line(record, snapshot.scheduled_for)
             return fit(scheduled + (f"\n[Open in Temporal Web UI](<{url}>)" if url else ""))
         status = snapshot.status or self.bot.board.last_status(record.workflow_id)
         detail = render_status_detail(record, status, snapshot.result, now=now, workflow_url=url)
-        host = status.host if status is not None else None
-        if host is not None and host != DEFAULT_HOST:  # one machine: as before hosts
-            detail += f"\nHost: {host}"
+        host = snapshot.result.host if snapshot.result is not None else None
+        detail += host_line(host or (status.host if status is not None else None))
         if snapshot.is_open and snapshot.status is None:
             detail += "\nNo worker answers yet (restarting?): this is the last known status."
         return fit(detail)

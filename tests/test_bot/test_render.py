@@ -163,7 +163,13 @@ def test_rollback_description_is_the_workflows_own_account() -> None:
     ]
     text = describe_rollback(down)
     assert "the bot is DOWN — exec failed" in text
-    assert "restore_command_snapshot failed: 403" in text
+    assert "Could not restore the slash commands: 403" in text
+    # People read no activity names: the failure DM, the channel notice and /status say
+    # what the step did.
+    marking = [CompensationRecord(name="mark_release_rolled_back", ok=False, detail="locked")]
+    assert describe_rollback(marking) == "Could not mark the release rolled back: locked"
+    unknown = [CompensationRecord(name="some_future_step", ok=False, detail="x")]
+    assert "some_future_step" not in describe_rollback(unknown)
     assert "nothing to roll back" in describe_rollback([])
 
 
