@@ -93,6 +93,8 @@ class BoardResult:
     channel_posts: int
     channel_edits: int
     rate_limited: int
+    retried_writes: int  # writes Discord refused for a while (429, 5xx), each tried again
+    non_final: int  # messages left without their final form (must be 0)
     status_queries_per_edit: float
     describes_per_deployment: float
     history_polls_per_deployment: float
@@ -283,10 +285,14 @@ def summarise(
     answer_delays = [a - sent for a, sent in zip(answers, dispatched.values(), strict=True)]
     channel_ids = [c for c, data in state["channels"].items() if data["name"].startswith("dep")]
     messages = progress_messages(state, workflow_ids, channel_ids)
-    final_delays, fresh_delays, last_final = [], [], started
+    final_delays, fresh_delays, last_final, non_final = [], [], started, 0
     for workflow_id, closed, events in zip(workflow_ids, closed_at, histories, strict=True):
-        versions = messages[workflow_id]["versions"]
-        first_final = next(at(v["at"]) for v in versions if shown_step(v) == FINAL)
+        versions = messages[workflow_id]["versions"] if workflow_id in messages else []
+        finals = [at(v["at"]) for v in versions if shown_step(v) == FINAL]
+        if not finals or control_buttons(messages[workflow_id]):
+            non_final += 1
+            continue
+        first_final = finals[0]
         final_delays.append(max(0.0, first_final - closed))
         last_final = max(last_final, first_final)
         fresh_delays += freshness(step_changes(events), versions)
@@ -307,6 +313,13 @@ def summarise(
         1 for r in requests if r["method"] == "PATCH" and r["path"].startswith("/channels/")
     )
     edits = webhook_edits + channel_edits
+    retried = sum(
+        1
+        for r in requests
+        if r["method"] in ("POST", "PATCH")
+        and (r["status"] == 429 or r["status"] >= 500)
+        and r["path"].startswith(("/channels/", "/webhooks/", "/interactions/"))
+    )
     return BoardResult(
         deployments=count,
         channels=channels,
@@ -322,6 +335,8 @@ def summarise(
         channel_posts=posts,
         channel_edits=channel_edits,
         rate_limited=int(state["rate_limited_count"]),
+        retried_writes=retried,
+        non_final=non_final,
         status_queries_per_edit=round(calls["QueryWorkflow"] / max(1, edits), 2),
         describes_per_deployment=round(calls["DescribeWorkflowExecution"] / count, 2),
         history_polls_per_deployment=round(calls["GetWorkflowExecutionHistory"] / count, 2),
@@ -333,7 +348,7 @@ def report(results: list[BoardResult]) -> str:
     head = (
         f"  {'scenario':>9} {'answer p50/p95/max':>20} {'final p50/p95/max':>20}"
         f" {'fresh p50/p95':>14} {'all final':>9} {'writes':>6} {'429':>4}"
-        f" {'q/edit':>6} {'CPU s':>6} {'private':>7}"
+        f" {'q/edit':>6} {'CPU s':>6} {'private':>7} {'retried':>7} {'not final':>9}"
     )
     lines = ["board (N deployments at once x C channels; seconds)", head]
     for r in results:
@@ -343,12 +358,13 @@ def report(results: list[BoardResult]) -> str:
             f" {f'{r.fresh_s.p50:.2f}/{r.fresh_s.p95:.2f}':>14} {r.all_final_s:>9.1f}"
             f" {r.writes_per_deployment:>6.2f} {r.rate_limited:>4}"
             f" {r.status_queries_per_edit:>6.2f} {r.cpu_s_per_deployment:>6.3f}"
-            f" {r.acknowledged_privately:>7}"
+            f" {r.acknowledged_privately:>7} {r.retried_writes:>7} {r.non_final:>9}"
         )
     lines.append(
         "  answer: /deploy to the answer seen; final: workflow end to final message; fresh:"
         " step change to the edit showing it; writes per deployment; 429s; status queries"
-        " per edit; CPU s of shipcord per deployment; answers after a private thinking"
+        " per edit; CPU s of shipcord per deployment; answers after a private thinking;"
+        " writes Discord refused for a while and shipcord tried again; messages not final"
     )
     return "\n".join(lines)
 
