@@ -16,6 +16,7 @@ from bot.autocomplete import deployment_choices, name_choices
 from bot.deployments.schedule_time import BadTime, parse_when
 from bot.discord_client import ShipcordBot
 from bot.interactions.user_answers import UserError
+from storage import DeploymentRecord
 from workflows.models import validate_version
 from workflows.targets import Target
 
@@ -97,36 +98,36 @@ class StartTime(app_commands.Transformer):
             raise UserError(str(error)) from None
 
 
-class ControllableDeployment(app_commands.Transformer):
+class _DeploymentId(app_commands.Transformer):
+    """A deployment's id, offered from the deployments this person may act on."""
+
+    async def transform(self, interaction: discord.Interaction[Any], value: str) -> str:
+        return value
+
+    async def autocomplete(
+        self, interaction: discord.Interaction[Any], value: int | float | str
+    ) -> list[Choice]:
+        actor, bot = Actor.of(interaction), shipcord(interaction)
+        if not bot.access.is_enabled(actor):
+            return []
+        return offered(deployment_choices(await self.offered(bot, actor), str(value)))
+
+    async def offered(self, bot: ShipcordBot, actor: Actor) -> list[DeploymentRecord]:
+        raise NotImplementedError
+
+
+class ControllableDeployment(_DeploymentId):
     """An open deployment this person may pause, resume or cancel (its id)."""
 
-    async def transform(self, interaction: discord.Interaction[Any], value: str) -> str:
-        return value
-
-    async def autocomplete(
-        self, interaction: discord.Interaction[Any], value: int | float | str
-    ) -> list[Choice]:
-        actor, access = Actor.of(interaction), _access(interaction)
-        if not access.is_enabled(actor):
-            return []
-        records = await shipcord(interaction).storage.list_open_deployments()
-        mine = [record for record in records if access.may_control(actor, record)]
-        return offered(deployment_choices(mine, str(value)))
+    async def offered(self, bot: ShipcordBot, actor: Actor) -> list[DeploymentRecord]:
+        records = await bot.storage.list_open_deployments()
+        return [record for record in records if bot.access.may_control(actor, record)]
 
 
-class VisibleDeployment(app_commands.Transformer):
+class VisibleDeployment(_DeploymentId):
     """A recent deployment this person may see, open ones first (its id)."""
 
-    async def transform(self, interaction: discord.Interaction[Any], value: str) -> str:
-        return value
-
-    async def autocomplete(
-        self, interaction: discord.Interaction[Any], value: int | float | str
-    ) -> list[Choice]:
-        actor, access = Actor.of(interaction), _access(interaction)
-        if not access.is_enabled(actor):
-            return []
-        records = await shipcord(interaction).storage.list_deployments(limit=RECENT_LIMIT)
-        visible = [r for r in records if access.may_see(actor, r)]
-        visible.sort(key=lambda record: not record.is_open)
-        return offered(deployment_choices(visible, str(value)))
+    async def offered(self, bot: ShipcordBot, actor: Actor) -> list[DeploymentRecord]:
+        records = await bot.storage.list_deployments(limit=RECENT_LIMIT)
+        visible = [record for record in records if bot.access.may_see(actor, record)]
+        return sorted(visible, key=lambda record: not record.is_open)
