@@ -40,8 +40,8 @@ ADMIN_ROLE = "deployers"
 RELEASE_ROLE = "release"
 WAIT = 30.0
 # Bots the tests deploy: each test takes its own so no two deployments collide.
-SLEEPERS = [f"sleeper-{n}" for n in range(16)]
-FAILERS = [f"failer-{n}" for n in range(8)]
+SLEEPERS = [f"sleeper-{n}" for n in range(20)]
+FAILERS = [f"failer-{n}" for n in range(10)]
 LOAD_BOTS = [f"load-{n:03d}" for n in range(100)]
 QUICK_BOTS = [f"quick-{n}" for n in range(16)]
 FLAKY_BOTS = [f"flaky-{n}" for n in range(2)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.engine.harness import wait_until
 from tests.test_bot.conftest import FAILERS, Front, notices_for, progress_messages, shown
 
@@ -90,3 +92,64 @@ async def test_a_429_storm_on_the_notices_tells_the_failure_once(front: Front) -
     assert len(notices_for(front.double, world.channel_id, workflow_id)) == 1
     dms = [m for m in front.double.dm_messages(world.owner) if workflow_id in m.content]
     assert len(dms) == 1
+
+
+async def test_429s_on_the_deploy_answer_still_answer_in_public(front: Front) -> None:
+    world = front.world
+    brief = {**RATE_LIMITED, "retry_after": 0.2}
+    front.double.inject_fault("POST", r"^/interactions/", status=429, times=2, body=brief)
+    workflow_id = await front.deploy("sleeper-16", user=world.owner)
+    message = await front.progress_message(workflow_id)
+    front.let_finish("sleeper-16")
+    await assert_final_and_quiet(front, message, workflow_id, "State: succeeded")
+
+
+async def test_a_global_429_storm_in_the_middle_still_ends_deployed(front: Front) -> None:
+    world = front.world
+    workflow_id = await front.deploy("sleeper-17", user=world.owner)
+    message = await front.progress_message(workflow_id)
+    await front.wait_for_text(message, "**Running health check**")
+    storm = {**RATE_LIMITED, "global": True}
+    front.double.inject_fault("*", r"^/(webhooks|channels)/", status=429, times=8, body=storm)
+    front.let_finish("sleeper-17")
+    await assert_final_and_quiet(front, message, workflow_id, "State: succeeded")
+
+
+async def test_a_rest_outage_while_a_deployment_fails_tells_it_once(front: Front) -> None:
+    world = front.world
+    workflow_id = await front.deploy(FAILERS[8], user=world.owner)
+    message = await front.progress_message(workflow_id)
+    outage = front.double.inject_fault("*", r".", status=503, times=None)
+    try:
+        # The outage lasts until the deployment has failed in Temporal, whatever that takes.
+        result = await front.engine.deployments.result(workflow_id)
+        assert not result.success
+        await front.more_board_passes(3)
+    finally:
+        front.double.clear_faults()
+    assert outage.hits > 0
+    await assert_final_and_quiet(front, message, workflow_id, "State: failed")
+    assert len(notices_for(front.double, world.channel_id, workflow_id)) == 1
+    dms = [m for m in front.double.dm_messages(world.owner) if workflow_id in m.content]
+    assert len(dms) == 1
+
+
+@pytest.mark.parametrize(("bot_name", "resumable"), [("sleeper-18", True), ("sleeper-19", False)])
+async def test_a_dropped_gateway_during_a_deployment_and_a_click(
+    front: Front, bot_name: str, resumable: bool
+) -> None:
+    world = front.world
+    workflow_id = await front.deploy(bot_name, user=world.owner)
+    message = await front.progress_message(workflow_id)
+    await front.wait_for_text(message, "**Running health check**")
+    await front.double.disconnect_bot(world.app, resumable=resumable)
+    await front.double.wait_for_bot_ready(world.app, timeout=30)
+    paused = await front.click(message, "pause", user=world.owner)
+    assert paused.startswith(("Paused", "Pausing")), paused
+    await front.wait_for_text(message, "State: paused")
+    await front.double.disconnect_bot(world.app, resumable=resumable)
+    await front.double.wait_for_bot_ready(world.app, timeout=30)
+    resumed = await front.command("resume", {"deployment": workflow_id}, user=world.owner)
+    assert resumed.startswith(("Resumed", "Resuming")), resumed
+    front.let_finish(bot_name)
+    await assert_final_and_quiet(front, message, workflow_id, "State: succeeded")
