@@ -157,16 +157,25 @@ class ProgressMessages:
 
     async def _edit(self, record: DeploymentRecord, card: Card, priority: Priority) -> bool:
         reply = self.replies.get(record.workflow_id)
-        outcome = _Outcome.TOKEN_GONE
+        outcome: _Outcome | None = None
         if reply is not None:
-            outcome = await self.interaction_pacer.submit(
-                reply.bucket,
-                record.workflow_id,
-                lambda: self._edit_reply(record.workflow_id, reply, card),
-                priority=priority,
-            )
-        if outcome is _Outcome.TOKEN_GONE:
-            self.replies.drop(record.workflow_id)
+            try:
+                outcome = await self.interaction_pacer.submit(
+                    reply.bucket,
+                    record.workflow_id,
+                    lambda: self._edit_reply(record.workflow_id, reply, card),
+                    priority=priority,
+                )
+            except discord.HTTPException as refused:
+                if record.channel_id is None or record.message_id is None:
+                    raise
+                # Discord refuses the webhook for now (its bucket, a 5xx): the channel's own
+                # route may take the edit meanwhile; the webhook stays for the next one.
+                log.info("progress_webhook_refused", status=refused.status)
+            if outcome is _Outcome.TOKEN_GONE:
+                self.replies.drop(record.workflow_id)
+                outcome = None
+        if outcome is None:
             if record.channel_id is None or record.message_id is None:
                 return False
             outcome = await self.channel_pacer.submit(

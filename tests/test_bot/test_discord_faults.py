@@ -66,7 +66,12 @@ async def test_a_429_storm_on_the_last_edit_still_ends_deployed(front: Front) ->
     )
     front.let_finish("sleeper-12")
     await assert_final_and_quiet(front, message, workflow_id, "State: succeeded")
-    assert storm.exhausted
+    # discord.py's own tries on the webhook, then the channel's route took the edit.
+    assert storm.hits >= 5
+    channel_edits = front.double.requests_matching(
+        "PATCH", rf"^/channels/\d+/messages/{message.id}$"
+    )
+    assert any(request.status == 200 for request in channel_edits)
 
 
 async def test_server_errors_on_the_last_edit_still_end_deployed(front: Front) -> None:
