@@ -28,6 +28,10 @@ class DeploymentRef(ActivityModel):
     bot_name: str
     version: str
     restore_release: ReleaseNumber | None = None
+    # False: validation reads no token (it runs on the shared queue, where a worker holds
+    # only its own host's tokens); `check_bot_token` reads it on the bot's host instead.
+    # True in histories from before the `token-on-host` patch, which validated with it.
+    check_token: bool = True
 
 
 class ValidatedDeployment(ActivityModel):
@@ -47,6 +51,19 @@ class ValidatedDeployment(ActivityModel):
     # in histories from before hosts, whose activities all ran on the shared queue.
     host: str | None = None
     host_start_timeout: float | None = None
+
+
+class TokenCheck(ActivityModel):
+    """The target whose token `check_bot_token` reads with Discord, on the bot's host."""
+
+    target: Target
+
+
+class BotIdentity(ActivityModel):
+    """Who the token belongs to, as Discord says."""
+
+    bot_user_id: str
+    application_id: str
 
 
 class RecallInput(ActivityModel):
