@@ -529,3 +529,24 @@ async def test_a_pause_and_resume_by_update_say_what_the_workflow_did(run: Any) 
 
     result = await run(stand_ins, meanwhile=pause_and_resume)
     assert result.success
+
+
+async def test_a_history_with_the_token_checked_on_the_host_replays(
+    run: Any, temporal_client: Client
+) -> None:
+    stand_ins = StandIns()
+    started: list[str] = []
+
+    async def note_id(client: DeploymentClient, workflow_id: str) -> None:
+        started.append(workflow_id)
+
+    result = await run(stand_ins, meanwhile=note_id)
+    assert result.success and stand_ins.calls == FORWARD
+    history = await temporal_client.get_workflow_handle(started[0]).fetch_history()
+    markers = [
+        event.marker_recorded_event_attributes.SerializeToString()
+        for event in history.events
+        if event.HasField("marker_recorded_event_attributes")
+    ]
+    assert len(markers) == 1 and b"token-on-host" in markers[0]
+    await replayer(temporal_client, BotDeploymentWorkflow).replay_workflow(history)
