@@ -127,10 +127,10 @@ class DeploymentActivities:
         back (read on that release's host, by `recall_release`); the bot must still be
         declared, and the targets file's approval applies.
 
-        It reads no token (`ref.check_token` false): any worker may run it, and a worker
-        holds only its own host's bots' tokens; `check_bot_token` reads it on the bot's
-        host. Deployments validated before the `token-on-host` patch still ask for the
-        token here (`check_token` true), as they did.
+        It reads neither the token nor the command manifest (`ref.checked_on_host`): any
+        worker may run it, and a worker holds only its own host's bots' tokens and files;
+        `check_bot_token` reads them on the bot's host. Deployments validated before the
+        `token-on-host` patch still read them here, as they did.
         """
         try:
             declared = self._targets.get(ref.bot_name)
@@ -146,11 +146,12 @@ class DeploymentActivities:
             version = ref.version
             if ref.restore_release is None:
                 version = validate_version(ref.version)
-                target.load_command_manifest()
+                if not ref.checked_on_host:
+                    target.load_command_manifest()
         except ValueError as error:
             raise invalid(str(error)) from None
         self._releases.runtime(target.runtime)
-        identity = await self._identity(target) if ref.check_token else None
+        identity = None if ref.checked_on_host else await self._identity(target)
         return ValidatedDeployment(
             target=target,
             version=version,
@@ -164,8 +165,13 @@ class DeploymentActivities:
 
     @activity.defn
     async def check_bot_token(self, check: TokenCheck) -> BotIdentity:
-        """Read the bot's token on its host and ask Discord whose it is: a missing or
-        rejected token fails the deployment at once, before anything is recorded."""
+        """On the bot's host, before anything is recorded: its command manifest reads,
+        and its token is set and Discord says whose it is (a missing or rejected token, or
+        a broken manifest, fails the deployment at once)."""
+        try:
+            check.target.load_command_manifest()
+        except TargetsError as error:
+            raise invalid(str(error)) from None
         return await self._identity(check.target)
 
     @activity.defn

@@ -28,10 +28,11 @@ class DeploymentRef(ActivityModel):
     bot_name: str
     version: str
     restore_release: ReleaseNumber | None = None
-    # False: validation reads no token (it runs on the shared queue, where a worker holds
-    # only its own host's tokens); `check_bot_token` reads it on the bot's host instead.
-    # True in histories from before the `token-on-host` patch, which validated with it.
-    check_token: bool = True
+    # True: validation reads nothing that only the bot's host has (it runs on the shared
+    # queue, where a worker holds only its own host's tokens and files): `check_bot_token`
+    # reads the token and the command manifest on the host. False (the default) in
+    # histories from before the `token-on-host` patch, whose validation read them itself.
+    checked_on_host: bool = False
 
 
 class ValidatedDeployment(ActivityModel):

@@ -240,13 +240,13 @@ class BotDeploymentWorkflow(DeploymentControls):
         return self._result(DeploymentState.SUCCEEDED)
 
     async def _validate(self, ref: DeploymentRef, token_on_host: bool) -> ValidatedDeployment:
-        """Validation on the shared queue: with the token (histories from before
-        `token-on-host`), or without it, to be checked on the host (`_check_token`)."""
-        ref = ref.model_copy(update={"check_token": not token_on_host})
+        """Validation on the shared queue: with the token and manifest (histories from
+        before `token-on-host`), or without them, checked on the host (`_check_token`)."""
+        ref = ref.model_copy(update={"checked_on_host": token_on_host})
         return await self._call(DeploymentActivities.validate_deployment, ref)
 
     async def _check_token(self, target: Target) -> None:
-        """The bot's token, read and checked with Discord on its host (where it is kept)."""
+        """The bot's token and manifest, read on its host (where they are kept)."""
         await self._call(DeploymentActivities.check_bot_token, TokenCheck(target=target))
 
     async def _resolve(
@@ -352,7 +352,7 @@ class BotDeploymentWorkflow(DeploymentControls):
             workflow_id=info.workflow_id,
             bot_name=self._status.bot_name,
             version="latest",
-            check_token=False,
+            checked_on_host=True,
         )
         try:
             validated = await self._call(DeploymentActivities.validate_deployment, ref)

@@ -71,4 +71,4 @@ async def test_a_deployment_validated_before_recorded_targets_validates_again(
         assert b"token-on-host/revalidated" in markers[2]
     assert len(asked) == 2
     # Validated again on the shared queue without its token, which its host checks.
-    assert not asked[1].check_token
+    assert asked[1].checked_on_host
