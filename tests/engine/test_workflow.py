@@ -609,3 +609,25 @@ async def test_a_rollback_to_a_release_that_does_not_exist_fails_at_once(
         result = await engine.deployments.result(await engine.deploy(restore_release=7))
         assert not result.success and result.error == "echo has no release #7 to roll back to."
         assert engine.attempts(VALIDATE) == [1]
+
+
+async def test_the_manifest_and_token_are_read_on_the_host_not_by_validation(
+    start_engine: StartEngine, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere" / "commands.json"
+    extra = (
+        '\n[bots.unlisted]\ncommand = ["true"]\ntoken_env = "SHIPCORD_TEST_ECHO_TOKEN"\n'
+        f'commands = "{missing}"\n'
+    )
+    async with start_engine(extra_targets=extra) as engine:
+        workflow_id = await engine.deploy(bot="unlisted", version="1.0.0")
+        result = await engine.deployments.result(workflow_id)
+        assert not result.success
+        assert result.error is not None
+        assert result.error.startswith(f"bots.unlisted.commands: cannot read {missing}"), (
+            result.error
+        )
+        # Validation (any worker) passed; the host's check refused it, before any record.
+        assert await engine.scheduled_activities(workflow_id) == [VALIDATE, CHECK_TOKEN]
+        assert engine.attempts(CHECK_TOKEN) == [1]
+        assert await engine.storage.get_release_of_workflow(workflow_id) is None
