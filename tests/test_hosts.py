@@ -23,19 +23,26 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from storage import DeploymentRecord, ReleaseRecord, Storage
-from tests.cli_world import Shipcord, World, running_world, start_shipcord
+from tests.cli_world import ECHO_TOKEN, Shipcord, World, running_world, start_shipcord
 from workflows import DeploymentResult
 from workflows.host_directory import HostDirectory, known_hosts
 from workflows.hosts import host_gone_message, host_task_queue
 from workflows.targets import TargetRegistry
 
 HOSTS = ("alpha", "beta")
+# The bots' token variables of the world's environment (tests.cli_world).
+WORLD_BOT_TOKENS = ("SHIPCORD_TEST_ECHO_TOKEN", "SHIPCORD_TEST_BAD_TOKEN")
 START_TIMEOUT = 4.0
+
+
+def token_variable(host: str) -> str:
+    """Each host's bots have their own token variable, which only that host's worker has."""
+    return f"{host.upper()}_BOT_TOKEN"
 
 
 def pinned(bot: str, host: str, command: str = '["sleep", "600"]') -> str:
     return (
-        f'\n[bots.{bot}]\ncommand = {command}\ntoken_env = "SHIPCORD_TEST_ECHO_TOKEN"\n'
+        f'\n[bots.{bot}]\ncommand = {command}\ntoken_env = "{token_variable(host)}"\n'
         f'healthy_after = 0.5\nhost = "{host}"\n'
     )
 
@@ -67,14 +74,17 @@ class Cluster:
     def __init__(self, world: World, client: Client, env: dict[str, str]) -> None:
         self.world = world
         self.client = client
-        self.env = env
+        # No bot's token: each worker is given its own host's (`start_worker`).
+        self.env = {k: v for k, v in env.items() if k not in WORLD_BOT_TOKENS}
         self.workers: dict[str, Shipcord] = {}
 
     def data_dir(self, host: str) -> Path:
         return self.world.data_dir.parent / host
 
     async def start_worker(self, host: str) -> None:
+        # A worker holds only the tokens of the bots its host runs.
         env = dict(self.env, SHIPCORD_DATA_DIR=str(self.data_dir(host)))
+        env[token_variable(host)] = ECHO_TOKEN
         worker = await start_shipcord(self.world, "worker", "--host", host, env=env)
         await worker.wait_for_line(f"host {host}")
         self.workers[host] = worker
@@ -156,7 +166,7 @@ async def test_two_hosts_keep_their_own_releases_and_a_lost_host_is_a_clear_stat
     for host in HOSTS:
         await cluster.start_worker(host)
     # The front end without SHIPCORD_DEFAULT_HOST: every target is pinned.
-    front_env = {k: v for k, v in env.items() if k != "SHIPCORD_DEFAULT_HOST"}
+    front_env = {k: v for k, v in cluster.env.items() if k != "SHIPCORD_DEFAULT_HOST"}
     front = await start_shipcord(world, "bot", env=front_env)
     await world.double.wait_for_bot_ready(world.shipcord_bot_id, timeout=30)
 
@@ -222,11 +232,11 @@ async def test_two_hosts_keep_their_own_releases_and_a_lost_host_is_a_clear_stat
     lost = await cluster.ended("on-beta", "2.0.0")
     assert not lost.success
     assert lost.error == host_gone_message("beta") == "host beta has no running worker"
-    assert lost.compensations and all(
-        not c.ok and host_gone_message("beta") in (c.detail or "") for c in lost.compensations
-    ), lost.compensations
-    # Validation, the first host step, and its one compensation: each waits at most the
-    # schedule-to-start timeout (plus a sticky workflow task moving off the dead worker).
+    # It failed at the first host step, the token check, before anything was recorded.
+    assert lost.compensations == [], lost.compensations
+    assert (lost.host, lost.step) == ("beta", "Validating configuration")
+    # Validation and the token check on the host: each waits at most the schedule-to-start
+    # timeout (plus a sticky workflow task moving off the dead worker).
     assert time.monotonic() - started < 4 * START_TIMEOUT + 10
     carried_on = await cluster.ended("on-alpha", "2.0.0")
     assert carried_on.success, carried_on.error
@@ -267,6 +277,83 @@ async def test_two_hosts_keep_their_own_releases_and_a_lost_host_is_a_clear_stat
     assert sum(gone in text for text in notices) == 1, notices
     assert sum(back in text for text in notices) == 1, notices
     assert await cluster.incidents(world.data_dir, "on-alpha", "host_gone") == []
+
+    for process in (front, *cluster.workers.values()):
+        process.process.send_signal(signal.SIGTERM)
+        assert await process.finish() == 0
+
+
+async def test_a_worker_needs_only_its_own_hosts_tokens(
+    world: World, temporal_client: Client, task_queue: str
+) -> None:
+    # The issue "Several hosts without holes": validation runs on the shared queue, where
+    # any worker may take it, and must not need the token of a bot of another host.
+    env = dict(
+        world.env,
+        TEMPORAL_ADDRESS=temporal_client.service_client.config.target_host,
+        TEMPORAL_TASK_QUEUE=task_queue,
+        SHIPCORD_DEFAULT_HOST="alpha",
+        # Alpha's worker starts only once the deployment waits for it.
+        SHIPCORD_HOST_START_TIMEOUT="60",
+    )
+    targets_file = Path(world.env["SHIPCORD_TARGETS_FILE"])
+    await asyncio.to_thread(targets_file.write_text, TARGETS, "utf-8")
+    cluster = Cluster(world, temporal_client, env)
+    # Only beta's worker, with beta's token alone: it is the one that validates.
+    await cluster.start_worker("beta")
+    front = await start_shipcord(world, "bot", env=cluster.env)
+    await world.double.wait_for_bot_ready(world.shipcord_bot_id, timeout=30)
+
+    await cluster.deploy("on-alpha", "1.0.0")
+
+    async def token_check_scheduled() -> bool:
+        async with await Storage.open(world.data_dir / "shipcord.db") as storage:
+            records = await storage.list_deployments_of_bot("on-alpha", limit=1)
+        if not records:
+            return False
+        handle = temporal_client.get_workflow_handle(
+            records[0].workflow_id, result_type=DeploymentResult
+        )
+        if not records[0].is_open:
+            ended = await handle.result()
+            raise AssertionError(f"on-alpha ended before reaching alpha: {ended.error}")
+        history = await handle.fetch_history()
+        return any(
+            event.activity_task_scheduled_event_attributes.activity_type.name == "check_bot_token"
+            for event in history.events
+            if event.HasField("activity_task_scheduled_event_attributes")
+        )
+
+    # Validated by beta's worker, which has no token of on-alpha; the token is read on alpha.
+    await eventually(token_check_scheduled, "on-alpha to be validated and wait for alpha")
+    await cluster.start_worker("alpha")
+    result = await cluster.ended("on-alpha", "1.0.0")
+    assert result.success, result.error
+    assert result.host == "alpha"
+    [release] = await cluster.releases("alpha", "on-alpha")
+    assert release.status == "active" and alive(release_pid(release))
+
+    # And the other way round, whichever worker validates it.
+    await cluster.deploy("on-beta", "1.0.0")
+    result = await cluster.ended("on-beta", "1.0.0")
+    assert result.success, result.error
+    assert result.host == "beta"
+
+    # A token missing on its own host still fails at once, with the reason, and no retry.
+    await asyncio.to_thread(
+        targets_file.write_text,
+        TARGETS + '\n[bots.tokenless]\ncommand = ["sleep", "600"]\ntoken_env = "NOBODY_BOT_TOKEN"\n'
+        'host = "beta"\n',
+        "utf-8",
+    )
+    await cluster.deploy("tokenless", "1.0.0")
+    failed = await cluster.ended("tokenless", "1.0.0")
+    assert not failed.success and failed.host == "beta"
+    assert failed.error is not None and failed.error.startswith("No token for tokenless"), (
+        failed.error
+    )
+    assert "NOBODY_BOT_TOKEN" in failed.error
+    assert await cluster.releases("beta", "tokenless") == []
 
     for process in (front, *cluster.workers.values()):
         process.process.send_signal(signal.SIGTERM)

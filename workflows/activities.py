@@ -18,6 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from storage import ReleaseRecord, ReleasesInFlight, Storage
 from workflows.activity_models import (
+    BotIdentity,
     CreateReleaseInput,
     DeploymentRef,
     RecalledRelease,
@@ -25,6 +26,7 @@ from workflows.activity_models import (
     ReleaseInfo,
     ReleaseRef,
     StepReport,
+    TokenCheck,
     ValidatedDeployment,
 )
 from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
@@ -102,6 +104,7 @@ class DeploymentActivities:
     def host_functions(self) -> list[Callable[..., Any]]:
         """The activities that touch a release: only its host runs them (its own queue)."""
         return [
+            self.check_bot_token,
             self.recall_release,
             self.create_bot_record,
             self.deploy_to_platform,
@@ -123,6 +126,11 @@ class DeploymentActivities:
         A rollback deploys the version and the target recorded with the release it puts
         back (read on that release's host, by `recall_release`); the bot must still be
         declared, and the targets file's approval applies.
+
+        It reads neither the token nor the command manifest (`ref.checked_on_host`): any
+        worker may run it, and a worker holds only its own host's bots' tokens and files;
+        `check_bot_token` reads them on the bot's host. Deployments validated before the
+        `token-on-host` patch still read them here, as they did.
         """
         try:
             declared = self._targets.get(ref.bot_name)
@@ -138,24 +146,33 @@ class DeploymentActivities:
             version = ref.version
             if ref.restore_release is None:
                 version = validate_version(ref.version)
-                target.load_command_manifest()
+                if not ref.checked_on_host:
+                    target.load_command_manifest()
         except ValueError as error:
             raise invalid(str(error)) from None
         self._releases.runtime(target.runtime)
-        token = self._releases.token(target)
-        with discord_errors():
-            user = await self._discord.current_user(token)
-            application = await self._discord.current_application(token)
+        identity = None if ref.checked_on_host else await self._identity(target)
         return ValidatedDeployment(
             target=target,
             version=version,
             approval=declared.approval,
             restored_release=ref.restore_release,
-            bot_user_id=str(user["id"]),
-            application_id=str(application["id"]),
+            bot_user_id=identity.bot_user_id if identity else "",
+            application_id=identity.application_id if identity else "",
             host=host,
             host_start_timeout=self._host_start_timeout,
         )
+
+    @activity.defn
+    async def check_bot_token(self, check: TokenCheck) -> BotIdentity:
+        """On the bot's host, before anything is recorded: its command manifest reads,
+        and its token is set and Discord says whose it is (a missing or rejected token, or
+        a broken manifest, fails the deployment at once)."""
+        try:
+            check.target.load_command_manifest()
+        except TargetsError as error:
+            raise invalid(str(error)) from None
+        return await self._identity(check.target)
 
     @activity.defn
     async def recall_release(self, request: RecallInput) -> RecalledRelease:
@@ -320,6 +337,13 @@ class DeploymentActivities:
         return StepReport(summary=f"Release #{release.number} marked rolled back.")
 
     # Helpers ----------------------------------------------------------------------------
+
+    async def _identity(self, target: Target) -> BotIdentity:
+        token = self._releases.token(target)
+        with discord_errors():
+            user = await self._discord.current_user(token)
+            application = await self._discord.current_application(token)
+        return BotIdentity(bot_user_id=str(user["id"]), application_id=str(application["id"]))
 
     async def _release(self, ref: ReleaseRef) -> Release:
         record = await self._storage.get_release_of_workflow(ref.workflow_id)

@@ -28,6 +28,11 @@ class DeploymentRef(ActivityModel):
     bot_name: str
     version: str
     restore_release: ReleaseNumber | None = None
+    # True: validation reads nothing that only the bot's host has (it runs on the shared
+    # queue, where a worker holds only its own host's tokens and files): `check_bot_token`
+    # reads the token and the command manifest on the host. False (the default) in
+    # histories from before the `token-on-host` patch, whose validation read them itself.
+    checked_on_host: bool = False
 
 
 class ValidatedDeployment(ActivityModel):
@@ -47,6 +52,19 @@ class ValidatedDeployment(ActivityModel):
     # in histories from before hosts, whose activities all ran on the shared queue.
     host: str | None = None
     host_start_timeout: float | None = None
+
+
+class TokenCheck(ActivityModel):
+    """The target whose token `check_bot_token` reads with Discord, on the bot's host."""
+
+    target: Target
+
+
+class BotIdentity(ActivityModel):
+    """Who the token belongs to, as Discord says."""
+
+    bot_user_id: str
+    application_id: str
 
 
 class RecallInput(ActivityModel):

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ReleaseInfo,
         ReleaseRef,
         StepReport,
+        TokenCheck,
         ValidatedDeployment,
     )
     from workflows.deployment_controls import APPROVAL_REFUSED, DeploymentControls
@@ -55,6 +56,13 @@ Compensation = Callable[[], Awaitable[StepReport]]
 BEFORE_RECORDED_TARGETS = "before-recorded-targets"
 # Activities of that version that no longer exist: skipped once past its history.
 RECORD_OUTCOME = "record_outcome"
+# Validation on the shared queue reads no token; `check_bot_token` reads it on the bot's
+# host, so that a worker needs only its own host's bots' tokens. Without the marker: the
+# token was read by `validate_deployment`, and no `check_bot_token` was scheduled.
+TOKEN_ON_HOST = "token-on-host"
+# The same, for a c107ed9 deployment validated again after the upgrade (its own id: the
+# decision at the start was taken while replaying, and `patched` is memoised per id).
+TOKEN_ON_HOST_REVALIDATED = "token-on-host/revalidated"
 
 RETRY_POLICY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -167,17 +175,19 @@ class BotDeploymentWorkflow(DeploymentControls):
         )
         try:
             await self._enter(Step.VALIDATING)
-            validated = await self._call(DeploymentActivities.validate_deployment, deployment_ref)
+            token_on_host = workflow.patched(TOKEN_ON_HOST)
+            validated = await self._validate(deployment_ref, token_on_host)
             target, version = await self._resolve(request, validated)
+            if token_on_host and target is not None:
+                await self._check_token(target)
 
             await self._enter(Step.CREATING_RECORD)
             if target is None:
                 # Validated before the upgrade (c107ed9), without a target.
                 if not workflow.patched(f"{BEFORE_RECORDED_TARGETS}/create_bot_record"):
                     return await self._finish_as_before_recorded_targets(release_ref)
-                validated = await self._call(
-                    DeploymentActivities.validate_deployment, deployment_ref
-                )
+                token_on_host = workflow.patched(TOKEN_ON_HOST_REVALIDATED)
+                validated = await self._validate(deployment_ref, token_on_host)
                 target, version = await self._resolve(request, validated)
                 if target is None:
                     raise ApplicationError(
@@ -185,6 +195,8 @@ class BotDeploymentWorkflow(DeploymentControls):
                         type="ValidationError",
                         non_retryable=True,
                     )
+                if token_on_host:
+                    await self._check_token(target)
             # Compensations are registered before their step runs: a step that failed
             # part-way may have done some of its work, and undoing is idempotent.
             self._on_rollback(DeploymentActivities.mark_release_rolled_back, release_ref)
@@ -226,6 +238,16 @@ class BotDeploymentWorkflow(DeploymentControls):
         self._set_step(Step.DEPLOYED)
         self._status.state = DeploymentState.SUCCEEDED
         return self._result(DeploymentState.SUCCEEDED)
+
+    async def _validate(self, ref: DeploymentRef, token_on_host: bool) -> ValidatedDeployment:
+        """Validation on the shared queue: with the token and manifest (histories from
+        before `token-on-host`), or without them, checked on the host (`_check_token`)."""
+        ref = ref.model_copy(update={"checked_on_host": token_on_host})
+        return await self._call(DeploymentActivities.validate_deployment, ref)
+
+    async def _check_token(self, target: Target) -> None:
+        """The bot's token and manifest, read on its host (where they are kept)."""
+        await self._call(DeploymentActivities.check_bot_token, TokenCheck(target=target))
 
     async def _resolve(
         self, request: DeploymentInput, validated: ValidatedDeployment
@@ -325,8 +347,12 @@ class BotDeploymentWorkflow(DeploymentControls):
         """Validate again only to learn the release's host (its target is recorded nowhere);
         if that fails, the steps stay on the shared queue and say what is missing."""
         info = workflow.info()
+        # Only the host is wanted: no token (the shared queue's worker may not hold it).
         ref = DeploymentRef(
-            workflow_id=info.workflow_id, bot_name=self._status.bot_name, version="latest"
+            workflow_id=info.workflow_id,
+            bot_name=self._status.bot_name,
+            version="latest",
+            checked_on_host=True,
         )
         try:
             validated = await self._call(DeploymentActivities.validate_deployment, ref)

@@ -52,6 +52,8 @@ async def test_a_deployment_validated_before_recorded_targets_validates_again(
         assert await engine.scheduled_activities(workflow_id) == [
             "validate_deployment",
             "validate_deployment",
+            # The token, read on the release's host (the `token-on-host` patches).
+            "check_bot_token",
             "create_bot_record",
             "deploy_to_platform",
             "run_health_check",
@@ -63,6 +65,10 @@ async def test_a_deployment_validated_before_recorded_targets_validates_again(
             for event in history.events
             if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
         ]
-        assert len(markers) == 1
-        assert b"before-recorded-targets/create_bot_record" in markers[0]
+        assert len(markers) == 3
+        assert b"token-on-host" in markers[0]
+        assert b"before-recorded-targets/create_bot_record" in markers[1]
+        assert b"token-on-host/revalidated" in markers[2]
     assert len(asked) == 2
+    # Validated again on the shared queue without its token, which its host checks.
+    assert asked[1].checked_on_host

@@ -16,12 +16,13 @@ from temporalio.exceptions import ApplicationError
 from tests.engine.conftest import ECHO_TOKEN
 from tests.engine.harness import Engine, wait_until
 from workflows.activities import TARGETS_UNUSABLE, DeploymentActivities
-from workflows.activity_models import CreateReleaseInput, DeploymentRef, ReleaseRef
+from workflows.activity_models import CreateReleaseInput, DeploymentRef, ReleaseRef, TokenCheck
 from workflows.models import DeploymentState
 
 StartEngine = Callable[..., AbstractAsyncContextManager[Engine]]
 # Activity names, taken from the methods themselves.
 VALIDATE = DeploymentActivities.validate_deployment.__name__
+CHECK_TOKEN = DeploymentActivities.check_bot_token.__name__
 CREATE_RECORD = DeploymentActivities.create_bot_record.__name__
 DEPLOY = DeploymentActivities.deploy_to_platform.__name__
 HEALTH_CHECK = DeploymentActivities.run_health_check.__name__
@@ -31,11 +32,16 @@ RESTORE_PREVIOUS = DeploymentActivities.restore_previous_release.__name__
 RESTORE_COMMANDS = DeploymentActivities.restore_command_snapshot.__name__
 MARK_ROLLED_BACK = DeploymentActivities.mark_release_rolled_back.__name__
 ROLLBACK_ALL = [STOP_RELEASE, RESTORE_PREVIOUS, RESTORE_COMMANDS, MARK_ROLLED_BACK]
-INPUTS: dict[str, type] = {VALIDATE: DeploymentRef, CREATE_RECORD: CreateReleaseInput}
+INPUTS: dict[str, type] = {
+    VALIDATE: DeploymentRef,
+    CHECK_TOKEN: TokenCheck,
+    CREATE_RECORD: CreateReleaseInput,
+}
 # Where a deployment that failed in each activity says it ended (finishing is part of the
 # health-check step).
 ENDED_AT = {
     VALIDATE: ("Validating configuration", 10),
+    CHECK_TOKEN: ("Validating configuration", 10),
     CREATE_RECORD: ("Creating bot record", 25),
     DEPLOY: ("Deploying to platform", 60),
     HEALTH_CHECK: ("Running health check", 85),
@@ -168,6 +174,7 @@ async def test_second_release_replaces_the_first(start_engine: StartEngine) -> N
     ("failing", "expected_rollback"),
     [
         (VALIDATE, []),
+        (CHECK_TOKEN, []),
         (CREATE_RECORD, [MARK_ROLLED_BACK]),
         (DEPLOY, ROLLBACK_ALL),
         (HEALTH_CHECK, ROLLBACK_ALL),
@@ -196,7 +203,7 @@ async def test_failure_at_each_step_rolls_back_what_was_done(
         assert (result.step, result.progress) == ENDED_AT[failing]
         assert engine.processes() == []
         release = await engine.storage.get_release_of_workflow(workflow_id)
-        if failing == VALIDATE:
+        if failing in (VALIDATE, CHECK_TOKEN):
             assert release is None
         else:
             assert release is not None and release.status == "rolled_back"
@@ -340,7 +347,9 @@ async def test_transient_discord_error_succeeds_on_retry(start_engine: StartEngi
         workflow_id = await engine.deploy(version="6.0.0")
         result = await engine.deployments.result(workflow_id)
         assert result.success
-        assert engine.attempts(VALIDATE) == [1, 2]
+        # The token is read on the bot's host, not by validation (any worker may run it).
+        assert engine.attempts(VALIDATE) == [1]
+        assert engine.attempts(CHECK_TOKEN) == [1, 2]
 
 
 async def test_rejected_token_fails_at_once_without_retry(start_engine: StartEngine) -> None:
@@ -349,8 +358,8 @@ async def test_rejected_token_fails_at_once_without_retry(start_engine: StartEng
         result = await engine.deployments.result(workflow_id)
         assert not result.success
         assert result.error is not None and "rejected the bot token" in result.error
-        assert engine.attempts(VALIDATE) == [1]
-        assert await engine.scheduled_activities(workflow_id) == [VALIDATE]
+        assert engine.attempts(CHECK_TOKEN) == [1]
+        assert await engine.scheduled_activities(workflow_id) == [VALIDATE, CHECK_TOKEN]
 
 
 async def test_crashing_release_fails_the_health_check_saying_how_it_ended(
@@ -600,3 +609,25 @@ async def test_a_rollback_to_a_release_that_does_not_exist_fails_at_once(
         result = await engine.deployments.result(await engine.deploy(restore_release=7))
         assert not result.success and result.error == "echo has no release #7 to roll back to."
         assert engine.attempts(VALIDATE) == [1]
+
+
+async def test_the_manifest_and_token_are_read_on_the_host_not_by_validation(
+    start_engine: StartEngine, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere" / "commands.json"
+    extra = (
+        '\n[bots.unlisted]\ncommand = ["true"]\ntoken_env = "SHIPCORD_TEST_ECHO_TOKEN"\n'
+        f'commands = "{missing}"\n'
+    )
+    async with start_engine(extra_targets=extra) as engine:
+        workflow_id = await engine.deploy(bot="unlisted", version="1.0.0")
+        result = await engine.deployments.result(workflow_id)
+        assert not result.success
+        assert result.error is not None
+        assert result.error.startswith(f"bots.unlisted.commands: cannot read {missing}"), (
+            result.error
+        )
+        # Validation (any worker) passed; the host's check refused it, before any record.
+        assert await engine.scheduled_activities(workflow_id) == [VALIDATE, CHECK_TOKEN]
+        assert engine.attempts(CHECK_TOKEN) == [1]
+        assert await engine.storage.get_release_of_workflow(workflow_id) is None

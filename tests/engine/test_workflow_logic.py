@@ -19,15 +19,18 @@ from temporalio.worker import Replayer, Worker
 from tests.engine.harness import wait_until
 from workflows.activities import DeploymentActivities
 from workflows.activity_models import (
+    BotIdentity,
     CreateReleaseInput,
     DeploymentRef,
     ReleaseInfo,
     ReleaseRef,
     StepReport,
+    TokenCheck,
     ValidatedDeployment,
 )
 from workflows.deployment_client import ControlRefused, DeploymentClient
 from workflows.deployment_workflow import BotDeploymentWorkflow
+from workflows.hosts import host_task_queue
 from workflows.models import (
     APPROVE_UPDATE,
     PAUSE_UPDATE,
@@ -56,11 +59,13 @@ class StandIns:
         failing: set[str] | None = None,
         approval: ApprovalRule | None = None,
         host: str | None = None,
+        host_start_timeout: float = 1.0,
     ) -> None:
         self.failing = failing or set()
         self.approval = approval
         # Validation names this host, whose queue no worker of the test polls.
         self.host = host
+        self.host_start_timeout = host_start_timeout
         self.calls: list[str] = []
         # Steps held at their start until the test sets their event.
         self.gates: dict[str, asyncio.Event] = {}
@@ -80,8 +85,13 @@ class StandIns:
             bot_user_id="1",
             application_id="2",
             host=self.host,
-            host_start_timeout=1.0 if self.host else None,
+            host_start_timeout=self.host_start_timeout if self.host else None,
         )
+
+    @activity.defn(name=A.check_bot_token.__name__)
+    async def check_token(self, check: TokenCheck) -> BotIdentity:
+        self._note(A.check_bot_token.__name__)
+        return BotIdentity(bot_user_id="1", application_id="2")
 
     @activity.defn(name=A.create_bot_record.__name__)
     async def create(self, request: CreateReleaseInput) -> ReleaseInfo:
@@ -117,6 +127,7 @@ class StandIns:
     def functions(self) -> list[Any]:
         return [
             self.validate,
+            self.check_token,
             self.create,
             self.deploy,
             self.health,
@@ -167,6 +178,7 @@ async def run(temporal_client: Client) -> AsyncIterator[Any]:
 
 FORWARD = [
     A.validate_deployment.__name__,
+    A.check_bot_token.__name__,
     A.create_bot_record.__name__,
     A.deploy_to_platform.__name__,
     A.run_health_check.__name__,
@@ -189,7 +201,7 @@ async def test_success_runs_each_step_once_and_reports_the_release(run: Any) -> 
     assert (result.step, result.progress, result.compensations) == ("Deployed", 100, [])
 
 
-async def test_a_host_without_a_worker_fails_clearly_and_says_what_was_not_undone(
+async def test_a_host_without_a_worker_fails_clearly_before_recording_anything(
     run: Any,
 ) -> None:
     stand_ins = StandIns(host="nowhere")
@@ -197,8 +209,36 @@ async def test_a_host_without_a_worker_fails_clearly_and_says_what_was_not_undon
     assert stand_ins.calls == [A.validate_deployment.__name__]
     assert result.state is DeploymentState.FAILED
     assert result.error == "host nowhere has no running worker"
+    # The token is checked on the host, before anything is recorded: nothing to undo.
+    assert (result.host, result.step) == ("nowhere", "Validating configuration")
+    assert result.compensations == []
+
+
+async def test_a_host_gone_after_the_token_check_says_what_was_not_undone(
+    run: Any, temporal_client: Client
+) -> None:
+    # The host's worker checks the token, then is gone before the release is recorded.
+    stand_ins = StandIns(host="nowhere", host_start_timeout=3.0)
+
+    async def host_checks_the_token_then_goes(client: DeploymentClient, workflow_id: str) -> None:
+        shared_queue = (await client.handle(workflow_id).describe()).task_queue
+        host_worker = Worker(
+            temporal_client,
+            task_queue=host_task_queue(shared_queue, "nowhere"),
+            activities=[stand_ins.check_token],
+        )
+
+        async def checked() -> bool:
+            return (await client.status(workflow_id)).step == "Creating bot record"
+
+        async with host_worker:
+            await wait_until(checked, what="the token check to pass")
+
+    result = await run(stand_ins, meanwhile=host_checks_the_token_then_goes)
+    assert stand_ins.calls == [A.validate_deployment.__name__, A.check_bot_token.__name__]
+    assert result.error == "host nowhere has no running worker"
     assert (result.host, result.step) == ("nowhere", "Creating bot record")
-    # The one compensation registered was tried on the host, which still had no worker.
+    # The one compensation registered was tried on the host, which had no worker any more.
     assert [(c.name, c.ok, c.detail) for c in result.compensations] == [
         (A.mark_release_rolled_back.__name__, False, "host nowhere has no running worker")
     ]
@@ -208,6 +248,7 @@ async def test_a_host_without_a_worker_fails_clearly_and_says_what_was_not_undon
     ("failing", "undone"),
     [
         (A.validate_deployment.__name__, []),
+        (A.check_bot_token.__name__, []),
         (A.create_bot_record.__name__, COMPENSATIONS[-1:]),
         (A.deploy_to_platform.__name__, COMPENSATIONS),
         (A.finish_deployment.__name__, COMPENSATIONS),
@@ -488,3 +529,24 @@ async def test_a_pause_and_resume_by_update_say_what_the_workflow_did(run: Any) 
 
     result = await run(stand_ins, meanwhile=pause_and_resume)
     assert result.success
+
+
+async def test_a_history_with_the_token_checked_on_the_host_replays(
+    run: Any, temporal_client: Client
+) -> None:
+    stand_ins = StandIns()
+    started: list[str] = []
+
+    async def note_id(client: DeploymentClient, workflow_id: str) -> None:
+        started.append(workflow_id)
+
+    result = await run(stand_ins, meanwhile=note_id)
+    assert result.success and stand_ins.calls == FORWARD
+    history = await temporal_client.get_workflow_handle(started[0]).fetch_history()
+    markers = [
+        event.marker_recorded_event_attributes.SerializeToString()
+        for event in history.events
+        if event.HasField("marker_recorded_event_attributes")
+    ]
+    assert len(markers) == 1 and b"token-on-host" in markers[0]
+    await replayer(temporal_client, BotDeploymentWorkflow).replay_workflow(history)
