@@ -101,6 +101,12 @@ class DeploymentActivities:
         """The activities any host may run: they touch no release (shared task queue)."""
         return [self.validate_deployment]
 
+    def before_hosts_functions(self) -> list[Callable[..., Any]]:
+        """The release steps c107ed9 scheduled on the shared queue (it had no hosts): one
+        still in flight when it was stopped is retried there after the upgrade, so the
+        default host's worker runs them on that queue too."""
+        return [f for f in self.host_functions() if f != self.recall_release]
+
     def host_functions(self) -> list[Callable[..., Any]]:
         """The activities that touch a release: only its host runs them (its own queue)."""
         return [

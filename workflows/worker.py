@@ -232,10 +232,13 @@ async def engine_worker(
         host_start_timeout=host_start_timeout,
     ) as activities:
         supervising = SupervisionActivities(storage=storage, releases=activities.releases)
+        shared = activities.shared_functions()
+        if host == (default_host or host):
+            shared += activities.before_hosts_functions()
         worker = create_worker(
             client,
             task_queue=task_queue,
-            activities=activities.shared_functions(),
+            activities=shared,
             interceptors=interceptors,
         )
         host_worker = create_worker(
