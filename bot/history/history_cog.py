@@ -49,8 +49,14 @@ async def render_page(
     pages = max(1, -(-len(records) // PAGE_SIZE))
     page = max(0, min(page, pages - 1))
     shown = records[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+    releases = await bot.storage.list_releases(bot_name)
     text = render_history(
-        bot_name, shown, page=page, total=len(records), workflow_url=bot.config.workflow_url
+        bot_name,
+        shown,
+        page=page,
+        total=len(records),
+        workflow_url=bot.config.workflow_url,
+        release_numbers={release.workflow_id: release.number for release in releases},
     )
     return text, page_view(bot_name, page, len(records))
 

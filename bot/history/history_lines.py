@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from bot.board.closed_rows import closed_result
@@ -19,7 +19,12 @@ OUTCOME_ICONS = {
 }
 
 
-def history_line(record: DeploymentRecord, workflow_url: str | None, now: datetime) -> str:
+def history_line(
+    record: DeploymentRecord,
+    workflow_url: str | None,
+    now: datetime,
+    release_numbers: Mapping[str, int] | None = None,
+) -> str:
     started = parse_timestamp(record.created_at)
     when = f"<t:{int(started.timestamp())}:R>" if started else "?"
     if record.is_open:
@@ -34,7 +39,10 @@ def history_line(record: DeploymentRecord, workflow_url: str | None, now: dateti
             outcome += f" ({result.approval.decision} by {mention(result.approval.by)})"
         if state is DeploymentState.FAILED and result.error:
             outcome += f": {shorten(result.error.splitlines()[0], 120)}"
-        release = f"#{result.release_number} " if result.release_number else ""
+        # Rows closed before results were recorded (c107ed9) have their number only in
+        # the releases table.
+        number = result.release_number or (release_numbers or {}).get(record.workflow_id)
+        release = f"#{number} " if number else ""
         if result.restored_release:
             release += f"(rollback to #{result.restored_release}) "
         if result.host and result.host != DEFAULT_HOST:
@@ -57,13 +65,17 @@ def render_history(
     total: int,
     workflow_url: Callable[[str], str | None],
     now: datetime | None = None,
+    release_numbers: Mapping[str, int] | None = None,
 ) -> str:
     if not records:
         return f"No deployments of **{bot_name}** that you may see."
     now = now or datetime.now(UTC)
     pages = max(1, -(-total // PAGE_SIZE))
     lines = [f"Deployments of **{bot_name}**, newest first (page {page + 1} of {pages}):"]
-    lines += [history_line(record, workflow_url(record.workflow_id), now) for record in records]
+    lines += [
+        history_line(record, workflow_url(record.workflow_id), now, release_numbers)
+        for record in records
+    ]
     text = "\n".join(lines)
     while len(text) > 2000 and len(lines) > 2:
         lines.pop()
