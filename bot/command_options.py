@@ -98,8 +98,8 @@ class StartTime(app_commands.Transformer):
             raise UserError(str(error)) from None
 
 
-class _DeploymentId(app_commands.Transformer):
-    """A deployment's id, offered from the deployments this person may act on."""
+class VisibleDeployment(app_commands.Transformer):
+    """A recent deployment this person may see, open ones first (its id)."""
 
     async def transform(self, interaction: discord.Interaction[Any], value: str) -> str:
         return value
@@ -113,21 +113,14 @@ class _DeploymentId(app_commands.Transformer):
         return offered(deployment_choices(await self.offered(bot, actor), str(value)))
 
     async def offered(self, bot: ShipcordBot, actor: Actor) -> list[DeploymentRecord]:
-        raise NotImplementedError
+        records = await bot.storage.list_deployments(limit=RECENT_LIMIT)
+        visible = [record for record in records if bot.access.may_see(actor, record)]
+        return sorted(visible, key=lambda record: not record.is_open)
 
 
-class ControllableDeployment(_DeploymentId):
+class ControllableDeployment(VisibleDeployment):
     """An open deployment this person may pause, resume or cancel (its id)."""
 
     async def offered(self, bot: ShipcordBot, actor: Actor) -> list[DeploymentRecord]:
         records = await bot.storage.list_open_deployments()
         return [record for record in records if bot.access.may_control(actor, record)]
-
-
-class VisibleDeployment(_DeploymentId):
-    """A recent deployment this person may see, open ones first (its id)."""
-
-    async def offered(self, bot: ShipcordBot, actor: Actor) -> list[DeploymentRecord]:
-        records = await bot.storage.list_deployments(limit=RECENT_LIMIT)
-        visible = [record for record in records if bot.access.may_see(actor, record)]
-        return sorted(visible, key=lambda record: not record.is_open)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -87,10 +88,9 @@ def _fill(pipe: int, data: bytes) -> int:
     """
     grow = getattr(fcntl, "F_SETPIPE_SZ", None)
     if grow is not None:
-        try:
+        # When it cannot grow, the writes below find out how much fits.
+        with contextlib.suppress(OSError):
             fcntl.fcntl(pipe, grow, len(data))
-        except OSError:
-            pass  # the writes below find out how much fits
     os.set_blocking(pipe, False)
     written = 0
     while written < len(data):
