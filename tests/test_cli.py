@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -511,6 +512,23 @@ def as_nobody() -> list[str] | None:
     return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 
 
+def unreachable_for(prefix: list[str]) -> str | None:
+    """Why that uid cannot run shipcord from this checkout (a clone in a folder only root
+    may enter), or None when it can."""
+    probe = subprocess.run(
+        [*prefix, sys.executable, "-c", "import shipcord"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        env={"PATH": os.environ["PATH"]},
+    )
+    if probe.returncode == 0:
+        return None
+    lines = (probe.stderr or probe.stdout).strip().splitlines() or ["no output"]
+    return lines[-1]
+
+
 def unreadable_secret_folder() -> tuple[Path, Path, Path]:
     """A folder nobody can reach (pytest's own is root's only) with a secret file it cannot
     read, a targets file whose bot uses that secret, and a data folder it can write."""
@@ -533,6 +551,8 @@ async def test_an_unreadable_secret_file_says_which_file_and_which_uid(tmp_path:
     prefix = as_nobody()
     if prefix is None:
         pytest.skip("needs root and setpriv, to run shipcord as a uid that cannot read a file")
+    if (why := unreachable_for(prefix)) is not None:
+        pytest.skip(f"uid {NOBODY} cannot run shipcord from this checkout: {why}")
     folder, secret, targets = unreadable_secret_folder()
     try:
         env = {
