@@ -54,7 +54,7 @@ class Pacer:
         if limit < 1 or window <= 0:
             raise ValueError("a bucket needs limit >= 1 and window > 0")
         self.limit = limit
-        # The margin absorbs network jitter between our clock and the server's.
+        # The margin absorbs a difference in clock rate between us and the server.
         self.window = window + margin
         self._buckets: dict[str, _Bucket] = {}
         self._pending_keys: dict[str, str] = {}  # key -> bucket
@@ -100,7 +100,6 @@ class Pacer:
                 return
             self._pending_keys.pop(pending.key, None)
             self._running.add(pending.key)
-            bucket.sent.append(time.monotonic())
             try:
                 result = await pending.job()
             except Exception as error:  # the submitter handles it; the bucket keeps going
@@ -114,6 +113,9 @@ class Pacer:
                     if not future.done():
                         future.set_result(result)
             finally:
+                # Counted from its answer, not its departure: Discord counted it on arrival,
+                # which lies between the two however late a loaded machine sends it.
+                bucket.sent.append(time.monotonic())
                 self._running.discard(pending.key)
 
     async def _wait_for_slot(self, bucket: _Bucket) -> None:
