@@ -51,6 +51,17 @@ class IncidentRows(StorageConnection):
         )
         return [IncidentRecord.from_row(row) for row in rows]
 
+    async def incidents_of(
+        self, bot_name: str, *, kinds: tuple[str, ...], since: str
+    ) -> list[IncidentRecord]:
+        marks = ", ".join("?" for _ in kinds)
+        rows = await self._fetch_all(
+            f"SELECT * FROM incidents WHERE bot_name = ? AND kind IN ({marks})"
+            " AND created_at >= ? ORDER BY id",
+            (bot_name, *kinds, since),
+        )
+        return [IncidentRecord.from_row(row) for row in rows]
+
     async def latest_incident_keyed(self, key_prefix: str) -> IncidentRecord | None:
         """The most recent incident whose key starts with `key_prefix`."""
         row = await self._fetch_one(

@@ -64,6 +64,13 @@ class ReleaseRecord:
     created_at: str
     updated_at: str
     target: str | None = None
+    live_since: str | None = None
+
+    @property
+    def went_live(self) -> str:
+        """When it became the active release (its last update, if made live before that
+        was recorded)."""
+        return self.live_since or self.updated_at
 
     @property
     def in_flight(self) -> bool:
@@ -85,6 +92,7 @@ class ReleaseRecord:
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             target=row["target"],
+            live_since=row["live_since"],
         )
 
 

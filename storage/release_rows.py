@@ -128,8 +128,9 @@ class ReleaseRows(StorageConnection):
                 (now, release.bot_name, release.id),
             )
             await db.execute(
-                "UPDATE releases SET status = 'active', updated_at = ? WHERE id = ?",
-                (now, release.id),
+                "UPDATE releases SET status = 'active', updated_at = ?,"
+                " live_since = ? WHERE id = ?",
+                (now, now, release.id),
             )
             await db.execute(
                 "UPDATE bots SET active_release = ?, updated_at = ? WHERE name = ?",

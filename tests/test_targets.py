@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,66 @@ def test_good_versions(version: str) -> None:
 def test_malformed_versions(version: str) -> None:
     with pytest.raises(ValueError, match="not well formed"):
         validate_version(version)
+
+
+ENVIRONMENTS = """
+[bots.echo]
+command = ["{python}", "-m", "examples.echo_bot"]
+token_env = "ECHO_BOT_TOKEN"
+guilds = [222222222222222222]
+
+[bots.echo.environments.staging]
+token_env = "ECHO_STAGING_TOKEN"
+guilds = [111111111111111111]
+
+[bots.echo.environments.production]
+approval = { role = "release-approvers", timeout = "30m" }
+promote_from = "staging"
+soak = "30m"
+"""
+
+
+def test_environments_override_the_bots_fields(tmp_path: Path) -> None:
+    targets = load_targets(write(tmp_path, ENVIRONMENTS))
+    assert sorted(targets.bots) == ["echo.production", "echo.staging"]
+    staging, production = targets.resolve("echo", "staging"), targets.resolve("echo", "production")
+    assert (staging.token_env, staging.guilds) == ("ECHO_STAGING_TOKEN", ["111111111111111111"])
+    assert (production.token_env, production.guilds) == ("ECHO_BOT_TOKEN", ["222222222222222222"])
+    assert production.approval is not None and production.approval.role == "release-approvers"
+    assert (production.promote_from, production.soak, production.bot_name) == (
+        "staging",
+        1800.0,
+        "echo",
+    )
+    assert targets.environments_of("echo") == ["production", "staging"]
+    with pytest.raises(LookupError, match="several environments"):
+        targets.get("echo")
+
+
+def test_a_bots_only_or_default_environment_is_used_when_none_is_named(tmp_path: Path) -> None:
+    only = ENVIRONMENTS.split("[bots.echo.environments.production]")[0]
+    assert load_targets(write(tmp_path, only)).get("echo").name == "echo.staging"
+    default = ENVIRONMENTS.replace("guilds = [2", 'default_environment = "production"\nguilds = [2')
+    assert load_targets(write(tmp_path, default)).get("echo").name == "echo.production"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (('promote_from = "staging"', 'promote_from = "qa"'), "production.promote_from: must name"),
+        (('soak = "30m"', 'soak = "soon"'), "bots.echo.environments.production.soak: must be a"),
+        (("[bots.echo.environments.staging]", "[bots.echo.environments.Stag]"), "Stag: Environ"),
+        (('token_env = "ECHO_STAGING_TOKEN"', "token_env = 3"), "staging.token_env: "),
+    ],
+)
+def test_environment_errors_name_the_environment_and_field(
+    tmp_path: Path, change: tuple[str, str], expected: str
+) -> None:
+    with pytest.raises(TargetsError, match=re.escape(expected)):
+        load_targets(write(tmp_path, ENVIRONMENTS.replace(*change)))
+
+
+def test_only_an_environment_takes_promotion_fields(tmp_path: Path) -> None:
+    text = GOOD.replace("[bots.echo]", '[bots.echo]\nsoak = "1m"', 1)
+    with pytest.raises(TargetsError, match=re.escape("bots.echo.soak: only an environment")):
+        load_targets(write(tmp_path, text))

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -21,6 +21,7 @@ from workflows.activity_models import (
     BotIdentity,
     CreateReleaseInput,
     DeploymentRef,
+    PromotionCheck,
     RecalledRelease,
     RecallInput,
     ReleaseInfo,
@@ -31,11 +32,18 @@ from workflows.activity_models import (
 )
 from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
 from workflows.hosts import DEFAULT_HOST
-from workflows.models import validate_version
+from workflows.models import unit_name, validate_version
+from workflows.promotion import promotion_refusal
 from workflows.release_operator import ReleaseOperator, invalid, runtime_errors
 from workflows.release_view import Release
 from workflows.runtimes import reachable_url
-from workflows.targets import Target, TargetRegistry, TargetsError, UnknownTarget
+from workflows.targets import (
+    EnvironmentNeeded,
+    Target,
+    TargetRegistry,
+    TargetsError,
+    UnknownTarget,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -105,12 +113,15 @@ class DeploymentActivities:
         """The release steps c107ed9 scheduled on the shared queue (it had no hosts): one
         still in flight when it was stopped is retried there after the upgrade, so the
         default host's worker runs them on that queue too."""
-        return [f for f in self.host_functions() if f != self.recall_release]
+        return [
+            f for f in self.host_functions() if f not in (self.recall_release, self.check_promotion)
+        ]
 
     def host_functions(self) -> list[Callable[..., Any]]:
         """The activities that touch a release: only its host runs them (its own queue)."""
         return [
             self.check_bot_token,
+            self.check_promotion,
             self.recall_release,
             self.create_bot_record,
             self.deploy_to_platform,
@@ -139,12 +150,13 @@ class DeploymentActivities:
         `token-on-host` patch still read them here, as they did.
         """
         try:
-            declared = self._targets.get(ref.bot_name)
+            declared = self._targets.current().resolve(ref.bot_name, ref.environment)
+            promotion = self._promotion(declared, ref)
         except TargetsError as error:
             # Its problems name other servers' bots and the host's paths: for the log only.
             log.error("targets_file_invalid", error=str(error))
             raise invalid(TARGETS_UNUSABLE) from None
-        except UnknownTarget as error:
+        except (UnknownTarget, EnvironmentNeeded) as error:
             raise invalid(str(error)) from None
         try:
             host = declared.host or self._default_host
@@ -167,7 +179,29 @@ class DeploymentActivities:
             application_id=identity.application_id if identity else "",
             host=host,
             host_start_timeout=self._host_start_timeout,
+            promotion=promotion,
         )
+
+    def _promotion(self, declared: Target, ref: DeploymentRef) -> PromotionCheck | None:
+        """What a release must have done in the source environment to come to `declared`
+        (a rollback restores one that came here already: nothing)."""
+        if declared.promote_from is None or ref.restore_release is not None:
+            return None
+        source = self._targets.current().get(unit_name(declared.bot_name, declared.promote_from))
+        return PromotionCheck(
+            source=source.name,
+            source_host=source.host or self._default_host,
+            version=ref.version,
+            soak=declared.soak,
+        )
+
+    @activity.defn
+    async def check_promotion(self, check: PromotionCheck) -> None:
+        """On the source environment's host, which keeps its releases: the version is the
+        one live there, soaked and without a crash since."""
+        refusal = await promotion_refusal(self._storage, check, datetime.now(UTC))
+        if refusal is not None:
+            raise invalid(refusal)
 
     @activity.defn
     async def check_bot_token(self, check: TokenCheck) -> BotIdentity:

@@ -33,6 +33,20 @@ class DeploymentRef(ActivityModel):
     # reads the token and the command manifest on the host. False (the default) in
     # histories from before the `token-on-host` patch, whose validation read them itself.
     checked_on_host: bool = False
+    # The bot's environment asked for (None: its own or default target).
+    environment: str | None = None
+
+
+class PromotionCheck(ActivityModel):
+    """A deployment to an environment with `promote_from`: the version must be live in the
+    source environment (`source`, a target name such as "echo.staging") and have run there
+    for `soak` seconds without a crash. Checked on the source's host, which keeps its
+    releases."""
+
+    source: str
+    source_host: str
+    version: str
+    soak: float = 0
 
 
 class ValidatedDeployment(ActivityModel):
@@ -52,6 +66,8 @@ class ValidatedDeployment(ActivityModel):
     # in histories from before hosts, whose activities all ran on the shared queue.
     host: str | None = None
     host_start_timeout: float | None = None
+    # Set when the target takes only releases promoted from another environment.
+    promotion: PromotionCheck | None = None
 
 
 class TokenCheck(ActivityModel):

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.activity_models import (
         CreateReleaseInput,
         DeploymentRef,
+        PromotionCheck,
         RecallInput,
         ReleaseInfo,
         ReleaseRef,
@@ -161,6 +162,7 @@ class BotDeploymentWorkflow(DeploymentControls):
             owner=request.owner,
             guild_id=request.guild_id,
             channel_id=request.channel_id,
+            environment=request.environment,
             started_at=workflow.now(),
             updated_at=workflow.now(),
             # A pause delivered with the start is handled before this method runs.
@@ -172,12 +174,15 @@ class BotDeploymentWorkflow(DeploymentControls):
             bot_name=request.bot_name,
             version=request.version,
             restore_release=request.restore_release,
+            environment=request.environment,
         )
         try:
             await self._enter(Step.VALIDATING)
             token_on_host = workflow.patched(TOKEN_ON_HOST)
             validated = await self._validate(deployment_ref, token_on_host)
             target, version = await self._resolve(request, validated)
+            if validated.promotion is not None:
+                await self._check_promotion(validated.promotion)
             if token_on_host and target is not None:
                 await self._check_token(target)
 
@@ -245,6 +250,15 @@ class BotDeploymentWorkflow(DeploymentControls):
         ref = ref.model_copy(update={"checked_on_host": token_on_host})
         return await self._call(DeploymentActivities.validate_deployment, ref)
 
+    async def _check_promotion(self, check: PromotionCheck) -> None:
+        """On the source environment's host, which keeps the releases it compares."""
+        options = self._step_options()
+        options["task_queue"] = host_task_queue(workflow.info().task_queue, check.source_host)
+        await workflow.execute_activity_method(
+            DeploymentActivities.check_promotion, check, **options
+        )
+        raise_if_cancel_requested()
+
     async def _check_token(self, target: Target) -> None:
         """The bot's token and manifest, read on its host (where they are kept)."""
         await self._call(DeploymentActivities.check_bot_token, TokenCheck(target=target))
@@ -256,12 +270,17 @@ class BotDeploymentWorkflow(DeploymentControls):
         are recalled from the release it restores, on that release's host."""
         self._status.version = validated.version
         self._status.restored_release = validated.restored_release
+        if validated.target is not None:
+            self._status.environment = validated.target.environment
         self._use_host(validated.host, validated.host_start_timeout)
         target, version = validated.target, validated.version
         if validated.restored_release is not None and validated.host is not None:
             recalled = await self._call(
                 DeploymentActivities.recall_release,
-                RecallInput(bot_name=request.bot_name, release_number=validated.restored_release),
+                RecallInput(
+                    bot_name=validated.target.name if validated.target else request.bot_name,
+                    release_number=validated.restored_release,
+                ),
             )
             target, version = recalled.target, recalled.version
             self._status.version = version
@@ -381,6 +400,7 @@ class BotDeploymentWorkflow(DeploymentControls):
             restored_release=status.restored_release,
             approval=status.approval,
             host=status.host,
+            environment=status.environment,
             step=step,
             progress=progress,
             compensations=list(status.compensations),

@@ -30,6 +30,9 @@ DEFAULT_VERSION = "latest"
 SECRET_CONFIG_KEYS = frozenset({"token", "botToken", "bot_token", "secret", "password"})
 
 BOT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+# An environment of a bot ("staging"); the bot's target in it is named "bot.environment",
+# a name Docker and file names take as it is.
+ENVIRONMENT = re.compile(r"[a-z0-9][a-z0-9-]{0,19}")
 VERSION = re.compile(
     r"latest|v?[0-9]{1,9}(\.[0-9]{1,9}){0,3}([-+][0-9A-Za-z][0-9A-Za-z.+-]{0,40})?"
 )
@@ -88,6 +91,29 @@ def validate_bot_name(name: str) -> str:
     return name
 
 
+def validate_environment_name(name: str) -> str:
+    if not ENVIRONMENT.fullmatch(name):
+        raise ValueError(
+            f"Environment {quoted(name)} is not valid: use 1-20 lowercase letters, digits and "
+            "'-', starting with a letter or digit."
+        )
+    return name
+
+
+def unit_name(bot_name: str, environment: str | None) -> str:
+    """The name of a bot's target in `environment`: what releases, locks and supervision
+    are kept by."""
+    return bot_name if environment is None else f"{bot_name}.{environment}"
+
+
+def validate_unit_name(name: str) -> str:
+    bot_name, dot, environment = name.partition(".")
+    validate_bot_name(bot_name)
+    if dot:
+        validate_environment_name(environment)
+    return name
+
+
 def validate_version(version: str) -> str:
     """Return the version if well formed, else raise ValueError saying what is expected."""
     if not VERSION.fullmatch(version):
@@ -124,6 +150,7 @@ RELEASE_NUMBER_MAX = 2**31 - 1
 
 # Lengths are bounded before any pattern is tried, and every number has a range.
 BotName = Annotated[str, Field(max_length=64), AfterValidator(validate_bot_name)]
+EnvironmentName = Annotated[str, Field(max_length=64), AfterValidator(validate_environment_name)]
 Version = Annotated[str, Field(max_length=64), AfterValidator(validate_version)]
 Snowflake = Annotated[
     str, BeforeValidator(_number_as_text), Field(max_length=32), AfterValidator(validate_snowflake)
@@ -216,6 +243,8 @@ class DeploymentInput(CamelModel):
     # A rollback: put this earlier release of the bot back (its version and recorded
     # target) instead of deploying `version`.
     restore_release: ReleaseNumber | None = None
+    # One of the bot's environments (absent: the bot's only or default one).
+    environment: EnvironmentName | None = None
 
     @field_validator("config")
     @classmethod
@@ -265,6 +294,8 @@ class DeploymentStatus(CamelModel):
     approval: ApprovalRecord | None = None
     # The host the release runs on, once validation has resolved it.
     host: str | None = None
+    # The bot's environment: as asked, then as validation resolved it.
+    environment: str | None = None
 
 
 class DeploymentResult(CamelModel):
@@ -282,6 +313,7 @@ class DeploymentResult(CamelModel):
     compensations: list[CompensationRecord] = Field(default_factory=list)
     approval: ApprovalRecord | None = None
     host: str | None = None
+    environment: str | None = None
     # Never set by the workflow (so never in its result): how Temporal closed a workflow
     # that returned no result ("terminated", "timed_out", "cancelled", "failed"), as a
     # front end reading it records it.

@@ -23,7 +23,13 @@ from pydantic import (
 import workflows.tokens as tokens
 from workflows.file_access import why_unreadable
 from workflows.hosts import HostName
-from workflows.models import Snowflake, quoted, validate_bot_name
+from workflows.models import (
+    Snowflake,
+    quoted,
+    unit_name,
+    validate_environment_name,
+    validate_unit_name,
+)
 from workflows.validation import validation_problems
 
 # An unknown name is answered with the known ones, up to this many.
@@ -42,12 +48,25 @@ class TargetsError(ValueError):
     """The targets file cannot be used; the message names the file, target and field."""
 
 
+class EnvironmentNeeded(LookupError):
+    """A bot with several environments was named without one."""
+
+    def __init__(self, bot_name: str, environments: list[str]) -> None:
+        super().__init__(
+            f"**{bot_name}** has several environments ({', '.join(environments)}): "
+            "name the one to use (the `environment` option)."
+        )
+        self.bot_name = bot_name
+        self.environments = environments
+
+
 class UnknownTarget(LookupError):
     # The message reaches whoever started the deployment, from any server or client: it
     # names no other bot, since the targets file declares those of every server.
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, message: str | None = None) -> None:
         super().__init__(
-            f"Unknown bot {quoted(name)}: no bot of that name is declared in the targets file."
+            message
+            or f"Unknown bot {quoted(name)}: no bot of that name is declared in the targets file."
         )
         self.name = name
 
@@ -117,11 +136,21 @@ class Target(BaseModel):
     # The host it runs on (None: the default host, see SHIPCORD_DEFAULT_HOST). The copy
     # recorded with a release always names the host it was deployed to.
     host: HostName | None = None
+    # Set for a bot's environment (its name is then "bot.environment"): where a release
+    # must be live, and for how long without a crash, before it may be deployed here.
+    environment: str | None = None
+    promote_from: str | None = None
+    soak: Annotated[float, BeforeValidator(parse_duration), Field(ge=0, le=30 * 86400)] = 0
 
     @field_validator("name")
     @classmethod
     def name_is_slug(cls, name: str) -> str:
-        return validate_bot_name(name)
+        return validate_unit_name(name)
+
+    @property
+    def bot_name(self) -> str:
+        """The bot's name, without its environment."""
+        return self.name.partition(".")[0]
 
     @field_validator("command")
     @classmethod
@@ -233,13 +262,48 @@ class TargetsFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: Path
+    # Every deployable target by name: a bot, or each of its environments ("echo.staging").
     bots: dict[str, Target]
+    # A bot with environments: its environment when none is named (the only one, or its
+    # `default_environment`).
+    default_environments: dict[str, str] = Field(default_factory=dict)
 
     def get(self, name: str) -> Target:
-        try:
-            return self.bots[name]
-        except KeyError:
-            raise UnknownTarget(name) from None
+        """The target `name` names: a bot's own, one of its environments ("echo.staging"),
+        or, for a bot with environments, its default one."""
+        found = self.bots.get(name)
+        if found is not None:
+            return found
+        environments = self.environments_of(name)
+        if not environments:
+            raise UnknownTarget(name)
+        default = self.default_environments.get(name)
+        if default is None:
+            raise EnvironmentNeeded(name, environments)
+        return self.bots[unit_name(name, default)]
+
+    def resolve(self, bot_name: str, environment: str | None) -> Target:
+        """The target of `bot_name` in `environment` (None: the bot's own or default)."""
+        if environment is None:
+            return self.get(bot_name)
+        found = self.bots.get(unit_name(bot_name, environment))
+        if found is None:
+            if bot_name in self.bots or self.environments_of(bot_name):
+                known = ", ".join(self.environments_of(bot_name)) or "none"
+                raise UnknownTarget(
+                    bot_name,
+                    f"**{bot_name}** has no environment {quoted(environment)} "
+                    f"(its environments: {known}).",
+                )
+            raise UnknownTarget(bot_name)
+        return found
+
+    def environments_of(self, bot_name: str) -> list[str]:
+        return sorted(
+            t.environment
+            for t in self.bots.values()
+            if t.environment is not None and t.bot_name == bot_name
+        )
 
 
 def load_targets(path: Path) -> TargetsFile:
@@ -264,24 +328,97 @@ def load_targets(path: Path) -> TargetsFile:
         raise TargetsError(f"{path}: bots must be a table of [bots.NAME] sections")
     base = path.resolve().parent
     targets: dict[str, Target] = {}
+    defaults: dict[str, str] = {}
     problems: list[str] = []
     for name, table in bots.items():
         if not isinstance(table, dict):
             problems.append(f"bots.{name}: must be a table")
             continue
-        data = dict(table, name=name, working_directory=base)
-        for field in ("commands", "token_file"):
-            if isinstance(data.get(field), str):
-                data[field] = base / data[field]
-        try:
-            targets[name] = Target.model_validate(data)
-        except ValidationError as error:
-            for field, message, _ in validation_problems(error):
-                where = f"bots.{name}.{field}" if field else f"bots.{name}"
-                problems.append(f"{where}: {message}")
+        for where, data in _declared_targets(name, table, problems):
+            target = _validated_target(where, data, base, problems)
+            if target is not None:
+                targets[target.name] = target
+        default = _default_environment(name, table, problems)
+        if default is not None:
+            defaults[name] = default
     if problems:
         raise TargetsError(f"{path}: " + "; ".join(problems))
-    return TargetsFile(path=path.resolve(), bots=targets)
+    return TargetsFile(path=path.resolve(), bots=targets, default_environments=defaults)
+
+
+ENVIRONMENT_ONLY = ("promote_from", "soak")
+
+
+def _declared_targets(
+    name: str, table: dict[str, Any], problems: list[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The targets one `[bots.NAME]` table declares, each with where it is written: the bot
+    itself, or each of its environments, which override any of the bot's fields."""
+    table = dict(table)
+    table.pop("default_environment", None)
+    environments = table.pop("environments", None)
+    if environments is None:
+        misplaced = [field for field in ENVIRONMENT_ONLY if field in table]
+        for field in misplaced:
+            problems.append(f"bots.{name}.{field}: only an environment may set it")
+        return [] if misplaced else [(f"bots.{name}", dict(table, name=name))]
+    if not isinstance(environments, dict) or not environments:
+        problems.append(f"bots.{name}.environments: must hold [bots.{name}.environments.NAME]")
+        return []
+    declared = []
+    for environment, overrides in environments.items():
+        where = f"bots.{name}.environments.{environment}"
+        try:
+            validate_environment_name(environment)
+        except ValueError as error:
+            problems.append(f"{where}: {error}")
+            continue
+        if not isinstance(overrides, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        source = overrides.get("promote_from")
+        if source is not None and (source == environment or source not in environments):
+            problems.append(
+                f"{where}.promote_from: must name another environment of {name} "
+                f"({', '.join(sorted(set(environments) - {environment})) or 'none'})"
+            )
+            continue
+        data = {**table, **overrides, "name": unit_name(name, environment)}
+        declared.append((where, dict(data, environment=environment)))
+    return declared
+
+
+def _validated_target(
+    where: str, data: dict[str, Any], base: Path, problems: list[str]
+) -> Target | None:
+    data = dict(data, working_directory=base)
+    for field in ("commands", "token_file"):
+        if isinstance(data.get(field), str):
+            data[field] = base / data[field]
+    try:
+        return Target.model_validate(data)
+    except ValidationError as error:
+        for field, message, _ in validation_problems(error):
+            problems.append(f"{where}.{field}: {message}" if field else f"{where}: {message}")
+        return None
+
+
+def _default_environment(name: str, table: dict[str, Any], problems: list[str]) -> str | None:
+    environments = table.get("environments")
+    default = table.get("default_environment")
+    if not isinstance(environments, dict):
+        if default is not None:
+            problems.append(f"bots.{name}.default_environment: the bot has no environments")
+        return None
+    if default is None:
+        return next(iter(environments)) if len(environments) == 1 else None
+    if default not in environments:
+        problems.append(
+            f"bots.{name}.default_environment: {quoted(str(default))} is not one of its "
+            f"environments ({', '.join(environments)})"
+        )
+        return None
+    return str(default)
 
 
 class TargetRegistry:

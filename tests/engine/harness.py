@@ -136,11 +136,16 @@ class Engine:
         version: str = "1.0.0",
         owner: str = "42",
         restore_release: int | None = None,
+        environment: str | None = None,
     ) -> str:
         """Start a deployment as another Temporal client would: straight on Temporal."""
         workflow_id = deployment_workflow_id(bot, unix_ms() + len(self.workflow_ids))
         request = DeploymentInput(
-            bot_name=bot, version=version, owner=owner, restore_release=restore_release
+            bot_name=bot,
+            version=version,
+            owner=owner,
+            restore_release=restore_release,
+            environment=environment,
         )
         await self.deployments.start(request, workflow_id=workflow_id)
         self.workflow_ids.append(workflow_id)
