@@ -43,22 +43,30 @@ def _access(interaction: discord.Interaction[Any]) -> Access:
     return shipcord(interaction).access
 
 
+def environment_asked(interaction: discord.Interaction[Any]) -> str | None:
+    """The command's `environment` option as typed (None: not given, or no such option)."""
+    typed = getattr(interaction.namespace, "environment", None)
+    return typed.strip() or None if isinstance(typed, str) else None
+
+
 class _BotName(app_commands.Transformer):
-    """A bot named in the targets file, offered and resolved for what the person may do."""
+    """A bot named in the targets file, offered and resolved for what the person may do:
+    to its target in the command's `environment` (or its own or default one)."""
 
     to_deploy = False
 
     async def transform(self, interaction: discord.Interaction[Any], value: str) -> Target:
         actor, access = Actor.of(interaction), _access(interaction)
         access.require_enabled(actor)
-        name = value.strip()
+        name, environment = value.strip(), environment_asked(interaction)
         if self.to_deploy:
-            deployable: Target = access.target_to_deploy(actor, name)
+            deployable: Target = access.target_to_deploy(actor, name, environment)
             return deployable
-        target: Target | None = access.target_of(name)
-        if target is None or not access.policy.belongs_here(actor, target):
-            raise UserError(f"There is no bot {name[:40]!r} in this server.")
-        return target
+        here = access.target_here(actor, name, environment)
+        if here is None:
+            asked = name if environment is None else f"{name} in {environment}"
+            raise UserError(f"There is no bot {asked[:60]!r} in this server.")
+        return here
 
     async def autocomplete(
         self, interaction: discord.Interaction[Any], value: int | float | str
@@ -76,6 +84,55 @@ class DeployableBot(_BotName):
 
 class BotOfThisServer(_BotName):
     """A bot that belongs to this server, whoever may deploy it, resolved to its target."""
+
+
+class PromotableBot(app_commands.Transformer):
+    """A bot with environments this person may deploy to (its name: /promote names the two
+    environments)."""
+
+    async def transform(self, interaction: discord.Interaction[Any], value: str) -> str:
+        _access(interaction).require_enabled(Actor.of(interaction))
+        return value.strip()
+
+    async def autocomplete(
+        self, interaction: discord.Interaction[Any], value: int | float | str
+    ) -> list[Choice]:
+        actor, access = Actor.of(interaction), _access(interaction)
+        names = [
+            name
+            for name in access.names_offered(actor, to_deploy=True)
+            if access.environments_offered(actor, name, to_deploy=True)
+        ]
+        return offered(name_choices(names, str(value)))
+
+
+class _BotEnvironment(app_commands.Transformer):
+    """An environment of the command's bot; the bot option resolves the two together."""
+
+    to_deploy = False
+
+    async def transform(self, interaction: discord.Interaction[Any], value: str) -> str:
+        return value.strip()
+
+    async def autocomplete(
+        self, interaction: discord.Interaction[Any], value: int | float | str
+    ) -> list[Choice]:
+        typed_bot = getattr(interaction.namespace, "bot", None)
+        bot_name = typed_bot.strip() if isinstance(typed_bot, str) else ""
+        names = _access(interaction).environments_offered(
+            Actor.of(interaction), bot_name, to_deploy=self.to_deploy
+        )
+        return offered(name_choices(names, str(value)))
+
+
+class DeployableEnvironment(_BotEnvironment):
+    """An environment of the bot this person may deploy to."""
+
+    to_deploy = True
+
+
+class EnvironmentOfThisServer(_BotEnvironment):
+    """An environment of the bot that belongs to this server."""
 
 
 class DeployVersion(app_commands.Transformer):

@@ -161,7 +161,17 @@ async def test_sync_commands_registers_the_commands_globally(world: World) -> No
     exit_code, output = await run_to_end(world, "sync-commands")
     assert exit_code == 0, output
     names = {command["name"] for command in world.double.commands(world.shipcord_bot_id)}
-    assert names == {"deploy", "status", "pause", "resume", "cancel", "history", "rollback", "logs"}
+    assert names == {
+        "deploy",
+        "status",
+        "pause",
+        "resume",
+        "cancel",
+        "history",
+        "rollback",
+        "logs",
+        "promote",
+    }
 
 
 async def test_killed_mid_deployment_it_carries_on_after_a_restart(world: World) -> None:

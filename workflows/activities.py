@@ -38,7 +38,6 @@ from workflows.release_operator import ReleaseOperator, invalid, runtime_errors
 from workflows.release_view import Release
 from workflows.runtimes import reachable_url
 from workflows.targets import (
-    EnvironmentNeeded,
     Target,
     TargetRegistry,
     TargetsError,
@@ -156,7 +155,7 @@ class DeploymentActivities:
             # Its problems name other servers' bots and the host's paths: for the log only.
             log.error("targets_file_invalid", error=str(error))
             raise invalid(TARGETS_UNUSABLE) from None
-        except (UnknownTarget, EnvironmentNeeded) as error:
+        except UnknownTarget as error:
             raise invalid(str(error)) from None
         try:
             host = declared.host or self._default_host

@@ -25,6 +25,7 @@ from workflows.models import (
     DeploymentResult,
     deployment_workflow_id,
     is_adoptable_workflow_id,
+    unit_name,
 )
 from workflows.redaction import redact
 
@@ -106,7 +107,8 @@ class DeploymentService:
             try:
                 return await self._storage.reserve_deployment(
                     workflow_id=deployment_workflow_id(request.bot_name, millis + offset),
-                    bot_name=request.bot_name,
+                    # Kept by target: one open deployment per bot and environment.
+                    bot_name=unit_name(request.bot_name, request.environment),
                     version=request.version,
                     owner_id=request.owner,
                     guild_id=request.guild_id,
@@ -134,7 +136,9 @@ class DeploymentService:
                 )
         except WorkflowAlreadyStartedError:
             await self._storage.discard_reservation(workflow_id)
-            raise DeploymentConflict(request.bot_name, workflow_id) from None
+            raise DeploymentConflict(
+                unit_name(request.bot_name, request.environment), workflow_id
+            ) from None
         except BaseException as error:
             if isinstance(error, Exception) and await self._started_after_all(workflow_id):
                 return
@@ -210,7 +214,7 @@ class DeploymentService:
             )
         if not await self._storage.adopt_deployment(
             workflow_id=workflow_id,
-            bot_name=request.bot_name,
+            bot_name=unit_name(request.bot_name, request.environment),
             version=request.version,
             owner_id=request.owner,
             guild_id=where.guild_id,

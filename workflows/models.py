@@ -106,6 +106,11 @@ def unit_name(bot_name: str, environment: str | None) -> str:
     return bot_name if environment is None else f"{bot_name}.{environment}"
 
 
+def environment_of(name: str) -> str | None:
+    """The environment a target name ("bot.environment") names, if any."""
+    return name.partition(".")[2] or None
+
+
 def validate_unit_name(name: str) -> str:
     bot_name, dot, environment = name.partition(".")
     validate_bot_name(bot_name)

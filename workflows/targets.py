@@ -48,18 +48,6 @@ class TargetsError(ValueError):
     """The targets file cannot be used; the message names the file, target and field."""
 
 
-class EnvironmentNeeded(LookupError):
-    """A bot with several environments was named without one."""
-
-    def __init__(self, bot_name: str, environments: list[str]) -> None:
-        super().__init__(
-            f"**{bot_name}** has several environments ({', '.join(environments)}): "
-            "name the one to use (the `environment` option)."
-        )
-        self.bot_name = bot_name
-        self.environments = environments
-
-
 class UnknownTarget(LookupError):
     # The message reaches whoever started the deployment, from any server or client: it
     # names no other bot, since the targets file declares those of every server.
@@ -69,6 +57,18 @@ class UnknownTarget(LookupError):
             or f"Unknown bot {quoted(name)}: no bot of that name is declared in the targets file."
         )
         self.name = name
+
+
+class EnvironmentNeeded(UnknownTarget):
+    """A bot with several environments was named without one."""
+
+    def __init__(self, bot_name: str, environments: list[str]) -> None:
+        super().__init__(
+            bot_name,
+            f"**{bot_name}** has several environments ({', '.join(environments)}): "
+            "name the one to use (the `environment` option)."
+        )
+        self.environments = environments
 
 
 def check_placeholders(text: str) -> str:

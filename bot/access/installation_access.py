@@ -10,7 +10,13 @@ from bot.access.policy import AccessPolicy, Actor
 from bot.interactions.user_answers import UserError
 from storage import DeploymentRecord
 from workflows.models import quoted
-from workflows.targets import Target, TargetRegistry, TargetsError, UnknownTarget
+from workflows.targets import (
+    EnvironmentNeeded,
+    Target,
+    TargetRegistry,
+    TargetsError,
+    UnknownTarget,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -49,18 +55,34 @@ class Access:
         if not self.policy.is_enabled(actor, targets):
             raise UserError(self.policy.not_enabled(actor, targets))
 
-    def target_to_deploy(self, actor: Actor, bot_name: str) -> Target:
-        """The target `actor` asks to deploy, if they may; else a refusal that tells no more
-        than the bots this person may deploy here."""
+    def target_here(self, actor: Actor, bot_name: str, environment: str | None) -> Target | None:
+        """The target of `bot_name` in `environment` (None: its own or default one) if it
+        belongs to the actor's server; a refusal when it must name an environment."""
         try:
-            target = self._targets.get(bot_name)
+            target: Target | None = self._targets.current().resolve(bot_name, environment)
         except TargetsError as error:
             log.error("targets_file_invalid", error=str(error))
             raise UserError(TARGETS_BROKEN) from None
+        except EnvironmentNeeded:
+            here = self.environments_offered(actor, bot_name, to_deploy=False)
+            if here:
+                raise UserError(
+                    f"**{bot_name}** has several environments ({', '.join(here)}): name the "
+                    "one to use (the `environment` option)."
+                ) from None
+            target = None
         except UnknownTarget:
             target = None
         if target is None or not self.policy.belongs_here(actor, target):
-            raise UserError(self._unknown(actor, bot_name))
+            return None
+        return target
+
+    def target_to_deploy(self, actor: Actor, bot_name: str, environment: str | None) -> Target:
+        """The target `actor` asks to deploy, if they may; else a refusal that tells no more
+        than the bots this person may deploy here."""
+        target = self.target_here(actor, bot_name, environment)
+        if target is None:
+            raise UserError(self._unknown(actor, bot_name, environment))
         if not self.policy.may_deploy(actor, target):
             raise UserError(
                 f"You may not deploy **{target.name}**: that takes the admin role or Manage "
@@ -71,16 +93,26 @@ class Access:
     def deployable_names(self, actor: Actor) -> list[str]:
         return sorted(t.name for t in self.policy.deployable(actor, self.targets()))
 
-    def names_here(self, actor: Actor) -> list[str]:
-        """The bots that belong to the actor's server, whoever may deploy them."""
-        return sorted(t.name for t in self.targets() if self.policy.belongs_here(actor, t))
-
-    def names_offered(self, actor: Actor, *, to_deploy: bool) -> list[str]:
-        """The bot names autocomplete offers: the ones `actor` may deploy, or all of this
-        server's; none where commands are not enabled for them."""
+    def _targets_offered(self, actor: Actor, *, to_deploy: bool) -> list[Target]:
+        """The targets `actor` may deploy, or all of this server's; none where commands
+        are not enabled for them."""
         if not self.is_enabled(actor):
             return []
-        return self.deployable_names(actor) if to_deploy else self.names_here(actor)
+        if to_deploy:
+            return self.policy.deployable(actor, self.targets())
+        return [t for t in self.targets() if self.policy.belongs_here(actor, t)]
+
+    def names_offered(self, actor: Actor, *, to_deploy: bool) -> list[str]:
+        """The bot names autocomplete offers (a bot with environments once)."""
+        return sorted({t.bot_name for t in self._targets_offered(actor, to_deploy=to_deploy)})
+
+    def environments_offered(self, actor: Actor, bot_name: str, *, to_deploy: bool) -> list[str]:
+        """The environments of `bot_name` autocomplete offers `actor`."""
+        return sorted(
+            t.environment
+            for t in self._targets_offered(actor, to_deploy=to_deploy)
+            if t.bot_name == bot_name and t.environment is not None
+        )
 
     def may_see(self, actor: Actor, record: DeploymentRecord) -> bool:
         return self.policy.may_see(actor, record, self.target_of(record.bot_name))
@@ -95,9 +127,10 @@ class Access:
             return True
         return made_by is not None and self.may_control(actor, made_by)
 
-    def _unknown(self, actor: Actor, bot_name: str) -> str:
+    def _unknown(self, actor: Actor, bot_name: str, environment: str | None) -> str:
         names = self.deployable_names(actor)
         listed = ", ".join(names[:NAMES_LISTED]) or "none"
         if len(names) > NAMES_LISTED:
             listed += f" and {len(names) - NAMES_LISTED} more"
-        return f"Unknown bot {quoted(bot_name)}: you may deploy {listed} here."
+        asked = bot_name if environment is None else f"{bot_name} in {environment}"
+        return f"Unknown bot {quoted(asked)}: you may deploy {listed} here."

@@ -7,12 +7,12 @@ import discord
 
 from bot.access.installation_access import Access
 from workflows.deployment_service import Placement, PlacementRule
-from workflows.models import DeploymentInput
+from workflows.models import DeploymentInput, unit_name
 
 
 def placement_rule(client: discord.Client, access: Access) -> PlacementRule:
     async def place(request: DeploymentInput) -> Placement:
-        target = access.target_of(request.bot_name)
+        target = access.target_of(unit_name(request.bot_name, request.environment))
         servers = access.policy.bot_servers(target) if target else access.policy.guild_ids
         guild_id = request.guild_id
         if guild_id is None or guild_id not in servers or client.get_guild(int(guild_id)) is None:

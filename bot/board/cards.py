@@ -30,6 +30,7 @@ from workflows.models import (
     DeploymentState,
     DeploymentStatus,
     Step,
+    environment_of,
 )
 
 # Discord's limits for an embed: a field's value, the description.
@@ -271,6 +272,9 @@ def rollback_lines(
 
 def _facts(record: DeploymentRecord, release_number: int | None) -> list[dict[str, Any]]:
     facts = [_field("Owner", mention(record.owner_id)), _field("Version", f"`{record.version}`")]
+    environment = environment_of(record.bot_name)
+    if environment is not None:
+        facts.append(_field("Environment", environment))
     if release_number is not None:
         facts.append(_field("Release", f"#{release_number}"))
     return facts

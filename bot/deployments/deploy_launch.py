@@ -32,7 +32,8 @@ def deployment_request(
 ) -> DeploymentInput:
     """What a person's /deploy or /rollback asks the workflow for, from where they asked."""
     return DeploymentInput(
-        bot_name=target.name,
+        bot_name=target.bot_name,
+        environment=target.environment,
         bot_type=target.type,
         owner=actor.user_id,
         version=version,

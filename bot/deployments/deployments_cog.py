@@ -16,7 +16,10 @@ from bot.board.closed_rows import closed_result
 from bot.command_options import (
     ControllableDeployment,
     DeployableBot,
+    DeployableEnvironment,
     DeployVersion,
+    EnvironmentOfThisServer,
+    PromotableBot,
     StartTime,
     VisibleDeployment,
 )
@@ -33,8 +36,10 @@ from bot.render import (
     render_status_list,
 )
 from storage import DeploymentRecord, IncidentRecord
+from workflows.activity_models import PromotionCheck
 from workflows.deployment_client import is_unreachable
 from workflows.hosts import DEFAULT_HOST
+from workflows.promotion import live_release, promotion_refusal
 from workflows.targets import Target
 
 log = structlog.get_logger(__name__)
@@ -79,6 +84,7 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         bot="The bot to deploy, as named in the targets file",
         version="The version to deploy, e.g. 1.4.0 or latest",
         at="Start later: a delay such as in 30m, a UTC time such as 14:30, or 2026-12-24T18:00",
+        environment="The bot's environment to deploy to, when it has several",
     )
     async def deploy(
         self,
@@ -86,12 +92,54 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         bot: app_commands.Transform[Target, DeployableBot],
         version: app_commands.Transform[str, DeployVersion],
         at: app_commands.Transform[datetime | None, StartTime] | None = None,
+        environment: app_commands.Transform[str, DeployableEnvironment] | None = None,
     ) -> None:
         """Deploy a bot; the answer is its progress, shown in this channel."""
         actor = Actor.of(interaction)
         structlog.contextvars.bind_contextvars(bot_name=bot.name)
         request = deployment_request(interaction, actor, bot, version)
         await launch(self.bot, interaction, actor, request, at=at)
+
+    @app_commands.command(name="promote")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.rename(source="from", destination="to")
+    @app_commands.describe(
+        bot="The bot whose release to promote",
+        source="The environment whose live release to promote, e.g. staging",
+        destination="The environment to deploy that release to, e.g. production",
+    )
+    async def promote(
+        self,
+        interaction: discord.Interaction,
+        bot: app_commands.Transform[str, PromotableBot],
+        source: app_commands.Transform[str, EnvironmentOfThisServer],
+        destination: app_commands.Transform[str, DeployableEnvironment],
+    ) -> None:
+        """Deploy to one environment exactly the release live in another."""
+        actor, access = Actor.of(interaction), self.bot.access
+        target = access.target_to_deploy(actor, bot, destination)
+        structlog.contextvars.bind_contextvars(bot_name=target.name)
+        if target.promote_from is not None and target.promote_from != source:
+            raise UserError(
+                f"**{bot}** takes releases in {destination} from {target.promote_from} only, "
+                f"not from {source}."
+            )
+        origin = access.target_here(actor, bot, source)
+        if origin is None or origin.environment is None:
+            raise UserError(f"**{bot}** has no environment {source[:20]!r} in this server.")
+        live = await live_release(self.bot.storage, origin.name)
+        if live is None:
+            raise UserError(f"Nothing is live in {source} for **{bot}**: nothing to promote.")
+        if target.promote_from is not None:
+            check = PromotionCheck(
+                source=origin.name, source_host="", version=live.version, soak=target.soak
+            )
+            refusal = await promotion_refusal(self.bot.storage, check, datetime.now(UTC))
+            if refusal is not None:
+                raise UserError(refusal)
+        request = deployment_request(interaction, actor, target, live.version)
+        await launch(self.bot, interaction, actor, request)
 
     @app_commands.command(name="status")
     @app_commands.guild_only()

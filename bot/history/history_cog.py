@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.access.policy import Actor
-from bot.command_options import BotOfThisServer
+from bot.command_options import BotOfThisServer, EnvironmentOfThisServer
 from bot.discord_client import ShipcordBot
 from bot.history.history_lines import PAGE_SIZE, render_history
 from bot.interactions.user_answers import NO_MENTIONS, UserError, reply
@@ -63,7 +63,7 @@ async def render_page(
 
 class HistoryPage(
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"shipcord:history:(?P<bot>[a-z0-9-]{1,32}):(?P<page>\d{1,4})",
+    template=r"shipcord:history:(?P<bot>[a-z0-9-]{1,32}(?:\.[a-z0-9-]{1,20})?):(?P<page>\d{1,4})",
 ):
     def __init__(self, bot_name: str, page: int, label: str = "Page", disabled: bool = False):
         super().__init__(
@@ -107,11 +107,15 @@ class HistoryCog(commands.Cog, name="History"):
 
     @app_commands.command(name="history")
     @app_commands.guild_only()
-    @app_commands.describe(bot="The bot whose deployments to list")
+    @app_commands.describe(
+        bot="The bot whose deployments to list",
+        environment="The bot's environment, when it has several",
+    )
     async def history(
         self,
         interaction: discord.Interaction,
         bot: app_commands.Transform[Target, BotOfThisServer],
+        environment: app_commands.Transform[str, EnvironmentOfThisServer] | None = None,
     ) -> None:
         """A bot's deployments, newest first: who, when, how long, how it ended."""
         actor = Actor.of(interaction)

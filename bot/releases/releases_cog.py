@@ -9,7 +9,13 @@ from discord.ext import commands
 
 from bot.access.policy import Actor
 from bot.autocomplete import release_choices
-from bot.command_options import BotOfThisServer, DeployableBot
+from bot.command_options import (
+    BotOfThisServer,
+    DeployableBot,
+    DeployableEnvironment,
+    EnvironmentOfThisServer,
+    environment_asked,
+)
 from bot.deployments.deploy_launch import deployment_request, launch
 from bot.discord_client import ShipcordBot
 from bot.interactions.user_answers import UserError
@@ -35,12 +41,14 @@ class ReleasesCog(commands.Cog, name="Releases"):
     @app_commands.describe(
         bot="The bot to roll back, as named in the targets file",
         release="The release to put back (default: the last good one before the current)",
+        environment="The bot's environment, when it has several",
     )
     async def rollback(
         self,
         interaction: discord.Interaction,
         bot: app_commands.Transform[Target, DeployableBot],
         release: app_commands.Range[int, 1, RELEASE_NUMBER_MAX] | None = None,
+        environment: app_commands.Transform[str, DeployableEnvironment] | None = None,
     ) -> None:
         """Put an earlier release of a bot back; the answer is its progress."""
         actor = Actor.of(interaction)
@@ -72,12 +80,14 @@ class ReleasesCog(commands.Cog, name="Releases"):
     @app_commands.describe(
         bot="The bot whose release output to read",
         release="The release (default: the newest)",
+        environment="The bot's environment, when it has several",
     )
     async def logs(
         self,
         interaction: discord.Interaction,
         bot: app_commands.Transform[Target, BotOfThisServer],
         release: app_commands.Range[int, 1, RELEASE_NUMBER_MAX] | None = None,
+        environment: app_commands.Transform[str, EnvironmentOfThisServer] | None = None,
     ) -> None:
         """The last lines a release printed, redacted; shown only to you."""
         actor = Actor.of(interaction)
@@ -102,7 +112,12 @@ class ReleasesCog(commands.Cog, name="Releases"):
         if not self.bot.access.is_enabled(actor):
             return actor, None
         bot_name = str(getattr(interaction.namespace, "bot", "") or "").strip()
-        return actor, self.bot.access.target_of(bot_name)
+        try:
+            return actor, self.bot.access.target_here(
+                actor, bot_name, environment_asked(interaction)
+            )
+        except UserError:
+            return actor, None
 
     @logs.autocomplete("release")
     async def readable_releases(

@@ -221,7 +221,7 @@ async def test_commands_are_server_only_with_manage_server_by_default(front: Fro
         command["name"]: command
         for command in front.double.commands(front.world.app, guild_id=front.world.guild.id)
     }
-    for name in ("deploy", "pause", "resume", "cancel"):
+    for name in ("deploy", "promote", "pause", "resume", "cancel"):
         assert str(registered[name]["default_member_permissions"]) == MANAGE_GUILD, name
     assert registered["status"]["default_member_permissions"] is None
     for command in registered.values():
