@@ -45,6 +45,7 @@ FAILERS = [f"failer-{n}" for n in range(10)]
 LOAD_BOTS = [f"load-{n:03d}" for n in range(100)]
 QUICK_BOTS = [f"quick-{n}" for n in range(16)]
 FLAKY_BOTS = [f"flaky-{n}" for n in range(2)]
+PAIRED_BOT = "paired"
 
 
 def targets_toml(health_gate_port: int) -> str:
@@ -86,6 +87,14 @@ env = {{ PYTHONPATH = "{REPO}" }}
             f'[bots.{name}]\ncommand = ["sleep", "600"]\n'
             f'token_env = "{TARGET_TOKEN_ENV}"\nhealthy_after = 0\n'
         )
+    # Two environments; production takes only what staging runs, soaked.
+    blocks.append(
+        f'[bots.{PAIRED_BOT}]\ncommand = ["sleep", "600"]\n'
+        f'token_env = "{TARGET_TOKEN_ENV}"\nhealthy_after = 0\n'
+        f"[bots.{PAIRED_BOT}.environments.staging]\n"
+        f"[bots.{PAIRED_BOT}.environments.production]\n"
+        'promote_from = "staging"\nsoak = "30m"\n'
+    )
     # Every target may be deployed by the release role (besides admins).
     return "\n".join(blocks).replace(
         f'token_env = "{TARGET_TOKEN_ENV}"',
