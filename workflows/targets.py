@@ -66,7 +66,7 @@ class EnvironmentNeeded(UnknownTarget):
         super().__init__(
             bot_name,
             f"**{bot_name}** has several environments ({', '.join(environments)}): "
-            "name the one to use (the `environment` option)."
+            "name the one to use (the `environment` option).",
         )
         self.environments = environments
 

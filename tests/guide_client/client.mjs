@@ -2,10 +2,10 @@
 // by its name, with the guide's plain JSON object, the default data converter, and the
 // `status` query, `pause`/`resume` signals and cancellation. Prints one JSON line.
 //
-//   node client.mjs ADDRESS TASK_QUEUE BOT_NAME
+//   node client.mjs ADDRESS TASK_QUEUE BOT_NAME [ENVIRONMENT]
 import { Client, Connection } from '@temporalio/client';
 
-const [address, taskQueue, botName] = process.argv.slice(2);
+const [address, taskQueue, botName, environment] = process.argv.slice(2);
 const connection = await Connection.connect({ address });
 const client = new Client({ connection });
 
@@ -23,7 +23,17 @@ function start(version) {
   return client.workflow.start('botDeploymentWorkflow', {
     workflowId: `deploy-${botName}-${Date.now()}`,
     taskQueue,
-    args: [{ botName, botType: 'discord', config: {}, owner: 'user-123', version }],
+    args: [
+      {
+        botName,
+        botType: 'discord',
+        config: {},
+        owner: 'user-123',
+        version,
+        // The contract's optional field: one of the bot's environments.
+        ...(environment ? { environment } : {}),
+      },
+    ],
   });
 }
 
