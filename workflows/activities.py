@@ -21,6 +21,7 @@ from workflows.activity_models import (
     BotIdentity,
     CreateReleaseInput,
     DeploymentRef,
+    PromotedRelease,
     PromotionCheck,
     RecalledRelease,
     RecallInput,
@@ -33,7 +34,7 @@ from workflows.activity_models import (
 from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
 from workflows.hosts import DEFAULT_HOST
 from workflows.models import unit_name, validate_version
-from workflows.promotion import promotion_refusal
+from workflows.promotion import live_release, promoted_release, promotion_refusal
 from workflows.release_operator import ReleaseOperator, invalid, runtime_errors
 from workflows.release_view import Release
 from workflows.runtimes import reachable_url
@@ -195,12 +196,14 @@ class DeploymentActivities:
         )
 
     @activity.defn
-    async def check_promotion(self, check: PromotionCheck) -> None:
+    async def check_promotion(self, check: PromotionCheck) -> PromotedRelease:
         """On the source environment's host, which keeps its releases: the version is the
         one live there, soaked and without a crash since."""
         refusal = await promotion_refusal(self._storage, check, datetime.now(UTC))
-        if refusal is not None:
-            raise invalid(refusal)
+        release = await live_release(self._storage, check.source)
+        if refusal is not None or release is None:
+            raise invalid(refusal or f"Nothing is live in {check.source}.")
+        return promoted_release(release)
 
     @activity.defn
     async def check_bot_token(self, check: TokenCheck) -> BotIdentity:

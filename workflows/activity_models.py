@@ -49,6 +49,12 @@ class PromotionCheck(ActivityModel):
     soak: float = 0
 
 
+class PromotedRelease(ActivityModel):
+    """The source environment's release that may come: a docker one by its image digest."""
+
+    image: str | None = None
+
+
 class ValidatedDeployment(ActivityModel):
     """What will be deployed: the target and version (a rollback's are those recorded
     with the release it restores), and the approval the targets file asks for now."""

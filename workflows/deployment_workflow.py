@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.activity_models import (
         CreateReleaseInput,
         DeploymentRef,
+        PromotedRelease,
         PromotionCheck,
         RecallInput,
         ReleaseInfo,
@@ -182,7 +183,10 @@ class BotDeploymentWorkflow(DeploymentControls):
             validated = await self._validate(deployment_ref, token_on_host)
             target, version = await self._resolve(request, validated)
             if validated.promotion is not None:
-                await self._check_promotion(validated.promotion)
+                promoted = await self._check_promotion(validated.promotion)
+                if promoted.image is not None and target is not None and target.image:
+                    # The image staging runs, by digest: its tag may have moved since.
+                    target = target.model_copy(update={"image": promoted.image})
             if token_on_host and target is not None:
                 await self._check_token(target)
 
@@ -250,14 +254,15 @@ class BotDeploymentWorkflow(DeploymentControls):
         ref = ref.model_copy(update={"checked_on_host": token_on_host})
         return await self._call(DeploymentActivities.validate_deployment, ref)
 
-    async def _check_promotion(self, check: PromotionCheck) -> None:
+    async def _check_promotion(self, check: PromotionCheck) -> PromotedRelease:
         """On the source environment's host, which keeps the releases it compares."""
         options = self._step_options()
         options["task_queue"] = host_task_queue(workflow.info().task_queue, check.source_host)
-        await workflow.execute_activity_method(
+        promoted = await workflow.execute_activity_method(
             DeploymentActivities.check_promotion, check, **options
         )
         raise_if_cancel_requested()
+        return promoted
 
     async def _check_token(self, target: Target) -> None:
         """The bot's token and manifest, read on its host (where they are kept)."""

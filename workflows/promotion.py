@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from storage import ReleaseRecord, Storage
-from workflows.activity_models import PromotionCheck
+from workflows.activity_models import PromotedRelease, PromotionCheck
+from workflows.runtimes.base import ReleaseHandle
 
 # The incidents that are a release's crash (see workflows.supervision_rounds).
 CRASH_KINDS = ("restarted", "crash_looping")
@@ -56,3 +57,10 @@ async def promotion_refusal(storage: Storage, check: PromotionCheck, now: dateti
             f"{soak_progress(live_for, check.soak)}: promote it once it has soaked."
         )
     return None
+
+
+def promoted_release(release: ReleaseRecord) -> PromotedRelease:
+    """What a promotion takes from the source's live release: its image by digest."""
+    if release.runtime_handle is None:
+        return PromotedRelease()
+    return PromotedRelease(image=ReleaseHandle.model_validate_json(release.runtime_handle).image)

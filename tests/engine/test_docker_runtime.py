@@ -552,6 +552,50 @@ healthy_after = 0.5
         assert handle.container_id == running[0].id
 
 
+async def test_a_promotion_runs_the_image_staging_runs_after_its_tag_moved(
+    start_engine: Any, runtime: DockerRuntime, docker: aiodocker.Docker, image: str
+) -> None:
+    from tests.engine.harness import ECHO_TOKEN_ENV
+
+    repository = f"{TEST_BOT}-promoted"
+    await docker.images.tag(image, repo=repository, tag="1.0.0")
+    target = f"""
+[bots.{TEST_BOT}]
+runtime = "docker"
+image = "{repository}:{{version}}"
+token_env = "{ECHO_TOKEN_ENV}"
+health_url = "http://127.0.0.1:{{port}}/healthz"
+healthy_after = 0.5
+
+[bots.{TEST_BOT}.environments.staging]
+
+[bots.{TEST_BOT}.environments.production]
+promote_from = "staging"
+"""
+    in_production = {"label": [f"{BOT_LABEL}={TEST_BOT}.production"]}
+    try:
+        async with start_engine(extra_targets=target) as engine:
+            staging = await engine.deploy(bot=TEST_BOT, version="1.0.0", environment="staging")
+            assert (await engine.deployments.result(staging)).success
+            staged_image = (await docker.images.inspect(image))["Id"]
+            # The tag moves to an image that cannot run the release at all.
+            await docker.images.tag(BASE_IMAGE, repo=repository, tag="1.0.0")
+            production = await engine.deploy(
+                bot=TEST_BOT, version="1.0.0", environment="production"
+            )
+            result = await engine.deployments.result(production)
+            assert result.success, result.error
+            running = await docker.containers.list(filters=in_production)
+            assert [container["ImageID"] for container in running] == [staged_image]
+    finally:
+        for environment in ("staging", "production"):
+            label = {"label": [f"{BOT_LABEL}={TEST_BOT}.{environment}"]}
+            for container in await docker.containers.list(all=True, filters=label):
+                await container.delete(force=True)
+        with contextlib.suppress(aiodocker.DockerError):
+            await docker.images.delete(f"{repository}:1.0.0")
+
+
 # Without a Docker engine ------------------------------------------------------------------
 
 

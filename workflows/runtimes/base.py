@@ -43,6 +43,9 @@ class ReleaseHandle(BaseModel):
     # Where shipcord reaches the release's port when that is not its own loopback (a
     # bridged container's port is published on its network's gateway address).
     host: str | None = None
+    # docker: the image it runs by digest, since a tag may move: the registry's digest
+    # (repo@sha256:...) when the image has one, else the engine's image id.
+    image: str | None = None
 
 
 class RuntimeError_(Exception):

@@ -101,7 +101,7 @@ class DockerRuntime:
         gateway = await self._network_gateway() if spec.network == "bridge" else None
         existing = await self._find_by_marker(spec.marker)
         if existing is not None and existing["State"] == "running":
-            return self._handle(spec, existing, gateway)
+            return self._handle(spec, existing, gateway, await self._image_of(existing["Id"]))
         if existing is not None and existing["State"] != "created":
             # A copy that ran and stopped: start afresh rather than resume it.
             await self._remove(existing["Id"], log_path=str(spec.log_path))
@@ -110,7 +110,7 @@ class DockerRuntime:
         # attempt is about to start it): starting it twice is harmless.
         container = existing or await self._create(spec, gateway)
         await self._start_container(container["Id"], spec.image or "")
-        return self._handle(spec, container, gateway)
+        return self._handle(spec, container, gateway, await self._image_of(container["Id"]))
 
     async def is_running(self, handle: ReleaseHandle) -> bool:
         details = await self._inspect_release(handle)
@@ -283,6 +283,22 @@ class DockerRuntime:
                 return None
             raise
 
+    async def _image_of(self, container_id: str) -> str | None:
+        """The container's image by digest: its registry digest if any, else its id."""
+        details = await self._inspect(container_id)
+        image_id = details.get("Image") if details is not None else None
+        if not image_id:
+            return None
+        try:
+            image = await self._call(
+                f"cannot inspect image {image_id[:19]}",
+                lambda docker: docker.images.inspect(image_id),
+            )
+        except EngineRefused:
+            return str(image_id)
+        digests = image.get("RepoDigests") or []
+        return str(digests[0]) if digests else str(image_id)
+
     async def _inspect_release(self, handle: ReleaseHandle) -> dict[str, Any] | None:
         """The release's container by id, else by its label (the id was never saved)."""
         if handle.container_id:
@@ -434,7 +450,11 @@ class DockerRuntime:
         await asyncio.to_thread(append_text, log_path, text)
 
     def _handle(
-        self, spec: ReleaseSpec, container: dict[str, Any], gateway: str | None
+        self,
+        spec: ReleaseSpec,
+        container: dict[str, Any],
+        gateway: str | None,
+        image: str | None,
     ) -> ReleaseHandle:
         port = (container.get("Labels") or {}).get(PORT_LABEL, "")
         return ReleaseHandle(
@@ -444,6 +464,7 @@ class DockerRuntime:
             log_path=str(spec.log_path),
             container_id=container["Id"],
             host=gateway,
+            image=image,
         )
 
 
