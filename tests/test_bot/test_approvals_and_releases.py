@@ -107,6 +107,13 @@ def module_targets(engine: Engine, health_gate: HealthGate) -> None:
         'raise SystemExit(3)"]\n'
         f"healthy_after = 1\n{NEVER_HEALTHY}{common}"
     )
+    # Staging for anyone with the release role; production behind approval, from staging.
+    blocks.append(
+        f'[bots.promoted]\ncommand = ["sleep", "600"]\nhealthy_after = 0\n{common}'
+        "[bots.promoted.environments.staging]\n"
+        "[bots.promoted.environments.production]\n"
+        f'promote_from = "staging"\napproval = {{ role = "{APPROVER_ROLE}", timeout = "5m" }}\n'
+    )
     with engine.targets_file.open("a", encoding="utf-8") as file:
         file.write("\n" + "\n".join(blocks))
 
@@ -194,6 +201,46 @@ async def test_an_approver_approves_after_the_requester_and_a_stranger_are_refus
 
     history = await front.command("history", {"bot": GATED[0]}, user=world.admin)
     assert f"(approved by <@{people.approver.id}>)" in history
+
+
+async def test_a_promotion_waits_for_productions_approval_and_rollback_is_per_environment(
+    front: Front, people: People
+) -> None:
+    async def to_staging(version: str) -> str:
+        answer = await front.command(
+            "deploy",
+            {"bot": "promoted", "version": version, "environment": "staging"},
+            user=people.requester,
+        )
+        assert answer.startswith(f"Deploying **promoted.staging** `{version}`"), answer
+        workflow_id = answer.split("`")[3]
+        assert await closed_as(front, workflow_id) == (DeploymentState.SUCCEEDED, None)
+        return workflow_id
+
+    await to_staging("1.0.0")
+    await to_staging("2.0.0")
+    answer = await front.command(
+        "promote", {"bot": "promoted", "from": "staging", "to": "production"}, user=people.requester
+    )
+    assert answer.startswith("Deploying **promoted.production** `2.0.0`"), answer
+    workflow_id = answer.split("`")[3]
+    await state_is(front, workflow_id, DeploymentState.AWAITING_APPROVAL)
+    message = await front.progress_message(workflow_id)
+    await buttons_show(front, message, "approve")
+    approved = await front.click(message, "approve", user=people.approver)
+    assert approved == f"Approved `{workflow_id}`: it carries on.", approved
+    assert await closed_as(front, workflow_id) == (DeploymentState.SUCCEEDED, None)
+
+    # Staging's rollback puts its own release #1 back; production keeps its #1.
+    rollback = await front.command(
+        "rollback", {"bot": "promoted", "environment": "staging"}, user=people.requester
+    )
+    assert rollback.startswith("Deploying **promoted.staging** `1.0.0`"), rollback
+    assert await closed_as(front, rollback.split("`")[3]) == (DeploymentState.SUCCEEDED, None)
+    staging = await front.engine.storage.list_releases("promoted.staging")
+    production = await front.engine.storage.list_releases("promoted.production")
+    assert [(r.number, r.version, r.status) for r in staging][-1] == (3, "1.0.0", "active")
+    assert [(r.number, r.version, r.status) for r in production] == [(1, "2.0.0", "active")]
 
 
 async def test_a_rejection_after_a_restart_ends_it_cancelled_with_the_reason(
