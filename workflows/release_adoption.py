@@ -1,11 +1,5 @@
-"""Releases from before targets were recorded with releases, adopted when a worker starts.
-
-A release recorded without its target cannot be started again, supervised or put back by
-a rollback. At start, each gets the target as the targets file declares it now (with the
-host it lives on: this worker's, whose database holds it), once: from then on it is a
-release like any other. A release whose bot the targets file no longer declares is left
-as it is (supervision tells its owner it cannot be supervised).
-"""
+"""What a worker does for its host's releases when it starts: adopt those recorded before
+targets were, and start again the process releases that stopped while no shipcord ran."""
 
 from __future__ import annotations
 
@@ -14,6 +8,7 @@ from pathlib import Path
 import structlog
 
 from storage import Storage
+from workflows.release_operator import ReleaseOperator
 from workflows.runtimes import release_files
 from workflows.targets import TargetsError, load_targets
 
@@ -57,6 +52,37 @@ async def adopt_earlier_releases(storage: Storage, *, targets_file: Path, host: 
                 declared_host=declared.host,
             )
     return adopted
+
+
+async def resume_releases_stopped_with_shipcord(storage: Storage, releases: ReleaseOperator) -> int:
+    """Start again each process release that should run and does not: it stopped while no
+    shipcord ran (its processes end with shipcord's container). That is no crash: not
+    counted toward the crash-loop budget nor told as one. A deployment in flight finds its
+    release running again, so its step (the health check included) carries on. Returns how
+    many were started."""
+    resumed = 0
+    for record in await storage.releases_with_status("active", "running"):
+        if record.runtime != "process" or record.runtime_handle is None:
+            continue
+        release = releases.release(record)
+        try:
+            if await releases.is_running(release):
+                continue
+            await releases.ensure_running(release, status=record.status)
+        except Exception as error:
+            # Supervision meets it in its first round, and says what is wrong.
+            log.warning(
+                "release_not_resumed",
+                bot=record.bot_name,
+                release=record.number,
+                error=type(error).__name__,
+            )
+            continue
+        resumed += 1
+        log.info(
+            "release_resumed_after_shipcord_restart", bot=record.bot_name, release=record.number
+        )
+    return resumed
 
 
 def make_release_files_private(data_dir: Path) -> int:

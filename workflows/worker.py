@@ -24,7 +24,11 @@ from workflows.heartbeat import AutoHeartbeat
 from workflows.hosts import DEFAULT_HOST, host_task_queue
 from workflows.log_context import ActivityLogContext
 from workflows.redacting_interceptor import RedactActivityFailures
-from workflows.release_adoption import adopt_earlier_releases, make_release_files_private
+from workflows.release_adoption import (
+    adopt_earlier_releases,
+    make_release_files_private,
+    resume_releases_stopped_with_shipcord,
+)
 from workflows.release_operator import ReleaseOperator
 from workflows.runtimes import DockerRuntime, ProcessRuntime, Runtime
 from workflows.runtimes.docker import DEFAULT_NETWORK
@@ -219,7 +223,8 @@ async def engine_worker(
 
     Before it polls, what an older shipcord left in the host's data folder is brought up to
     today's rules: release files are made 0600, and releases recorded without their target
-    are adopted (`workflows.release_adoption`)."""
+    are adopted; then its process releases that stopped while no shipcord ran are started
+    again (`workflows.release_adoption`)."""
     await prepare_host_releases(storage, targets_file=targets_file, data_dir=data_dir, host=host)
     async with deployment_activities(
         storage=storage,
@@ -231,6 +236,7 @@ async def engine_worker(
         default_host=default_host or host,
         host_start_timeout=host_start_timeout,
     ) as activities:
+        await resume_releases_stopped_with_shipcord(storage, activities.releases)
         supervising = SupervisionActivities(storage=storage, releases=activities.releases)
         shared = activities.shared_functions()
         if host == (default_host or host):

@@ -27,6 +27,7 @@ from workflows.activities import DeploymentActivities
 from workflows.deployment_client import DeploymentClient, unix_ms
 from workflows.hosts import DEFAULT_HOST, host_task_queue
 from workflows.models import DeploymentInput, DeploymentStatus, deployment_workflow_id
+from workflows.release_adoption import resume_releases_stopped_with_shipcord
 from workflows.runtimes.process import MARKER_VARIABLE
 from workflows.supervision_rounds import SupervisionActivities, SupervisionSettings
 from workflows.supervisor_workflow import supervisor_workflow_id
@@ -240,6 +241,8 @@ async def running_engine(
             discord_api_base=double.api_base,
         ) as activities,
     ):
+        # As `engine_worker` does before it polls.
+        await resume_releases_stopped_with_shipcord(storage, activities.releases)
         functions = activities.functions()
         for name, wrap in (replace or {}).items():
             functions = [wrap(activities) if f.__name__ == name else f for f in functions]
