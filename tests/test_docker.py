@@ -661,11 +661,13 @@ class Gate:
     def __init__(self, host: str) -> None:
         self.host = host
         self.is_open = False
+        self.probes = 0
         self.port = 0
         self._runner: web.AppRunner | None = None
 
     async def __aenter__(self) -> Gate:
         async def health(_: web.Request) -> web.Response:
+            self.probes += 1
             return web.Response(status=200 if self.is_open else 503)
 
         app = web.Application()
@@ -758,6 +760,66 @@ async def test_docker_stop_mid_deployment_exits_0_and_the_deployment_finishes_af
                 await docker_async("rm", "--force", container)
             await docker_async("volume", "rm", "--force", volume)
             await docker_async("network", "rm", network)
+
+
+async def test_docker_stop_in_a_process_releases_health_check_changes_nothing_after_start(
+    built_image: str, discord_for_containers: Discord, tmp_path: Path
+) -> None:
+    """The default runtime: the release is a process in shipcord's container and dies with
+    it; after `docker start` it runs again and its health check carries on, no crash."""
+    discord = discord_for_containers
+    bot = f"proc-{uuid.uuid4().hex[:6]}"
+    volume = f"shipcord-test-{uuid.uuid4().hex[:8]}"
+    name = f"shipcord-test-{uuid.uuid4().hex[:8]}"
+    discord.double.add_bot(token="proc-token-for-the-process-target", username=bot)
+    async with Gate(bridge_gateway()) as gate:
+        targets = tmp_path / "targets.toml"
+        targets.write_text(
+            f'[bots.{bot}]\ncommand = ["{{python}}", "-c", "import time; time.sleep(600)"]\n'
+            'token_env = "PROC_TOKEN"\n'
+            f'health_url = "http://{gate.host}:{gate.port}/healthz"\n'
+            "healthy_after = 0\nhealth_timeout = 200\n"
+        )
+        targets.chmod(0o644)
+        try:
+            started = await docker_async(
+                "run", "--detach", "--init", "--name", name,
+                "--volume", f"{targets}:/app/targets.toml:ro",
+                "--volume", f"{volume}:/data",
+                "--env", f"DISCORD_TOKEN={SHIPCORD_TOKEN}",
+                "--env", "PROC_TOKEN=proc-token-for-the-process-target",
+                "--env", f"DISCORD_API_BASE={discord.double.api_base}",
+                "--env", f"DISCORD_DEV_GUILD_ID={discord.guild_id}",
+                built_image,
+            )  # fmt: skip
+            assert started.returncode == 0, started.stderr
+            workflow_id = await deploy(discord, bot, "1.0.0")
+            message = await progress_message(discord, workflow_id)
+            # The release runs and its health check waits on the gate.
+            await discord.double.wait_for(lambda: gate.probes > 0, 180, "a health probe")
+            assert (await docker_async("stop", name)).returncode == 0
+
+            gate.is_open = True
+            assert (await docker_async("start", name)).returncode == 0
+            await discord.double.wait_for(
+                lambda: "State: succeeded" in discord.double.message(message.id).text(),
+                180,
+                "the same progress message to reach its final form",
+            )
+            count = (
+                "import psutil; print(sum(p.cmdline()[-1:] == ['import time; time.sleep(600)']"
+                " for p in psutil.process_iter()))"
+            )
+            releases = await docker_async("exec", name, "python", "-c", count)
+            assert releases.stdout.strip() == "1", (releases.stdout, releases.stderr)
+            # Not a crash: no incident told in the channel.
+            told = [m.text() for m in discord.double.messages(discord.channel_id)]
+            assert not [text for text in told if "had stopped" in text], told
+        finally:
+            logs = await docker_async("logs", name)
+            print(logs.stderr[-3000:])
+            await docker_async("rm", "--force", name)
+            await docker_async("volume", "rm", "--force", volume)
 
 
 def test_compose_hosts_runs_one_front_end_and_workers_on_two_hosts(compose: Compose) -> None:
