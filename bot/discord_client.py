@@ -27,9 +27,10 @@ from bot.interactions.user_answers import UserError, reply_quietly, report_unexp
 from bot.notices.failure_notices import FailureNotifier
 from bot.notices.incident_notices import IncidentNotifier
 from bot.pacing import Pacer
-from bot.releases.log_tails import LogTails
 from storage import Storage
 from workflows.deployment_service import DeploymentService
+from workflows.release_logs import ReleaseLogs
+from workflows.release_reading import HostReleases, ReleasesUnreadable
 from workflows.targets import TargetRegistry
 
 log = structlog.get_logger(__name__)
@@ -62,7 +63,7 @@ class ShipcordTree(app_commands.CommandTree["ShipcordBot"]):
             cause.__cause__, UserError
         ):
             cause = cause.__cause__  # an option the person typed was refused
-        if isinstance(cause, UserError):
+        if isinstance(cause, UserError | ReleasesUnreadable):
             await reply_quietly(interaction, str(cause))
         elif isinstance(cause, app_commands.NoPrivateMessage):
             await reply_quietly(interaction, "Deployments are managed from a server channel.")
@@ -97,6 +98,7 @@ class ShipcordBot(commands.Bot):
         interaction_replies: InteractionReplies | None = None,
         query_concurrency: int = 32,
         run_board: bool = True,
+        releases: HostReleases | None = None,
         **options: Any,
     ) -> None:
         hide_interaction_tokens()
@@ -160,8 +162,11 @@ class ShipcordBot(commands.Bot):
             forbidden=self.board.forbidden_channels,
             interval=config.progress_interval,
         )
-        # One reader of release logs for the whole front end, closed with it.
-        self.log_tails = LogTails(storage)
+        # One reader of releases and their logs for the whole front end, closed with it
+        # (by default, of this process's own database only).
+        self.releases = releases or HostReleases(
+            storage, ReleaseLogs(storage), local_host=None, default_host=""
+        )
         self.controller = Controller(
             storage=storage,
             deployments=service.deployments,
@@ -229,7 +234,7 @@ class ShipcordBot(commands.Bot):
             await asyncio.gather(self._adopting, return_exceptions=True)
         await self.incidents.stop()
         await self.board.stop()
-        await self.log_tails.close()
+        await self.releases.close()
         await super().close()
 
     async def on_ready(self) -> None:

@@ -34,6 +34,8 @@ from workflows.deployment_client import DeploymentClient
 from workflows.deployment_service import DeploymentService
 from workflows.host_directory import HostDirectory, known_hosts
 from workflows.host_watch import HostWatch
+from workflows.release_logs import ReleaseLogs
+from workflows.release_reading import HostReleases
 from workflows.supervision_rounds import SupervisionSettings
 from workflows.targets import TargetRegistry, TargetsError, load_targets
 from workflows.worker import engine_worker
@@ -234,7 +236,13 @@ async def serve(settings: Settings, *, with_bot: bool, with_worker: bool) -> int
         bot_task: asyncio.Task[None] | None = None
         if with_bot and token is not None:
             bot_task = await start_bot(
-                front_end_config(settings), settings, client, storage, token, stack
+                front_end_config(settings),
+                settings,
+                client,
+                storage,
+                token,
+                stack,
+                with_worker=with_worker,
             )
             announce("Discord bot connecting")
         waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(stop.wait())}
@@ -274,6 +282,8 @@ async def start_bot(
     storage: Storage,
     token: str,
     stack: AsyncExitStack,
+    *,
+    with_worker: bool,
 ) -> asyncio.Task[None]:
     deployments = DeploymentClient(client, settings.temporal_task_queue)
     targets = TargetRegistry(settings.targets_file)
@@ -289,6 +299,16 @@ async def start_bot(
         service=DeploymentService(deployments, storage, hosts=hosts),
         storage=storage,
         meter=PrometheusMeter(),
+        releases=HostReleases(
+            storage,
+            ReleaseLogs(storage),
+            # Releases of this process's own host are in its database; others are asked.
+            local_host=settings.host if with_worker else None,
+            default_host=settings.resolved_default_host,
+            client=client,
+            task_queue=settings.temporal_task_queue,
+            encrypted=settings.payload_key is not None,
+        ),
     )
     stack.push_async_callback(bot.close)
     # Hosts that go or come back become incidents, which the bot tells their owners.

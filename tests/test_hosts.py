@@ -10,6 +10,7 @@ when it comes back.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -22,8 +23,10 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from shipcord.payload_codec import data_converter
 from storage import DeploymentRecord, ReleaseRecord, Storage
 from tests.cli_world import ECHO_TOKEN, Shipcord, World, running_world, start_shipcord
+from tests.ports import free_port
 from workflows import DeploymentResult
 from workflows.host_directory import HostDirectory, known_hosts
 from workflows.hosts import host_gone_message, host_task_queue
@@ -101,7 +104,7 @@ class Cluster:
                 if i.bot_name == bot and i.kind == kind
             ]
 
-    async def command(self, name: str, options: dict[str, str]) -> str:
+    async def command(self, name: str, options: dict[str, object]) -> str:
         world = self.world
         interaction = await world.double.dispatch_command(
             world.shipcord_bot_id,
@@ -256,14 +259,14 @@ async def test_two_hosts_keep_their_own_releases_and_a_lost_host_is_a_clear_stat
     listing = await cluster.command("status", {})
     assert "**beta**: no running worker" in listing, listing
 
-    # Host beta comes back: supervision resumes there, and the owner hears of it once.
+    # Host beta comes back: its worker starts again the release that stopped while it was
+    # down (no crash: not counted, not told), and the owner hears of the host once.
+    killed = release_pid(beta_release)
     await cluster.start_worker("beta")
-    await eventually(
-        lambda: cluster.incidents(cluster.data_dir("beta"), "on-beta", "restarted"),
-        "beta's supervisor to restart on-beta",
-    )
     [beta_release] = await cluster.releases("beta", "on-beta")
     assert beta_release.status == "active" and alive(release_pid(beta_release))
+    assert release_pid(beta_release) != killed
+    assert await cluster.incidents(cluster.data_dir("beta"), "on-beta", "restarted") == []
     back = "Host **beta** is back"
     await world.double.wait_for_message(
         world.channel_id, lambda m: back in m.content and "on-beta" in m.content, timeout=20
@@ -407,3 +410,69 @@ async def test_a_host_no_target_uses_and_no_worker_announced_is_not_listed(
         default_host="local",
     )
     assert [h.name for h in await other.describe()] == ["alpha", "beta", "local"]
+
+
+# Prints its token (which no log answer may show), then runs.
+TALKER = (
+    '\n[bots.talk-beta]\ncommand = ["sh", "-c", "echo started with $DISCORD_TOKEN; sleep 600"]\n'
+    f'token_env = "{token_variable("beta")}"\nhealthy_after = 0.5\nhost = "beta"\n'
+)
+PAYLOAD_KEY = "c2hpcGNvcmQtdGVzdC1rZXktMzItYnl0ZXMtbG9uZyE="
+
+
+async def test_a_front_end_on_its_own_reads_releases_and_logs_from_their_host(
+    world: World, temporal_client: Client, task_queue: str
+) -> None:
+    env = dict(
+        world.env,
+        TEMPORAL_ADDRESS=temporal_client.service_client.config.target_host,
+        TEMPORAL_TASK_QUEUE=task_queue,
+        SHIPCORD_DEFAULT_HOST="alpha",
+        # Release output crosses Temporal only encrypted.
+        SHIPCORD_PAYLOAD_KEY=PAYLOAD_KEY,
+    )
+    targets_file = Path(world.env["SHIPCORD_TARGETS_FILE"])
+    await asyncio.to_thread(targets_file.write_text, TARGETS + TALKER, "utf-8")
+    keyed = Client(
+        temporal_client.service_client,
+        namespace=temporal_client.namespace,
+        data_converter=data_converter(base64.b64decode(PAYLOAD_KEY)),
+    )
+    cluster = Cluster(world, keyed, env)
+    # Each process with a key serves the codec endpoint for the Web UI: one port each.
+    for host in HOSTS:
+        cluster.env["SHIPCORD_CODEC_PORT"] = str(free_port())
+        await cluster.start_worker(host)
+    cluster.env["SHIPCORD_CODEC_PORT"] = str(free_port())
+    front = await start_shipcord(world, "bot", env=cluster.env)
+    await world.double.wait_for_bot_ready(world.shipcord_bot_id, timeout=30)
+
+    for version in ("1.0.0", "2.0.0"):
+        await cluster.deploy("talk-beta", version)
+        assert (await cluster.ended("talk-beta", version)).success
+
+    logs = await cluster.command("logs", {"bot": "talk-beta", "release": 1})
+    assert logs.startswith("Log of **talk-beta** release #1:"), logs
+    assert "started with" in logs and ECHO_TOKEN not in logs
+    rollback = await cluster.command("rollback", {"bot": "talk-beta"})
+    assert rollback.startswith("Deploying **talk-beta** `1.0.0`"), rollback
+    restoring = keyed.get_workflow_handle(rollback.split("`")[3], result_type=DeploymentResult)
+    restored = await restoring.result()
+    assert restored.success and restored.restored_release == 1
+
+    async def numbered() -> bool:
+        # Release numbers come from beta, the rollback's once the front end closed it.
+        history = await cluster.command("history", {"bot": "talk-beta"})
+        return "#3 (rollback to #1) on beta `1.0.0`" in history and "#1 on beta" in history
+
+    await eventually(numbered, "/history to number the rollback's release")
+
+    # Beta gone: the answer says so, and nothing untrue.
+    cluster.workers["beta"].process.send_signal(signal.SIGTERM)
+    assert await cluster.workers.pop("beta").finish() == 0
+    gone = await cluster.command("logs", {"bot": "talk-beta"})
+    assert "host beta has no running worker now" in gone, gone
+
+    for process in (front, *cluster.workers.values()):
+        process.process.send_signal(signal.SIGTERM)
+        assert await process.finish() == 0

@@ -29,7 +29,9 @@ from workflows.release_adoption import (
     make_release_files_private,
     resume_releases_stopped_with_shipcord,
 )
+from workflows.release_logs import ReleaseLogs
 from workflows.release_operator import ReleaseOperator
+from workflows.release_reading import ReleaseReaderWorkflow, ReleaseReading
 from workflows.runtimes import DockerRuntime, ProcessRuntime, Runtime
 from workflows.runtimes.docker import DEFAULT_NETWORK
 from workflows.supervision_rounds import SupervisionActivities, SupervisionSettings
@@ -67,7 +69,11 @@ def create_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[BotDeploymentWorkflow, ReleaseSupervisorWorkflow] if with_workflows else [],
+        workflows=(
+            [BotDeploymentWorkflow, ReleaseSupervisorWorkflow, ReleaseReaderWorkflow]
+            if with_workflows
+            else []
+        ),
         workflow_runner=WORKFLOW_RUNNER,
         activities=activities,
         max_concurrent_activities=max_concurrent_activities,
@@ -238,6 +244,8 @@ async def engine_worker(
     ) as activities:
         await resume_releases_stopped_with_shipcord(storage, activities.releases)
         supervising = SupervisionActivities(storage=storage, releases=activities.releases)
+        # The runtimes are the activities': reading a log opens no client of its own.
+        reading = ReleaseReading(storage, ReleaseLogs(storage, activities.releases.runtimes))
         shared = activities.shared_functions()
         if host == (default_host or host):
             shared += activities.before_hosts_functions()
@@ -250,7 +258,11 @@ async def engine_worker(
         host_worker = create_worker(
             client,
             task_queue=host_task_queue(task_queue, host),
-            activities=[*activities.host_functions(), supervising.reconcile],
+            activities=[
+                *activities.host_functions(),
+                supervising.reconcile,
+                reading.read_host_releases,
+            ],
             interceptors=interceptors,
             with_workflows=False,
         )

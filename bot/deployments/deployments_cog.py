@@ -39,7 +39,7 @@ from storage import DeploymentRecord, IncidentRecord
 from workflows.activity_models import PromotionCheck
 from workflows.deployment_client import is_unreachable
 from workflows.hosts import DEFAULT_HOST
-from workflows.promotion import live_release, promotion_refusal
+from workflows.promotion import promotion_refusal
 from workflows.targets import Target
 
 log = structlog.get_logger(__name__)
@@ -128,10 +128,11 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         origin = access.target_here(actor, bot, source)
         if origin is None or origin.environment is None:
             raise UserError(f"**{bot}** has no environment {source[:20]!r} in this server.")
-        live = await live_release(self.bot.storage, origin.name)
+        live = await self.bot.releases.live(origin)
         if live is None:
             raise UserError(f"Nothing is live in {source} for **{bot}**: nothing to promote.")
-        if target.promote_from is not None:
+        # Answered at once where staging's incidents are at hand; the workflow checks anyway.
+        if target.promote_from is not None and self.bot.releases.is_local(origin):
             check = PromotionCheck(
                 source=origin.name, source_host="", version=live.version, soak=target.soak
             )

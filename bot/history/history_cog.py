@@ -16,6 +16,7 @@ from bot.discord_client import ShipcordBot
 from bot.history.history_lines import PAGE_SIZE, render_history
 from bot.interactions.user_answers import NO_MENTIONS, UserError, reply
 from storage import DeploymentRecord
+from workflows.release_reading import ReleasesUnreadable
 from workflows.targets import Target
 
 log = structlog.get_logger(__name__)
@@ -49,7 +50,11 @@ async def render_page(
     pages = max(1, -(-len(records) // PAGE_SIZE))
     page = max(0, min(page, pages - 1))
     shown = records[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
-    releases = await bot.storage.list_releases(bot_name)
+    target = bot.access.target_of(bot_name)
+    try:
+        releases = await bot.releases.list(target) if target is not None else []
+    except ReleasesUnreadable:
+        releases = []  # the deployments still show, without their release numbers
     text = render_history(
         bot_name,
         shown,

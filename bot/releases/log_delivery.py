@@ -11,9 +11,9 @@ import structlog
 from bot.access.installation_access import Access
 from bot.access.policy import Actor
 from bot.interactions.user_answers import NO_MENTIONS, UserError, reply
-from bot.releases.log_tails import LogTails
 from bot.releases.release_rules import log_answer
 from storage import ReleaseRecord, Storage
+from workflows.release_reading import HostReleases
 
 log = structlog.get_logger(__name__)
 
@@ -28,7 +28,7 @@ async def send_release_log(
     *,
     access: Access,
     storage: Storage,
-    log_tails: LogTails,
+    releases: HostReleases,
 ) -> None:
     """Answer (the interaction is deferred ephemerally) with `release`'s log, or refuse."""
     target = access.target_of(release.bot_name)
@@ -38,7 +38,7 @@ async def send_release_log(
             f"Only the admins of **{release.bot_name}**'s server (the admin role or Manage "
             "Server), or the owner of the deployment that made that release, may read its log."
         )
-    tail = await log_tails.tail(release.bot_name, release.number, max_chars=LOG_FILE_CHARS)
+    tail = await releases.tail(target, release.number, max_chars=LOG_FILE_CHARS)
     if tail is None:
         raise UserError(f"**{release.bot_name}** has no release #{release.number}.")
     text, attached = log_answer(tail)

@@ -24,6 +24,7 @@ from bot.releases.release_rules import choose_rollback, require_release_number
 from bot.releases.show_log_button import ShowLogButton
 from storage import ReleaseRecord
 from workflows.models import RELEASE_NUMBER_MAX
+from workflows.release_reading import ReleasesUnreadable
 from workflows.targets import Target
 
 log = structlog.get_logger(__name__)
@@ -53,7 +54,7 @@ class ReleasesCog(commands.Cog, name="Releases"):
         """Put an earlier release of a bot back; the answer is its progress."""
         actor = Actor.of(interaction)
         structlog.contextvars.bind_contextvars(bot_name=bot.name)
-        releases = await self.bot.storage.list_releases(bot.name)
+        releases = await self.bot.releases.list(bot)
         chosen = choose_rollback(bot.name, releases, release)
         request = deployment_request(
             interaction, actor, bot, chosen.version, restore_release=chosen.number
@@ -68,7 +69,7 @@ class ReleasesCog(commands.Cog, name="Releases"):
         actor, target = self._typed_target(interaction)
         if target is None or not self.bot.access.policy.may_deploy(actor, target):
             return []
-        releases = await self.bot.storage.list_releases(target.name)
+        releases = await self._releases_offered(target)
         shown = [r for r in releases if r.status != "active" and not r.in_flight]
         return release_choices(shown, current)
 
@@ -94,7 +95,7 @@ class ReleasesCog(commands.Cog, name="Releases"):
         structlog.contextvars.bind_contextvars(bot_name=bot.name)
         await interaction.response.defer(ephemeral=True, thinking=True)
         target = bot
-        releases = await self.bot.storage.list_releases(target.name)
+        releases = await self.bot.releases.list(target)
         chosen = _release_to_read(target.name, releases, release)
         await send_release_log(
             interaction,
@@ -102,8 +103,15 @@ class ReleasesCog(commands.Cog, name="Releases"):
             chosen,
             access=self.bot.access,
             storage=self.bot.storage,
-            log_tails=self.bot.log_tails,
+            releases=self.bot.releases,
         )
+
+    async def _releases_offered(self, target: Target) -> list[ReleaseRecord]:
+        """For autocomplete: none while the target's host does not answer."""
+        try:
+            return await self.bot.releases.list(target)
+        except ReleasesUnreadable:
+            return []
 
     def _typed_target(self, interaction: discord.Interaction) -> tuple[Actor, Target | None]:
         """Who is typing, and the target named in the command's `bot` option so far (None
@@ -127,7 +135,7 @@ class ReleasesCog(commands.Cog, name="Releases"):
         actor, target = self._typed_target(interaction)
         if target is None or not self.bot.access.policy.belongs_here(actor, target):
             return []
-        releases = await self.bot.storage.list_releases(target.name)
+        releases = await self._releases_offered(target)
         if not self.bot.access.policy.may_control_bot(actor, target):
             readable = []
             for release in releases:

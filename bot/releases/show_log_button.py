@@ -12,8 +12,8 @@ from bot.access.installation_access import Access
 from bot.access.policy import Actor
 from bot.interactions.user_answers import UserError, reply, report_unexpected
 from bot.releases.log_delivery import send_release_log
-from bot.releases.log_tails import LogTails
 from storage import Storage
+from workflows.release_reading import HostReleases, ReleasesUnreadable
 
 _TEMPLATE = r"shipcord:log:(?P<workflow_id>[\w.:-]{1,80})"
 
@@ -40,11 +40,11 @@ class ShowLogButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], 
         # The client's parts, looked up by name: importing the client would be a cycle.
         access = getattr(interaction.client, "access", None)
         storage = getattr(interaction.client, "storage", None)
-        log_tails = getattr(interaction.client, "log_tails", None)
+        releases = getattr(interaction.client, "releases", None)
         if not (
             isinstance(access, Access)
             and isinstance(storage, Storage)
-            and isinstance(log_tails, LogTails)
+            and isinstance(releases, HostReleases)
         ):
             raise TypeError("the client that registered this button cannot read logs")
         actor = Actor.of(interaction)
@@ -52,13 +52,19 @@ class ShowLogButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], 
             await interaction.response.defer(ephemeral=True, thinking=True)
             access.require_enabled(actor)
             record = await storage.get_deployment(self.workflow_id)
-            release = await storage.get_release_of_workflow(self.workflow_id)
-            if record is None or not access.may_see(actor, record) or release is None:
+            target = access.target_of(record.bot_name) if record is not None else None
+            release = None
+            if record is not None and target is not None and access.may_see(actor, record):
+                made = [
+                    r for r in await releases.list(target) if r.workflow_id == record.workflow_id
+                ]
+                release = made[0] if made else None
+            if release is None:
                 raise UserError(f"No release log for `{self.workflow_id[:100]}` in this server.")
             await send_release_log(
-                interaction, actor, release, access=access, storage=storage, log_tails=log_tails
+                interaction, actor, release, access=access, storage=storage, releases=releases
             )
-        except UserError as refusal:
+        except (UserError, ReleasesUnreadable) as refusal:
             await reply(interaction, str(refusal))
         except Exception as error:
             await report_unexpected(interaction, error)
