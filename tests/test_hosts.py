@@ -329,6 +329,9 @@ async def test_a_worker_needs_only_its_own_hosts_tokens(
 
     # Validated by beta's worker, which has no token of on-alpha; the token is read on alpha.
     await eventually(token_check_scheduled, "on-alpha to be validated and wait for alpha")
+    # Its card says what it waits for meanwhile.
+    waiting = "Waiting for host **alpha**, which has no running worker now"
+    await world.double.wait_for_message(world.channel_id, lambda m: waiting in m.text(), timeout=30)
     await cluster.start_worker("alpha")
     result = await cluster.ended("on-alpha", "1.0.0")
     assert result.success, result.error

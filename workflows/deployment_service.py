@@ -40,6 +40,8 @@ START_CHECK_SECONDS = 3.0
 # later look reaches past the previous one (Temporal's visibility lags a little).
 DISCOVERY_HORIZON = timedelta(days=2)
 DISCOVERY_OVERLAP = timedelta(minutes=1)
+# How long one look at whether a host has a worker serves every card that asks.
+HOST_LOOK_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class DeploymentService:
         self._start_timeout = start_timeout
         self._hosts = hosts
         self._discovered_until: datetime | None = None
+        self._host_looks: dict[str, tuple[float, bool]] = {}
         # Other clients' workflows that will never be adopted: logged once, then skipped.
         self._not_adoptable: set[str] = set()
 
@@ -88,6 +91,20 @@ class DeploymentService:
             return await self._hosts.describe()
         except RPCError:
             return []  # /status still answers; the deployments say Temporal is unreachable
+
+    async def host_is_down(self, name: str) -> bool:
+        """Whether host `name` has no running worker now (False when unknown)."""
+        if self._hosts is None:
+            return False
+        now = asyncio.get_running_loop().time()
+        looked = self._host_looks.get(name)
+        if looked is None or now - looked[0] > HOST_LOOK_SECONDS:
+            try:
+                down = not (await self._hosts.describe_host(name)).alive
+            except RPCError:
+                down = False  # Temporal itself is what is unreachable
+            looked = self._host_looks[name] = (now, down)
+        return looked[1]
 
     # -- starting -------------------------------------------------------------------------
 

@@ -95,9 +95,14 @@ def colour(state: DeploymentState | str) -> int:
 
 
 def running_card(
-    record: DeploymentRecord, status: DeploymentStatus | None, *, workflow_url: str | None
+    record: DeploymentRecord,
+    status: DeploymentStatus | None,
+    *,
+    workflow_url: str | None,
+    host_down: bool = False,
 ) -> Card:
-    """The card of an open deployment (status None: Temporal has not reported yet)."""
+    """The card of an open deployment (status None: Temporal has not reported yet);
+    `host_down`: its host has no running worker now."""
     state = state_value(status.state) if status else "running"
     step = status.step if status else Step.STARTING.value
     percent = status.progress if status else 0
@@ -105,6 +110,11 @@ def running_card(
     lines = [f"**{step}** — {percent}%", f"`{progress_bar(percent)}`"]
     if status and status.attempt and status.attempt > 1:
         lines.append(f"Attempt {status.attempt} of this step")
+    if status and host_down and status.host and state == "running":
+        lines.append(
+            f"⏳ Waiting for host **{status.host}**, which has no running worker now: the step "
+            "fails if none takes it within the host's timeout."
+        )
     if status and state == "awaiting_approval" and status.approval_role:
         until = status.approval_deadline
         lines.append(
