@@ -172,6 +172,14 @@ class DeploymentRows(StorageConnection):
         )
         return changed == 1
 
+    async def set_deployment_version(self, workflow_id: str, version: str) -> None:
+        """The version the deployment deploys, once the workflow resolved it (a rollback's
+        is that of the release it puts back, whatever its input said)."""
+        await self._execute(
+            "UPDATE deployments SET version = ?, updated_at = ? WHERE workflow_id = ?",
+            (version, utc_now(), workflow_id),
+        )
+
     async def latest_deployment_of(self, bot_name: str) -> DeploymentRecord | None:
         """The bot's most recent deployment row (where its owner and channel are)."""
         row = await self._fetch_one(

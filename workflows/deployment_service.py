@@ -4,6 +4,7 @@ other Temporal clients start, and records how each ended."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -248,9 +249,19 @@ class DeploymentService:
 
     # -- ends -----------------------------------------------------------------------------
 
+    async def note_version(self, record: DeploymentRecord, version: str) -> DeploymentRecord:
+        """The row with the version the workflow resolved (a rollback's, another client's
+        `latest` of one); recorded when it differs."""
+        if version == record.version:
+            return record
+        await self._storage.set_deployment_version(record.workflow_id, version)
+        return dataclasses.replace(record, version=version)
+
     async def close(self, record: DeploymentRecord, result: DeploymentResult) -> bool:
         """Record how the deployment ended, which frees the bot for its next deployment;
         True the first time."""
+        if result.version is not None:
+            record = await self.note_version(record, result.version)
         return await self._storage.close_deployment(
             record.workflow_id,
             state=result.final_state.value,

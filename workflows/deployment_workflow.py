@@ -406,6 +406,7 @@ class BotDeploymentWorkflow(DeploymentControls):
             approval=status.approval,
             host=status.host,
             environment=status.environment,
+            version=status.version,
             step=step,
             progress=progress,
             compensations=list(status.compensations),

@@ -319,6 +319,8 @@ class DeploymentResult(CamelModel):
     approval: ApprovalRecord | None = None
     host: str | None = None
     environment: str | None = None
+    # What was deployed (a rollback's: the version of the release it put back).
+    version: str | None = None
     # Never set by the workflow (so never in its result): how Temporal closed a workflow
     # that returned no result ("terminated", "timed_out", "cancelled", "failed"), as a
     # front end reading it records it.

@@ -309,6 +309,7 @@ class ProgressBoard:
         tracked = self._track(workflow_id)
         if record.channel_id is None:
             return
+        record = await self._service.note_version(record, status.version)
         host_down = (
             status.state is DeploymentState.RUNNING
             and status.host is not None

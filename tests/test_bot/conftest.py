@@ -43,7 +43,7 @@ WAIT = 30.0
 SLEEPERS = [f"sleeper-{n}" for n in range(20)]
 FAILERS = [f"failer-{n}" for n in range(10)]
 LOAD_BOTS = [f"load-{n:03d}" for n in range(100)]
-QUICK_BOTS = [f"quick-{n}" for n in range(16)]
+QUICK_BOTS = [f"quick-{n}" for n in range(17)]
 FLAKY_BOTS = [f"flaky-{n}" for n in range(2)]
 PAIRED_BOT = "paired"
 

@@ -138,3 +138,28 @@ async def test_unreadable_inputs_and_unfit_ids_hold_nobody_back(front: Front) ->
         for row in message.components:
             for component in row.get("components", []):
                 assert len(component.get("custom_id", "")) <= 100
+
+
+async def test_another_clients_rollback_shows_the_version_it_puts_back(front: Front) -> None:
+    world, bot = front.world, QUICK_BOTS[16]
+    where = {"guildId": str(world.guild.id), "channelId": str(world.channel_id)}
+    for version in ("1.0.0", "2.0.0"):
+        workflow_id = f"deploy-{bot}-{unique_ms()}"
+        request = {"botName": bot, "owner": str(world.owner.id), "version": version, **where}
+        await start_elsewhere(front, request, workflow_id=workflow_id)
+        await finalised(front, workflow_id)
+    rollback_id = f"deploy-{bot}-{unique_ms()}"
+    rollback = {"botName": bot, "owner": str(world.owner.id), "restoreRelease": 1, **where}
+    await start_elsewhere(front, rollback, workflow_id=rollback_id)
+    await finalised(front, rollback_id)
+
+    record = await front.engine.storage.get_deployment(rollback_id)
+    assert record is not None and record.version == "1.0.0", record.result
+    [card] = [
+        shown(message)
+        for message in front.double.messages(world.channel_id)
+        if f"`{rollback_id}`" in message.content and message.message_reference is None
+    ]
+    assert "`1.0.0`" in card and "latest" not in card, card
+    history = await front.command("history", {"bot": bot}, user=world.admin)
+    assert "#3 (rollback to #1)" in history and "latest" not in history, history
