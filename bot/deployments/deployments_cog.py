@@ -32,6 +32,7 @@ from bot.render import (
     render_status_detail,
     render_status_list,
 )
+from bot.shipcord_cog import ShipcordCog, server_command
 from storage import DeploymentRecord, IncidentRecord
 from workflows.deployment_client import is_unreachable
 from workflows.hosts import DEFAULT_HOST
@@ -68,13 +69,8 @@ def host_line(host: str | None) -> str:
     return f"\nHost: {host}" if host is not None and host != DEFAULT_HOST else ""
 
 
-class DeploymentsCog(commands.Cog, name="Deployments"):
-    def __init__(self, bot: ShipcordBot) -> None:
-        self.bot = bot
-
-    @app_commands.command(name="deploy")
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
+class DeploymentsCog(ShipcordCog, name="Deployments"):
+    @server_command("deploy", for_managers=True)
     @app_commands.describe(
         bot="The bot to deploy, as named in the targets file",
         version="The version to deploy, e.g. 1.4.0 or latest",
@@ -93,8 +89,7 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         request = deployment_request(interaction, actor, bot, version)
         await launch(self.bot, interaction, actor, request, at=at)
 
-    @app_commands.command(name="status")
-    @app_commands.guild_only()
+    @server_command("status")
     @app_commands.describe(deployment="A deployment id; leave empty to list this server's")
     async def status(
         self,

@@ -15,6 +15,7 @@ from bot.command_options import BotOfThisServer
 from bot.discord_client import ShipcordBot
 from bot.history.history_lines import PAGE_SIZE, render_history
 from bot.interactions.user_answers import NO_MENTIONS, UserError, reply
+from bot.shipcord_cog import ShipcordCog, server_command
 from storage import DeploymentRecord
 from workflows.targets import Target
 
@@ -101,12 +102,8 @@ class HistoryPage(
             )
 
 
-class HistoryCog(commands.Cog, name="History"):
-    def __init__(self, bot: ShipcordBot) -> None:
-        self.bot = bot
-
-    @app_commands.command(name="history")
-    @app_commands.guild_only()
+class HistoryCog(ShipcordCog, name="History"):
+    @server_command("history")
     @app_commands.describe(bot="The bot whose deployments to list")
     async def history(
         self,
