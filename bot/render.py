@@ -261,13 +261,9 @@ def render_failure_notice(
     record: DeploymentRecord, error: str | None, rollback: str, *, workflow_url: str | None
 ) -> str:
     """The reply to the progress message (it mentions the owner)."""
-    lines = [
-        f"{mention(record.owner_id)} deployment `{record.workflow_id}` of **{record.bot_name}**"
-        f" `{record.version}` failed: {shorten(error or 'unknown error')}",
-        rollback,
-    ]
-    lines += _footer(workflow_url)
-    return "\n".join(lines)[:MAX_CONTENT_CHARS]
+    named = _deployment_named(record)
+    headline = f"{mention(record.owner_id)} {named} failed: {_error_words(error)}"
+    return _failure_text([headline], rollback, workflow_url)
 
 
 def render_failure_dm(
@@ -279,13 +275,20 @@ def render_failure_dm(
     workflow_url: str | None,
 ) -> str:
     where = f" in {guild_name}" if guild_name else ""
-    lines = [
-        f"Your deployment `{record.workflow_id}` of **{record.bot_name}** `{record.version}`"
-        f"{where} failed.",
-        f"Error: {shorten(error or 'unknown error')}",
-        rollback,
-    ]
-    lines += _footer(workflow_url)
+    headline = f"Your {_deployment_named(record)}{where} failed."
+    return _failure_text([headline, f"Error: {_error_words(error)}"], rollback, workflow_url)
+
+
+def _deployment_named(record: DeploymentRecord) -> str:
+    return f"deployment `{record.workflow_id}` of **{record.bot_name}** `{record.version}`"
+
+
+def _error_words(error: str | None) -> str:
+    return shorten(error or "unknown error")
+
+
+def _failure_text(headlines: list[str], rollback: str, workflow_url: str | None) -> str:
+    lines = [*headlines, rollback, *_footer(workflow_url)]
     return "\n".join(lines)[:MAX_CONTENT_CHARS]
 
 

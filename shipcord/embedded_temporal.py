@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 import psutil
@@ -282,12 +281,7 @@ class EmbeddedTemporal:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
     async def supervise(self, on_restart: Callable[[], None] | None = None) -> None:

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 IN_FLIGHT_STATUSES = ("pending", "running")
+
+
+def _columns_by_field(
+    record_type: type, row: Any, *, flags: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The row's value for each field of the record, read from the column of its name.
+    SQLite keeps booleans as 0 and 1, so the `flags` are made bool again."""
+    values = {field.name: row[field.name] for field in fields(record_type)}
+    for flag in flags:
+        values[flag] = bool(values[flag])
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,24 +41,7 @@ class DeploymentRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> DeploymentRecord:
-        return cls(
-            workflow_id=row["workflow_id"],
-            bot_name=row["bot_name"],
-            version=row["version"],
-            owner_id=row["owner_id"],
-            guild_id=row["guild_id"],
-            channel_id=row["channel_id"],
-            message_id=row["message_id"],
-            state=row["state"],
-            is_open=bool(row["is_open"]),
-            notified=bool(row["notified"]),
-            error=row["error"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            finished_at=row["finished_at"],
-            message_final=bool(row["message_final"]),
-            result=row["result"],
-        )
+        return cls(**_columns_by_field(cls, row, flags=("is_open", "notified", "message_final")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,21 +73,7 @@ class ReleaseRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> ReleaseRecord:
-        return cls(
-            id=row["id"],
-            bot_name=row["bot_name"],
-            number=row["number"],
-            version=row["version"],
-            workflow_id=row["workflow_id"],
-            previous_number=row["previous_number"],
-            runtime=row["runtime"],
-            runtime_handle=row["runtime_handle"],
-            status=row["status"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            target=row["target"],
-            live_since=row["live_since"],
-        )
+        return cls(**_columns_by_field(cls, row))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +121,4 @@ class IncidentRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> IncidentRecord:
-        return cls(
-            id=row["id"],
-            key=row["key"],
-            bot_name=row["bot_name"],
-            release_number=row["release_number"],
-            workflow_id=row["workflow_id"],
-            kind=row["kind"],
-            message=row["message"],
-            created_at=row["created_at"],
-        )
+        return cls(**_columns_by_field(cls, row))

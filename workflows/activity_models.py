@@ -3,22 +3,16 @@ gain fields only with defaults, so that histories of earlier versions decode."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict
 
-from workflows.models import ReleaseNumber
+from workflows.models import CamelModel, ReleaseNumber
 from workflows.targets import ApprovalRule, Target
 
 
-class ActivityModel(BaseModel):
+class ActivityModel(CamelModel):
     """Written with snake_case names; read with those or the camelCase ones of c107ed9."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=False,
-    )
+    model_config = ConfigDict(serialize_by_alias=False)
 
 
 class DeploymentRef(ActivityModel):

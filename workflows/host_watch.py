@@ -79,14 +79,7 @@ class HostWatch:
             return 0
         copied = 0
         for note in notes:
-            copied += await self._storage.record_incident(
-                key=note.key,
-                bot_name=note.bot_name,
-                kind=note.kind,
-                message=note.message,
-                release_number=note.release_number,
-                workflow_id=note.workflow_id,
-            )
+            copied += await note.record_once(self._storage)
         return copied
 
     def _watched_long_enough(self) -> bool:

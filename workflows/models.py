@@ -21,6 +21,13 @@ PAUSE_UPDATE = "pauseDeployment"
 RESUME_UPDATE = "resumeDeployment"
 APPROVE_UPDATE = "approveDeployment"
 REJECT_UPDATE = "rejectDeployment"
+# Each control's update, and the signal that stands in for it while no worker answers.
+STEERING = {
+    "pause": (PAUSE_UPDATE, PAUSE_SIGNAL),
+    "resume": (RESUME_UPDATE, RESUME_SIGNAL),
+    "approve": (APPROVE_UPDATE, APPROVE_SIGNAL),
+    "reject": (REJECT_UPDATE, REJECT_SIGNAL),
+}
 # The error type of a refused update; its details are the reason and the state.
 CONTROL_REFUSED = "ControlRefused"
 DEFAULT_TASK_QUEUE = "opencell-tasks"

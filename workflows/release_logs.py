@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import TracebackType
 
 from storage import ReleaseRecord, Storage
 from workflows.redaction import redact
@@ -49,12 +48,7 @@ class ReleaseLogs:
     async def __aenter__(self) -> ReleaseLogs:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def of_deployment(

@@ -45,6 +45,10 @@ class IncidentNote(BaseModel):
     release_number: int | None = None
     workflow_id: str | None = None
 
+    async def record_once(self, storage: Storage) -> bool:
+        """Store it under its key (its fields are the stored incident's); True when it is new."""
+        return await storage.record_incident(**self.model_dump())
+
 
 class ReconcileReport(BaseModel):
     restarted: list[str] = Field(default_factory=list)
@@ -122,13 +126,15 @@ class SupervisionActivities:
         self._logged.pop(f"orphan:{marker}", None)
         await self._incident(
             report,
-            f"orphan:{marker}:{handle.pid or handle.container_id}",
-            bot_name,
-            "orphan_stopped",
-            f"A copy of release #{number} of **{bot_name}** was running although no "
-            "deployment or active release wants it: it was stopped.",
-            release_number=number,
-            workflow_id=workflow_id,
+            IncidentNote(
+                key=f"orphan:{marker}:{handle.pid or handle.container_id}",
+                bot_name=bot_name,
+                kind="orphan_stopped",
+                message=f"A copy of release #{number} of **{bot_name}** was running although "
+                "no deployment or active release wants it: it was stopped.",
+                release_number=number,
+                workflow_id=workflow_id,
+            ),
         )
         report.stopped.append(marker)
 
@@ -166,16 +172,14 @@ class SupervisionActivities:
         if heals_by_retry(error):
             return
         digest = hashlib.sha256(reason.encode()).hexdigest()[:12]
-        await self._incident(
+        await self._release_incident(
             report,
+            record,
             f"unsupervised:{record.id}:{digest}",
-            record.bot_name,
             "not_supervised",
             f"Release #{record.number} of **{record.bot_name}** cannot be supervised "
             f"({reason}): it is not started again if it stops. Deploy the bot again to "
             "fix it.",
-            release_number=record.number,
-            workflow_id=record.workflow_id,
         )
 
     def _log_once(self, key: str, event: str, error: Exception, **facts: Any) -> None:
@@ -210,16 +214,14 @@ class SupervisionActivities:
         record = release.record
         await self._releases.stop(release)
         await self._storage.set_release_status(record.id, "stopped")
-        await self._incident(
+        await self._release_incident(
             report,
+            record,
             f"abandoned:{record.id}",
-            record.bot_name,
             "abandoned_stopped",
             f"Release #{record.number} of **{record.bot_name}** was left running by "
             f"deployment `{record.workflow_id}`, which ended without finishing (it was "
             "terminated): it was stopped.",
-            release_number=record.number,
-            workflow_id=record.workflow_id,
         )
         report.stopped.append(release.marker)
 
@@ -248,16 +250,14 @@ class SupervisionActivities:
             await self._storage.save_watch(
                 ReleaseWatch(record.id, tuple(recent), None, crash_looping=True)
             )
-            await self._incident(
+            await self._release_incident(
                 report,
+                record,
                 f"crash-loop:{record.id}:{recent[0]}",
-                record.bot_name,
                 "crash_looping",
                 f"Release #{record.number} of **{record.bot_name}** keeps stopping ({reason}): "
                 f"after {len(recent)} restarts in {format_seconds(window.total_seconds())} "
                 "it is left stopped. The bot is DOWN until it is deployed again.",
-                release_number=record.number,
-                workflow_id=record.workflow_id,
             )
             report.crash_looping.append(release.marker)
             return
@@ -267,50 +267,37 @@ class SupervisionActivities:
         await self._storage.save_watch(
             ReleaseWatch(record.id, tuple(recent), iso(now + timedelta(seconds=backoff)), False)
         )
-        await self._incident(
+        await self._release_incident(
             report,
+            record,
             f"restart:{record.id}:{iso(now)}",
-            record.bot_name,
             "restarted",
             f"Release #{record.number} of **{record.bot_name}** had stopped ({reason}): it was "
             f"started again (restart {len(recent)} of {settings.restart_limit} allowed in "
             f"{format_seconds(window.total_seconds())}).",
-            release_number=record.number,
-            workflow_id=record.workflow_id,
         )
         report.restarted.append(release.marker)
 
-    async def _incident(
-        self,
-        report: ReconcileReport,
-        key: str,
-        bot_name: str,
-        kind: str,
-        message: str,
-        *,
-        release_number: int | None,
-        workflow_id: str | None,
+    async def _release_incident(
+        self, report: ReconcileReport, record: ReleaseRecord, key: str, kind: str, message: str
     ) -> None:
-        # Reported whether new or not: a retried round must not lose it on its way out.
-        report.incidents.append(
-            IncidentNote(
-                key=key,
-                bot_name=bot_name,
-                kind=kind,
-                message=message,
-                release_number=release_number,
-                workflow_id=workflow_id,
-            )
-        )
-        if await self._storage.record_incident(
+        note = IncidentNote(
             key=key,
-            bot_name=bot_name,
+            bot_name=record.bot_name,
             kind=kind,
             message=message,
-            release_number=release_number,
-            workflow_id=workflow_id,
-        ):
-            log.warning("release_incident", kind=kind, bot=bot_name, release=release_number)
+            release_number=record.number,
+            workflow_id=record.workflow_id,
+        )
+        await self._incident(report, note)
+
+    async def _incident(self, report: ReconcileReport, note: IncidentNote) -> None:
+        # Reported whether new or not: a retried round must not lose it on its way out.
+        report.incidents.append(note)
+        if await note.record_once(self._storage):
+            log.warning(
+                "release_incident", kind=note.kind, bot=note.bot_name, release=note.release_number
+            )
 
 
 def describe_error(error: BaseException) -> str:

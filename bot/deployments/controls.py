@@ -26,17 +26,7 @@ from workflows.deployment_client import (
     NoWorkerAnswered,
     is_unreachable,
 )
-from workflows.models import (
-    APPROVE_SIGNAL,
-    APPROVE_UPDATE,
-    PAUSE_SIGNAL,
-    PAUSE_UPDATE,
-    REJECT_SIGNAL,
-    REJECT_UPDATE,
-    RESUME_SIGNAL,
-    RESUME_UPDATE,
-    DeploymentState,
-)
+from workflows.models import STEERING, DeploymentState
 
 log = structlog.get_logger(__name__)
 
@@ -50,13 +40,6 @@ TEMPORAL_UNREACHABLE = (
     "Temporal is unreachable right now, so nothing was changed. Try again in a minute."
 )
 ACTIONS = ("pause", "resume", "cancel", *DECISIONS)
-# Each control's update, and the signal that stands in for it while no worker answers.
-STEERING = {
-    "pause": (PAUSE_UPDATE, PAUSE_SIGNAL),
-    "resume": (RESUME_UPDATE, RESUME_SIGNAL),
-    "approve": (APPROVE_UPDATE, APPROVE_SIGNAL),
-    "reject": (REJECT_UPDATE, REJECT_SIGNAL),
-}
 DONE = {
     "pause": "Paused `{workflow_id}`: it stops before its next step.",
     "resume": "Resumed `{workflow_id}`.",

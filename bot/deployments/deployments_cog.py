@@ -35,6 +35,7 @@ from bot.render import (
     render_status_detail,
     render_status_list,
 )
+from bot.shipcord_cog import ShipcordCog, server_command
 from storage import DeploymentRecord, IncidentRecord
 from workflows.activity_models import PromotionCheck
 from workflows.deployment_client import is_unreachable
@@ -73,13 +74,8 @@ def host_line(host: str | None) -> str:
     return f"\nHost: {host}" if host is not None and host != DEFAULT_HOST else ""
 
 
-class DeploymentsCog(commands.Cog, name="Deployments"):
-    def __init__(self, bot: ShipcordBot) -> None:
-        self.bot = bot
-
-    @app_commands.command(name="deploy")
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
+class DeploymentsCog(ShipcordCog, name="Deployments"):
+    @server_command("deploy", for_managers=True)
     @app_commands.describe(
         bot="The bot to deploy, as named in the targets file",
         version="The version to deploy, e.g. 1.4.0 or latest",
@@ -100,9 +96,7 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         request = deployment_request(interaction, actor, bot, version)
         await launch(self.bot, interaction, actor, request, at=at)
 
-    @app_commands.command(name="promote")
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
+    @server_command("promote", for_managers=True)
     @app_commands.rename(source="from", destination="to")
     @app_commands.describe(
         bot="The bot whose release to promote",
@@ -142,8 +136,7 @@ class DeploymentsCog(commands.Cog, name="Deployments"):
         request = deployment_request(interaction, actor, target, live.version)
         await launch(self.bot, interaction, actor, request)
 
-    @app_commands.command(name="status")
-    @app_commands.guild_only()
+    @server_command("status")
     @app_commands.describe(deployment="A deployment id; leave empty to list this server's")
     async def status(
         self,

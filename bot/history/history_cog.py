@@ -15,6 +15,7 @@ from bot.command_options import BotOfThisServer, EnvironmentOfThisServer
 from bot.discord_client import ShipcordBot
 from bot.history.history_lines import PAGE_SIZE, render_history
 from bot.interactions.user_answers import NO_MENTIONS, UserError, reply
+from bot.shipcord_cog import ShipcordCog, server_command
 from storage import DeploymentRecord
 from workflows.release_reading import ReleasesUnreadable
 from workflows.targets import Target
@@ -106,12 +107,8 @@ class HistoryPage(
             )
 
 
-class HistoryCog(commands.Cog, name="History"):
-    def __init__(self, bot: ShipcordBot) -> None:
-        self.bot = bot
-
-    @app_commands.command(name="history")
-    @app_commands.guild_only()
+class HistoryCog(ShipcordCog, name="History"):
+    @server_command("history")
     @app_commands.describe(
         bot="The bot whose deployments to list",
         environment="The bot's environment, when it has several",

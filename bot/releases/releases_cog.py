@@ -22,6 +22,7 @@ from bot.interactions.user_answers import UserError
 from bot.releases.log_delivery import send_release_log
 from bot.releases.release_rules import choose_rollback, require_release_number
 from bot.releases.show_log_button import ShowLogButton
+from bot.shipcord_cog import ShipcordCog, server_command
 from storage import ReleaseRecord
 from workflows.models import RELEASE_NUMBER_MAX
 from workflows.release_reading import ReleasesUnreadable
@@ -30,15 +31,10 @@ from workflows.targets import Target
 log = structlog.get_logger(__name__)
 
 
-class ReleasesCog(commands.Cog, name="Releases"):
-    def __init__(self, bot: ShipcordBot) -> None:
-        self.bot = bot
-
+class ReleasesCog(ShipcordCog, name="Releases"):
     # -- /rollback ----------------------------------------------------------------------------
 
-    @app_commands.command(name="rollback")
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
+    @server_command("rollback", for_managers=True)
     @app_commands.describe(
         bot="The bot to roll back, as named in the targets file",
         release="The release to put back (default: the last good one before the current)",
@@ -75,9 +71,7 @@ class ReleasesCog(commands.Cog, name="Releases"):
 
     # -- /logs --------------------------------------------------------------------------------
 
-    @app_commands.command(name="logs")
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
+    @server_command("logs", for_managers=True)
     @app_commands.describe(
         bot="The bot whose release output to read",
         release="The release (default: the newest)",
