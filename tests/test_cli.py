@@ -37,8 +37,8 @@ from tests.cli_world import (
 )
 from tests.ports import free_port
 from tests.test_environment import pipe_can_hold
-from workflows import DeploymentResult
 from workflows.hosts import host_task_queue
+from workflows.models import DeploymentResult
 
 
 @pytest.fixture

@@ -27,9 +27,9 @@ from shipcord.payload_codec import data_converter
 from storage import DeploymentRecord, ReleaseRecord, Storage
 from tests.cli_world import ECHO_TOKEN, Shipcord, World, running_world, start_shipcord
 from tests.ports import free_port
-from workflows import DeploymentResult
 from workflows.host_directory import HostDirectory, known_hosts
 from workflows.hosts import host_gone_message, host_task_queue
+from workflows.models import DeploymentResult
 from workflows.targets import TargetRegistry
 
 HOSTS = ("alpha", "beta")

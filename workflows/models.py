@@ -89,22 +89,25 @@ def quoted(text: str, limit: int = 40) -> str:
     return shown if len(shown) <= limit + 12 else shown[: limit + 10] + "…'"
 
 
+def _matching(text: str, pattern: re.Pattern[str], problem: str) -> str:
+    if not pattern.fullmatch(text):
+        raise ValueError(problem)
+    return text
+
+
+def _not_a_slug(what: str, name: str, longest: int) -> str:
+    return (
+        f"{what} {quoted(name)} is not valid: use 1-{longest} lowercase letters, digits and "
+        "'-', starting with a letter or digit."
+    )
+
+
 def validate_bot_name(name: str) -> str:
-    if not BOT_NAME.fullmatch(name):
-        raise ValueError(
-            f"Bot name {quoted(name)} is not valid: use 1-32 lowercase letters, digits and '-', "
-            "starting with a letter or digit."
-        )
-    return name
+    return _matching(name, BOT_NAME, _not_a_slug("Bot name", name, 32))
 
 
 def validate_environment_name(name: str) -> str:
-    if not ENVIRONMENT.fullmatch(name):
-        raise ValueError(
-            f"Environment {quoted(name)} is not valid: use 1-20 lowercase letters, digits and "
-            "'-', starting with a letter or digit."
-        )
-    return name
+    return _matching(name, ENVIRONMENT, _not_a_slug("Environment", name, 20))
 
 
 def unit_name(bot_name: str, environment: str | None) -> str:
@@ -128,12 +131,12 @@ def validate_unit_name(name: str) -> str:
 
 def validate_version(version: str) -> str:
     """Return the version if well formed, else raise ValueError saying what is expected."""
-    if not VERSION.fullmatch(version):
-        raise ValueError(
-            f"Version {quoted(version)} is not well formed: use a release number such as "
-            "1.4.0 or v2.0.1-rc.1, or 'latest'."
-        )
-    return version
+    return _matching(
+        version,
+        VERSION,
+        f"Version {quoted(version)} is not well formed: use a release number such as "
+        "1.4.0 or v2.0.1-rc.1, or 'latest'.",
+    )
 
 
 def validate_snowflake(value: str) -> str:

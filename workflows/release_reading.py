@@ -39,18 +39,7 @@ class ReleaseSummary(ActivityModel):
 
     def record(self, target_name: str) -> ReleaseRecord:
         return ReleaseRecord(
-            id=0,
-            bot_name=target_name,
-            number=self.number,
-            version=self.version,
-            workflow_id=self.workflow_id,
-            previous_number=self.previous_number,
-            runtime=self.runtime,
-            runtime_handle=None,
-            status=self.status,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
-            live_since=self.live_since,
+            id=0, bot_name=target_name, runtime_handle=None, **self.model_dump(by_alias=False)
         )
 
 
@@ -83,20 +72,7 @@ class ReleaseReading:
 
 async def read_here(storage: Storage, logs: ReleaseLogs, read: HostRead) -> HostReadAnswer:
     records = await storage.list_releases(read.target_name)
-    releases = [
-        ReleaseSummary(
-            number=record.number,
-            version=record.version,
-            workflow_id=record.workflow_id,
-            previous_number=record.previous_number,
-            runtime=record.runtime,
-            status=record.status,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-            live_since=record.live_since,
-        )
-        for record in records
-    ]
+    releases = [ReleaseSummary.model_validate(record, from_attributes=True) for record in records]
     log = None
     if read.log_of is not None:
         number = read.log_of or None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,10 +53,8 @@ async def launch(
     at: datetime | None = None,
 ) -> DeploymentRecord:
     """Start `request` for `actor` and answer the interaction; UserError for a refusal."""
-    if at is not None:
-        record = await _schedule(bot, interaction, actor, request, at)
-    else:
-        record = await _start_now(bot, interaction, actor, request)
+    start = _Start(bot, interaction, actor, request)
+    record = await (start.later(at) if at is not None else start.now())
     log.info(
         "deployment_started",
         workflow_id=record.workflow_id,
@@ -67,74 +66,66 @@ async def launch(
     return record
 
 
-async def _start_now(
-    bot: ShipcordBot,
-    interaction: discord.Interaction[Any],
-    actor: Actor,
-    request: DeploymentInput,
-) -> DeploymentRecord:
-    answer = DeployAnswer(interaction, bot.board)
-    try:
-        record = await answer.in_time(bot.service.reserve(request))
-        # Until the answer is recorded as its progress message, the board keeps off.
-        with bot.board.hold(record.workflow_id):
-            launch = bot.service.launch(record, request)
-            if request.channel_id:
-                await answer.while_starting(record, launch)
-            else:
-                await answer.in_time(launch)
-            structlog.contextvars.bind_contextvars(workflow_id=record.workflow_id)
-            if request.channel_id:
-                await answer.started(record)
-            else:
-                await reply(
-                    interaction,
-                    f"Deploying **{record.bot_name}** `{record.version}` as "
-                    f"`{record.workflow_id}`; follow it with /status.",
-                )
-    except Exception as error:
-        await answer.retract()
-        refused = await _refusal(bot, actor, error)
-        if refused is None:
-            raise
-        raise refused from None
-    return record
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """One person's start of one deployment, now or at a time."""
 
+    bot: ShipcordBot
+    interaction: discord.Interaction[Any]
+    actor: Actor
+    request: DeploymentInput
 
-async def _schedule(
-    bot: ShipcordBot,
-    interaction: discord.Interaction[Any],
-    actor: Actor,
-    request: DeploymentInput,
-    at: datetime,
-) -> DeploymentRecord:
-    await interaction.response.defer(ephemeral=True, thinking=True)
-    # Measured after the defer: the delay is what is left until the time asked for.
-    delay = max(at - datetime.now(UTC), timedelta(0))
-    try:
-        record = await bot.service.start(request, start_delay=delay)
-    except Exception as error:
-        refused = await _refusal(bot, actor, error)
-        if refused is None:
-            raise
-        raise refused from None
-    stamp = int(at.timestamp())
-    await reply(
-        interaction,
-        f"Scheduled **{record.bot_name}** `{record.version}` for <t:{stamp}:F> (<t:{stamp}:R>)"
-        f" as `{record.workflow_id}`; /cancel removes it.",
-    )
-    return record
+    async def now(self) -> DeploymentRecord:
+        bot, request = self.bot, self.request
+        answer = DeployAnswer(self.interaction, bot.board)
+        try:
+            record = await answer.in_time(bot.service.reserve(request))
+            # Until the answer is recorded as its progress message, the board keeps off.
+            with bot.board.hold(record.workflow_id):
+                launch = bot.service.launch(record, request)
+                if request.channel_id:
+                    await answer.while_starting(record, launch)
+                else:
+                    await answer.in_time(launch)
+                structlog.contextvars.bind_contextvars(workflow_id=record.workflow_id)
+                if request.channel_id:
+                    await answer.started(record)
+                else:
+                    await reply(
+                        self.interaction,
+                        f"Deploying **{record.bot_name}** `{record.version}` as "
+                        f"`{record.workflow_id}`; follow it with /status.",
+                    )
+        except Exception as error:
+            await answer.retract()
+            raise await self._refusal(error) from None
+        return record
 
+    async def later(self, at: datetime) -> DeploymentRecord:
+        await self.interaction.response.defer(ephemeral=True, thinking=True)
+        # Measured after the defer: the delay is what is left until the time asked for.
+        delay = max(at - datetime.now(UTC), timedelta(0))
+        try:
+            record = await self.bot.service.start(self.request, start_delay=delay)
+        except Exception as error:
+            raise await self._refusal(error) from None
+        stamp = int(at.timestamp())
+        await reply(
+            self.interaction,
+            f"Scheduled **{record.bot_name}** `{record.version}` for <t:{stamp}:F> "
+            f"(<t:{stamp}:R>) as `{record.workflow_id}`; /cancel removes it.",
+        )
+        return record
 
-async def _refusal(bot: ShipcordBot, actor: Actor, error: Exception) -> UserError | None:
-    """What the person is told about a start that failed; None for an unexpected error."""
-    if isinstance(error, DeploymentConflict):
-        return UserError(await conflict_answer(bot, actor, error))
-    if is_unreachable(error):
-        log.warning("temporal_unreachable", error=str(error))
-        return UserError(UNREACHABLE)
-    return None
+    async def _refusal(self, error: Exception) -> UserError:
+        """What the person is told about a start that failed; an unexpected error is
+        raised again as it is."""
+        if isinstance(error, DeploymentConflict):
+            return UserError(await conflict_answer(self.bot, self.actor, error))
+        if is_unreachable(error):
+            log.warning("temporal_unreachable", error=str(error))
+            return UserError(UNREACHABLE)
+        raise error
 
 
 async def conflict_answer(bot: ShipcordBot, actor: Actor, conflict: DeploymentConflict) -> str:
