@@ -137,3 +137,25 @@ async def test_a_bot_with_several_environments_needs_one_named(start_engine: Sta
         unknown = await engine.deploy("staged", "1.0.0", environment="qa")
         error = (await engine.deployments.result(unknown)).error or ""
         assert "has no environment 'qa' (its environments: production, staging)" in error
+
+
+async def test_a_restart_in_the_middle_of_a_promotion_changes_nothing(
+    start_engine: StartEngine,
+) -> None:
+    async with start_engine(extra_targets=ENVIRONMENTS) as engine:
+        staging = await engine.deploy("staged", "3.0.0", environment="staging")
+        assert (await engine.deployments.result(staging)).success
+        soaked(engine, "staged.staging", minutes=31)
+        engine.gate.hold("deploy_to_platform")
+        production = await engine.deploy("staged", "3.0.0", environment="production")
+        await engine.status_when(production, lambda s: s.step == "Deploying to platform")
+        # The worker stops and every release dies with it, as when shipcord's container stops.
+        engine.workflow_ids.clear()
+    async with start_engine(extra_targets=ENVIRONMENTS) as engine:
+        engine.workflow_ids.extend([staging, production])
+        result = await engine.deployments.result(production)
+        assert result.success and result.environment == "production", result.error
+        tokens = sorted(token_of(process) for process in engine.processes())
+        assert tokens == sorted([ECHO_TOKEN, STAGING_TOKEN])
+        [promoted] = await engine.storage.list_releases("staged.production")
+        assert (promoted.version, promoted.status) == ("3.0.0", "active")
