@@ -40,6 +40,7 @@ from storage import DeploymentRecord, IncidentRecord
 from workflows.activity_models import PromotionCheck
 from workflows.deployment_client import is_unreachable
 from workflows.hosts import DEFAULT_HOST
+from workflows.models import unit_name
 from workflows.promotion import promotion_refusal
 from workflows.targets import Target
 
@@ -93,6 +94,7 @@ class DeploymentsCog(ShipcordCog, name="Deployments"):
         """Deploy a bot; the answer is its progress, shown in this channel."""
         actor = Actor.of(interaction)
         structlog.contextvars.bind_contextvars(bot_name=bot.name)
+        await self._refuse_unpromoted(bot, version)
         request = deployment_request(interaction, actor, bot, version)
         await launch(self.bot, interaction, actor, request, at=at)
 
@@ -125,16 +127,24 @@ class DeploymentsCog(ShipcordCog, name="Deployments"):
         live = await self.bot.releases.live(origin)
         if live is None:
             raise UserError(f"Nothing is live in {source} for **{bot}**: nothing to promote.")
-        # Answered at once where staging's incidents are at hand; the workflow checks anyway.
-        if target.promote_from is not None and self.bot.releases.is_local(origin):
-            check = PromotionCheck(
-                source=origin.name, source_host="", version=live.version, soak=target.soak
-            )
-            refusal = await promotion_refusal(self.bot.storage, check, datetime.now(UTC))
-            if refusal is not None:
-                raise UserError(refusal)
+        await self._refuse_unpromoted(target, live.version)
         request = deployment_request(interaction, actor, target, live.version)
         await launch(self.bot, interaction, actor, request)
+
+    async def _refuse_unpromoted(self, target: Target, version: str) -> None:
+        """A release that may not come to `target` yet is refused at once where the source
+        environment's releases and incidents are at hand; the workflow checks anyway."""
+        if target.promote_from is None:
+            return
+        source = self.bot.access.target_of(unit_name(target.bot_name, target.promote_from))
+        if source is None or not self.bot.releases.is_local(source):
+            return
+        check = PromotionCheck(
+            source=source.name, source_host="", version=version, soak=target.soak
+        )
+        refusal = await promotion_refusal(self.bot.storage, check, datetime.now(UTC))
+        if refusal is not None:
+            raise UserError(refusal)
 
     @server_command("status")
     @app_commands.describe(deployment="A deployment id; leave empty to list this server's")
