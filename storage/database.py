@@ -34,10 +34,12 @@ async def open_database(path: Path) -> aiosqlite.Connection:
     connection = await aiosqlite.connect(path, isolation_level=None)
     connection.row_factory = aiosqlite.Row
     try:
+        # First: processes opening one new file at once wait for each other's locks, the
+        # switch to WAL included.
+        await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         # WAL lets the front end and separate worker processes read while one writes.
         await connection.execute("PRAGMA journal_mode = WAL")
         await connection.execute("PRAGMA synchronous = NORMAL")
-        await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         await connection.execute("PRAGMA foreign_keys = ON")
         await apply_migrations(connection)
     except BaseException:

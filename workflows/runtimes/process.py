@@ -24,6 +24,11 @@ STOP_GRACE_SECONDS = 10.0
 KILL_WAIT_SECONDS = 5.0
 START_TIME_TOLERANCE = 0.05
 POLL_SECONDS = 0.05
+# How long a release seen ended may take its reaper to record how it ended.
+REAP_WAIT_SECONDS = 5.0
+# The reaper thread of each release this process started, by pid, until it has recorded
+# how the release ended.
+REAPERS: dict[int, threading.Thread] = {}
 
 
 class ProcessRuntime:
@@ -64,12 +69,14 @@ class ProcessRuntime:
             os.close(log)
         # Reap the child if it exits while we still are its parent (no zombies), and record
         # how it ended.
-        threading.Thread(
+        reaper = threading.Thread(
             target=reap,
             args=(child, spec.log_path, started),
             name=f"reap-{child.pid}",
             daemon=True,
-        ).start()
+        )
+        REAPERS[child.pid] = reaper
+        reaper.start()
         try:
             return self._handle(spec, psutil.Process(child.pid))
         except psutil.NoSuchProcess:
@@ -164,18 +171,25 @@ def run_as(user: str | None) -> dict[str, Any]:
 
 
 def reap(child: subprocess.Popen[bytes], log_path: Path, started: float) -> None:
-    status = child.wait()
-    seconds = round(time.monotonic() - started, 3)
-    ending = release_files.describe_ending(status, seconds)
-    with contextlib.suppress(OSError):
-        release_files.append(log_path, f"--- shipcord: release process {ending} ---\n")
-    release_files.write_exit_record(
-        log_path, {"pid": child.pid, "status": status, "seconds": seconds}
-    )
+    try:
+        status = child.wait()
+        seconds = round(time.monotonic() - started, 3)
+        ending = release_files.describe_ending(status, seconds)
+        with contextlib.suppress(OSError):
+            release_files.append(log_path, f"--- shipcord: release process {ending} ---\n")
+        release_files.write_exit_record(
+            log_path, {"pid": child.pid, "status": status, "seconds": seconds}
+        )
+    finally:
+        REAPERS.pop(child.pid, None)
 
 
 def describe_exit(handle: ReleaseHandle) -> str:
     """How the release's process ended, without a word of its output."""
+    reaper = REAPERS.get(handle.pid) if handle.pid is not None else None
+    if reaper is not None:
+        # Seen ended before its reaper recorded how: that record is a moment away.
+        reaper.join(REAP_WAIT_SECONDS)
     record = release_files.read_exit_record(Path(handle.log_path)) if handle.log_path else None
     if record is not None and (handle.pid is None or record.get("pid") == handle.pid):
         return "the process " + release_files.describe_ending(
