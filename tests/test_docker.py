@@ -661,13 +661,13 @@ class Gate:
     def __init__(self, host: str) -> None:
         self.host = host
         self.is_open = False
-        self.probes = 0
+        self.probed = asyncio.Event()
         self.port = 0
         self._runner: web.AppRunner | None = None
 
     async def __aenter__(self) -> Gate:
         async def health(_: web.Request) -> web.Response:
-            self.probes += 1
+            self.probed.set()
             return web.Response(status=200 if self.is_open else 503)
 
         app = web.Application()
@@ -796,7 +796,7 @@ async def test_docker_stop_in_a_process_releases_health_check_changes_nothing_af
             workflow_id = await deploy(discord, bot, "1.0.0")
             message = await progress_message(discord, workflow_id)
             # The release runs and its health check waits on the gate.
-            await discord.double.wait_for(lambda: gate.probes > 0, 180, "a health probe")
+            await asyncio.wait_for(gate.probed.wait(), 180)
             assert (await docker_async("stop", name)).returncode == 0
 
             gate.is_open = True
