@@ -20,6 +20,8 @@ from storage import DeploymentRecord
 from workflows.models import validate_version
 from workflows.targets import Target
 
+# Every command that takes a bot's environment describes it so.
+ENVIRONMENT_OPTION = "The bot's environment, when it has several"
 # How many recent deployments /status offers.
 RECENT_LIMIT = 200
 

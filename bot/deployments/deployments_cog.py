@@ -14,6 +14,7 @@ from discord.ext import commands
 from bot.access.policy import Actor
 from bot.board.closed_rows import closed_result
 from bot.command_options import (
+    ENVIRONMENT_OPTION,
     ControllableDeployment,
     DeployableBot,
     DeployableEnvironment,
@@ -46,6 +47,17 @@ from workflows.targets import Target
 
 log = structlog.get_logger(__name__)
 
+DEPLOY_OPTIONS = {
+    "bot": "The bot to deploy, as named in the targets file",
+    "version": "The version to deploy, e.g. 1.4.0 or latest",
+    "at": "Start later: a delay such as in 30m, a UTC time such as 14:30, or 2026-12-24T18:00",
+    "environment": ENVIRONMENT_OPTION,
+}
+PROMOTE_OPTIONS = {
+    "bot": "The bot whose release to promote",
+    "source": "The environment whose live release to promote, e.g. staging",
+    "destination": "The environment to deploy that release to, e.g. production",
+}
 STATUS_LIST_LIMIT = 15
 INCIDENTS_SHOWN_FOR = timedelta(hours=24)
 INCIDENTS_LISTED = 5
@@ -76,13 +88,7 @@ def host_line(host: str | None) -> str:
 
 
 class DeploymentsCog(ShipcordCog, name="Deployments"):
-    @server_command("deploy", for_managers=True)
-    @app_commands.describe(
-        bot="The bot to deploy, as named in the targets file",
-        version="The version to deploy, e.g. 1.4.0 or latest",
-        at="Start later: a delay such as in 30m, a UTC time such as 14:30, or 2026-12-24T18:00",
-        environment="The bot's environment to deploy to, when it has several",
-    )
+    @server_command("deploy", for_managers=True, options=DEPLOY_OPTIONS)
     async def deploy(
         self,
         interaction: discord.Interaction,
@@ -98,13 +104,8 @@ class DeploymentsCog(ShipcordCog, name="Deployments"):
         request = deployment_request(interaction, actor, bot, version)
         await launch(self.bot, interaction, actor, request, at=at)
 
-    @server_command("promote", for_managers=True)
+    @server_command("promote", for_managers=True, options=PROMOTE_OPTIONS)
     @app_commands.rename(source="from", destination="to")
-    @app_commands.describe(
-        bot="The bot whose release to promote",
-        source="The environment whose live release to promote, e.g. staging",
-        destination="The environment to deploy that release to, e.g. production",
-    )
     async def promote(
         self,
         interaction: discord.Interaction,

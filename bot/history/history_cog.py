@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.access.policy import Actor
-from bot.command_options import BotOfThisServer, EnvironmentOfThisServer
+from bot.command_options import ENVIRONMENT_OPTION, BotOfThisServer, EnvironmentOfThisServer
 from bot.discord_client import ShipcordBot
 from bot.history.history_lines import PAGE_SIZE, render_history
 from bot.interactions.user_answers import NO_MENTIONS, UserError, reply
@@ -21,6 +21,8 @@ from workflows.release_reading import ReleasesUnreadable
 from workflows.targets import Target
 
 log = structlog.get_logger(__name__)
+
+HISTORY_OPTIONS = {"bot": "The bot whose deployments to list", "environment": ENVIRONMENT_OPTION}
 
 HISTORY_ROWS = 500
 
@@ -108,11 +110,7 @@ class HistoryPage(
 
 
 class HistoryCog(ShipcordCog, name="History"):
-    @server_command("history")
-    @app_commands.describe(
-        bot="The bot whose deployments to list",
-        environment="The bot's environment, when it has several",
-    )
+    @server_command("history", options=HISTORY_OPTIONS)
     async def history(
         self,
         interaction: discord.Interaction,

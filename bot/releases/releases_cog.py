@@ -10,6 +10,7 @@ from discord.ext import commands
 from bot.access.policy import Actor
 from bot.autocomplete import release_choices
 from bot.command_options import (
+    ENVIRONMENT_OPTION,
     BotOfThisServer,
     DeployableBot,
     DeployableEnvironment,
@@ -30,16 +31,22 @@ from workflows.targets import Target
 
 log = structlog.get_logger(__name__)
 
+ROLLBACK_OPTIONS = {
+    "bot": "The bot to roll back, as named in the targets file",
+    "release": "The release to put back (default: the last good one before the current)",
+    "environment": ENVIRONMENT_OPTION,
+}
+LOGS_OPTIONS = {
+    "bot": "The bot whose release output to read",
+    "release": "The release (default: the newest)",
+    "environment": ENVIRONMENT_OPTION,
+}
+
 
 class ReleasesCog(ShipcordCog, name="Releases"):
     # -- /rollback ----------------------------------------------------------------------------
 
-    @server_command("rollback", for_managers=True)
-    @app_commands.describe(
-        bot="The bot to roll back, as named in the targets file",
-        release="The release to put back (default: the last good one before the current)",
-        environment="The bot's environment, when it has several",
-    )
+    @server_command("rollback", for_managers=True, options=ROLLBACK_OPTIONS)
     async def rollback(
         self,
         interaction: discord.Interaction,
@@ -71,12 +78,7 @@ class ReleasesCog(ShipcordCog, name="Releases"):
 
     # -- /logs --------------------------------------------------------------------------------
 
-    @server_command("logs", for_managers=True)
-    @app_commands.describe(
-        bot="The bot whose release output to read",
-        release="The release (default: the newest)",
-        environment="The bot's environment, when it has several",
-    )
+    @server_command("logs", for_managers=True, options=LOGS_OPTIONS)
     async def logs(
         self,
         interaction: discord.Interaction,
