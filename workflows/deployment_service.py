@@ -24,6 +24,8 @@ from workflows.host_directory import HostDirectory, HostInfo
 from workflows.models import (
     DeploymentInput,
     DeploymentResult,
+    DeploymentState,
+    DeploymentStatus,
     deployment_workflow_id,
     is_adoptable_workflow_id,
     unit_name,
@@ -93,8 +95,14 @@ class DeploymentService:
         except RPCError:
             return []  # /status still answers; the deployments say Temporal is unreachable
 
-    async def host_is_down(self, name: str) -> bool:
-        """Whether host `name` has no running worker now (False when unknown)."""
+    async def waits_for_lost_host(self, status: DeploymentStatus) -> bool:
+        """Whether the deployment runs a step on a host that has no running worker now
+        (False when unknown)."""
+        if status.state is not DeploymentState.RUNNING or status.host is None:
+            return False
+        return await self._host_is_down(status.host)
+
+    async def _host_is_down(self, name: str) -> bool:
         if self._hosts is None:
             return False
         now = asyncio.get_running_loop().time()

@@ -310,17 +310,9 @@ class ProgressBoard:
         if record.channel_id is None:
             return
         record = await self._service.note_version(record, status.version)
-        host_down = (
-            status.state is DeploymentState.RUNNING
-            and status.host is not None
-            and await self._service.host_is_down(status.host)
-        )
-        card = running_card(
-            record,
-            status,
-            workflow_url=self._config.workflow_url(workflow_id),
-            host_down=host_down,
-        )
+        host_down = await self._service.waits_for_lost_host(status)
+        url = self._config.workflow_url(workflow_id)
+        card = running_card(record, status, workflow_url=url, host_down=host_down)
         if record.message_id is None:
             # The row was read before the query: /deploy may have answered meanwhile.
             fresh = await self._storage.get_deployment(workflow_id)
