@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 from aiohttp import web
+from temporalio.client import Client
 
 from storage import Storage
 from tests.discord_double import DiscordDouble
@@ -236,3 +237,16 @@ async def wait_for_open_deployment(world: World, bot: str, timeout: float = 30.0
                     return deployment.workflow_id
             assert time.monotonic() < deadline, f"no open deployment of {bot}"
             await asyncio.sleep(0.1)
+
+
+def on_shared_temporal(
+    world: World, temporal_client: Client, task_queue: str, **settings: str
+) -> dict[str, str]:
+    """The world's environment for processes on the test's own Temporal server and task
+    queue (no embedded server), with `settings` besides."""
+    return dict(
+        world.env,
+        TEMPORAL_ADDRESS=temporal_client.service_client.config.target_host,
+        TEMPORAL_TASK_QUEUE=task_queue,
+        **settings,
+    )

@@ -28,6 +28,7 @@ from tests.cli_world import (
     ECHO_TOKEN,
     SHIPCORD_TOKEN,
     World,
+    on_shared_temporal,
     run_and_deploy,
     run_to_end,
     running_world,
@@ -207,10 +208,10 @@ async def test_split_bot_and_two_workers_survive_losing_a_worker(
     world: World, temporal_client: Client, task_queue: str
 ) -> None:
     """Scaling out: one front end, two workers on one Temporal; one worker dies mid-step."""
-    env = dict(
-        world.env,
-        TEMPORAL_ADDRESS=temporal_client.service_client.config.target_host,
-        TEMPORAL_TASK_QUEUE=task_queue,
+    env = on_shared_temporal(
+        world,
+        temporal_client,
+        task_queue,
     )
     workers = [await start_shipcord(world, "worker", env=env) for _ in range(2)]
     for worker in workers:

@@ -25,7 +25,14 @@ from temporalio.worker import Worker
 
 from shipcord.payload_codec import data_converter
 from storage import DeploymentRecord, ReleaseRecord, Storage
-from tests.cli_world import ECHO_TOKEN, Shipcord, World, running_world, start_shipcord
+from tests.cli_world import (
+    ECHO_TOKEN,
+    Shipcord,
+    World,
+    on_shared_temporal,
+    running_world,
+    start_shipcord,
+)
 from tests.ports import free_port
 from workflows.host_directory import HostDirectory, known_hosts
 from workflows.hosts import host_gone_message, host_task_queue
@@ -151,10 +158,10 @@ def alive(pid: int) -> bool:
 async def test_two_hosts_keep_their_own_releases_and_a_lost_host_is_a_clear_state(
     world: World, temporal_client: Client, task_queue: str
 ) -> None:
-    env = dict(
-        world.env,
-        TEMPORAL_ADDRESS=temporal_client.service_client.config.target_host,
-        TEMPORAL_TASK_QUEUE=task_queue,
+    env = on_shared_temporal(
+        world,
+        temporal_client,
+        task_queue,
         SHIPCORD_DEFAULT_HOST="alpha",
         SHIPCORD_RECONCILE_INTERVAL="1",
         SHIPCORD_HOST_START_TIMEOUT=str(START_TIMEOUT),
@@ -291,10 +298,10 @@ async def test_a_worker_needs_only_its_own_hosts_tokens(
 ) -> None:
     # The issue "Several hosts without holes": validation runs on the shared queue, where
     # any worker may take it, and must not need the token of a bot of another host.
-    env = dict(
-        world.env,
-        TEMPORAL_ADDRESS=temporal_client.service_client.config.target_host,
-        TEMPORAL_TASK_QUEUE=task_queue,
+    env = on_shared_temporal(
+        world,
+        temporal_client,
+        task_queue,
         SHIPCORD_DEFAULT_HOST="alpha",
         # Alpha's worker starts only once the deployment waits for it.
         SHIPCORD_HOST_START_TIMEOUT="60",
@@ -426,10 +433,10 @@ PAYLOAD_KEY = "c2hpcGNvcmQtdGVzdC1rZXktMzItYnl0ZXMtbG9uZyE="
 async def test_a_front_end_on_its_own_reads_releases_and_logs_from_their_host(
     world: World, temporal_client: Client, task_queue: str
 ) -> None:
-    env = dict(
-        world.env,
-        TEMPORAL_ADDRESS=temporal_client.service_client.config.target_host,
-        TEMPORAL_TASK_QUEUE=task_queue,
+    env = on_shared_temporal(
+        world,
+        temporal_client,
+        task_queue,
         SHIPCORD_DEFAULT_HOST="alpha",
         # Release output crosses Temporal only encrypted.
         SHIPCORD_PAYLOAD_KEY=PAYLOAD_KEY,

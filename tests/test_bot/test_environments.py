@@ -21,6 +21,15 @@ def soaked(front: Front, target_name: str, minutes: float) -> None:
 
 async def test_deploy_to_an_environment_then_promote_exactly_its_release(front: Front) -> None:
     world = front.world
+
+    async def promote() -> str:
+        options = {"bot": PAIRED_BOT, "from": "staging", "to": "production"}
+        return await front.command("promote", options, user=world.owner)
+
+    async def deploy(version: str, environment: str) -> str:
+        options = {"bot": PAIRED_BOT, "version": version, "environment": environment}
+        return await front.command("deploy", options, user=world.owner)
+
     environments = await front.double.autocomplete(
         world.app,
         "deploy",
@@ -33,44 +42,24 @@ async def test_deploy_to_an_environment_then_promote_exactly_its_release(front: 
         "deploy", {"bot": PAIRED_BOT, "version": "1.2.0"}, user=world.owner
     )
     assert "has several environments (production, staging)" in unnamed
-    nothing = await front.command(
-        "promote",
-        {"bot": PAIRED_BOT, "from": "staging", "to": "production"},
-        user=world.owner,
-    )
+    nothing = await promote()
     assert "Nothing is live in staging for **paired**" in nothing
 
-    answer = await front.command(
-        "deploy",
-        {"bot": PAIRED_BOT, "version": "1.2.0", "environment": "staging"},
-        user=world.owner,
-    )
+    answer = await deploy("1.2.0", "staging")
     assert answer.startswith("Deploying **paired.staging** `1.2.0`"), answer
     staging_id = answer.split("`")[3]
     message = await front.progress_message(staging_id)
     await front.wait_for_text(message, "State: succeeded")
     assert "Environment" in str(message.embeds) and "staging" in str(message.embeds)
 
-    early = await front.command(
-        "promote",
-        {"bot": PAIRED_BOT, "from": "staging", "to": "production"},
-        user=world.owner,
-    )
+    early = await promote()
     assert "has been live in staging for 0 of 30 minutes" in early
     # Straight to production: refused the same way, at once.
-    straight = await front.command(
-        "deploy",
-        {"bot": PAIRED_BOT, "version": "9.9.9", "environment": "production"},
-        user=world.owner,
-    )
+    straight = await deploy("9.9.9", "production")
     assert straight.startswith("staging runs release #1 (1.2.0) of **paired**, not 9.9.9"), straight
 
     soaked(front, "paired.staging", minutes=31)
-    promoted = await front.command(
-        "promote",
-        {"bot": PAIRED_BOT, "from": "staging", "to": "production"},
-        user=world.owner,
-    )
+    promoted = await promote()
     assert promoted.startswith("Deploying **paired.production** `1.2.0`"), promoted
     production_id = promoted.split("`")[3]
     request = await front.engine.deployments.input_of(production_id)
