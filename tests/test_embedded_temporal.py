@@ -280,7 +280,11 @@ async def test_a_killed_server_is_restarted_from_the_same_data_file(data_dir: Pa
         assert first is not None
         psutil.Process(first).kill()
 
-        await wait_for(lambda: server.running and server.pid != first, "the restarted server")
+        # Counted once the new server answers, a moment after it runs.
+        await wait_for(
+            lambda: server.running and server.pid != first and bool(restarts),
+            "the restarted server, counted",
+        )
         description = await handle.describe()
         assert description.status is not None and description.status.name == "RUNNING"
         assert restarts == [1] and server.restarts == 1
