@@ -520,12 +520,13 @@ async def test_a_pause_and_resume_by_update_say_what_the_workflow_did(run: Any) 
         with pytest.raises(ControlRefused) as again:
             await client.steer(workflow_id, PAUSE_UPDATE, wait=STEER_WAIT)
         assert again.value.state is DeploymentState.PAUSED
-        health.set()
         resumed = await client.steer(workflow_id, RESUME_UPDATE, wait=STEER_WAIT)
         assert resumed.state is DeploymentState.RUNNING
+        # Still in its held health check, so the workflow is open to answer.
         with pytest.raises(ControlRefused) as not_paused:
             await client.steer(workflow_id, RESUME_UPDATE, wait=STEER_WAIT)
         assert not_paused.value.reason == "not_paused"
+        health.set()
 
     result = await run(stand_ins, meanwhile=pause_and_resume)
     assert result.success
