@@ -168,3 +168,6 @@ def test_only_an_environment_takes_promotion_fields(tmp_path: Path) -> None:
     text = GOOD.replace("[bots.echo]", '[bots.echo]\nsoak = "1m"', 1)
     with pytest.raises(TargetsError, match=re.escape("bots.echo.soak: only an environment")):
         load_targets(write(tmp_path, text))
+    named = GOOD.replace("[bots.echo]", '[bots.echo]\nenvironment = "staging"', 1)
+    with pytest.raises(TargetsError, match=re.escape("bots.echo.environment: declare")):
+        load_targets(write(tmp_path, named))

@@ -34,7 +34,7 @@ from workflows.activity_models import (
 from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
 from workflows.hosts import DEFAULT_HOST
 from workflows.models import unit_name, validate_version
-from workflows.promotion import live_release, promoted_release, promotion_refusal
+from workflows.promotion import PromotionRefused, promotable
 from workflows.release_operator import ReleaseOperator, invalid, runtime_errors
 from workflows.release_view import Release
 from workflows.runtimes import reachable_url
@@ -199,11 +199,10 @@ class DeploymentActivities:
     async def check_promotion(self, check: PromotionCheck) -> PromotedRelease:
         """On the source environment's host, which keeps its releases: the version is the
         one live there, soaked and without a crash since."""
-        refusal = await promotion_refusal(self._storage, check, datetime.now(UTC))
-        release = await live_release(self._storage, check.source)
-        if refusal is not None or release is None:
-            raise invalid(refusal or f"Nothing is live in {check.source}.")
-        return promoted_release(release)
+        try:
+            return await promotable(self._storage, check, datetime.now(UTC))
+        except PromotionRefused as refused:
+            raise invalid(str(refused)) from None
 
     @activity.defn
     async def check_bot_token(self, check: TokenCheck) -> BotIdentity:

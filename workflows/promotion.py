@@ -28,39 +28,39 @@ def soak_progress(done: float, wanted: float) -> str:
     return f"{int(done)} of {wanted:g} seconds"
 
 
-async def promotion_refusal(storage: Storage, check: PromotionCheck, now: datetime) -> str | None:
-    """Why `check.version` may not come from `check.source` now, or None when it may."""
+class PromotionRefused(Exception):
+    """A release that may not come to the environment now; the message says why."""
+
+
+async def promotable(storage: Storage, check: PromotionCheck, now: datetime) -> PromotedRelease:
+    """What of `check.source`'s live release may come now (its image by digest);
+    PromotionRefused saying why when it may not."""
     bot_name, _, environment = check.source.partition(".")
     release = await live_release(storage, check.source)
     if release is None:
-        return (
+        raise PromotionRefused(
             f"Nothing is live in {environment} for **{bot_name}**: only a release live in "
             f"{environment} may be promoted; deploy it there first."
         )
     named = f"release #{release.number} ({release.version}) of **{bot_name}**"
     subject = "R" + named[1:]
     if release.version != check.version:
-        return (
+        raise PromotionRefused(
             f"{environment} runs {named}, not {check.version}: only the release live in "
             f"{environment} may come here (`/promote`)."
         )
     crashes = await storage.incidents_of(check.source, kinds=CRASH_KINDS, since=release.went_live)
     if crashes:
-        return (
+        raise PromotionRefused(
             f"{subject} crashed in {environment} since it went live: it may not be "
             f"promoted; deploy a fixed release to {environment} first."
         )
     live_for = (now - datetime.fromisoformat(release.went_live)).total_seconds()
     if live_for < check.soak:
-        return (
+        raise PromotionRefused(
             f"{subject} has been live in {environment} for "
             f"{soak_progress(live_for, check.soak)}: promote it once it has soaked."
         )
-    return None
-
-
-def promoted_release(release: ReleaseRecord) -> PromotedRelease:
-    """What a promotion takes from the source's live release: its image by digest."""
     if release.runtime_handle is None:
         return PromotedRelease()
     return PromotedRelease(image=ReleaseHandle.model_validate_json(release.runtime_handle).image)

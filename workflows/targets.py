@@ -357,6 +357,9 @@ def _declared_targets(
     table = dict(table)
     table.pop("default_environment", None)
     environments = table.pop("environments", None)
+    if "environment" in table:
+        problems.append(f"bots.{name}.environment: declare [bots.{name}.environments.NAME]")
+        return []
     if environments is None:
         misplaced = [field for field in ENVIRONMENT_ONLY if field in table]
         for field in misplaced:
@@ -373,8 +376,8 @@ def _declared_targets(
         except ValueError as error:
             problems.append(f"{where}: {error}")
             continue
-        if not isinstance(overrides, dict):
-            problems.append(f"{where}: must be a table")
+        if not isinstance(overrides, dict) or "environment" in overrides:
+            problems.append(f"{where}: must be a table of the bot's fields (its name is ENV)")
             continue
         source = overrides.get("promote_from")
         if source is not None and (source == environment or source not in environments):

@@ -42,7 +42,7 @@ from workflows.activity_models import PromotionCheck
 from workflows.deployment_client import is_unreachable
 from workflows.hosts import DEFAULT_HOST
 from workflows.models import unit_name
-from workflows.promotion import promotion_refusal
+from workflows.promotion import PromotionRefused, promotable
 from workflows.targets import Target
 
 log = structlog.get_logger(__name__)
@@ -143,9 +143,10 @@ class DeploymentsCog(ShipcordCog, name="Deployments"):
         check = PromotionCheck(
             source=source.name, source_host="", version=version, soak=target.soak
         )
-        refusal = await promotion_refusal(self.bot.storage, check, datetime.now(UTC))
-        if refusal is not None:
-            raise UserError(refusal)
+        try:
+            await promotable(self.bot.storage, check, datetime.now(UTC))
+        except PromotionRefused as refused:
+            raise UserError(str(refused)) from None
 
     @server_command("status")
     @app_commands.describe(deployment="A deployment id; leave empty to list this server's")
