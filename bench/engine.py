@@ -44,8 +44,9 @@ from workflows.deployment_client import DeploymentClient, unix_ms
 from workflows.models import DeploymentInput, deployment_workflow_id
 from workflows.worker import engine_worker
 
-# The activities of a successful deployment: validate, record, deploy, health check, finish.
-STEPS = 5
+# The activities of a successful deployment: validate, check the token, record, deploy,
+# health-check, finish.
+STEPS = 6
 SHIPCORD_QUEUE = "engine-shipcord"
 BARE_QUEUE = "engine-bare"
 
@@ -58,7 +59,7 @@ class EngineResult:
     concurrency: int
     shipcord_latency_p50: float
     bare_latency_p50: float
-    latency_ratio: float  # bare / shipcord: 1.0 means shipcord adds nothing
+    latency_ratio: float  # shipcord / bare: 1.0 means shipcord adds nothing
     shipcord_throughput: float
     bare_throughput: float
     throughput_ratio: float  # shipcord / bare
@@ -204,7 +205,7 @@ async def measure(
             concurrency=concurrency,
             shipcord_latency_p50=round(shipcord_p50, 4),
             bare_latency_p50=round(bare_p50, 4),
-            latency_ratio=round(bare_p50 / shipcord_p50, 3),
+            latency_ratio=round(shipcord_p50 / bare_p50, 3),
             shipcord_throughput=round(shipcord_rate, 2),
             bare_throughput=round(bare_rate, 2),
             throughput_ratio=round(shipcord_rate / bare_rate, 3),
@@ -231,7 +232,7 @@ def report(result: EngineResult) -> str:
             f" {result.shipcord_server_cpu_ms:>10.1f}",
             f"  {'bare':10} {result.bare_latency_p50:>11.3f}s {result.bare_throughput:>10.1f}"
             f" {result.bare_cpu_ms:>8.1f} {result.bare_server_cpu_ms:>10.1f}",
-            f"  ratios: latency {result.latency_ratio:.2f},"
+            f"  ratios (shipcord ÷ bare): latency {result.latency_ratio:.2f},"
             f" throughput {result.throughput_ratio:.2f}"
             f" ({result.shipcord_ok}/{result.shipcord_runs} shipcord deployments succeeded)",
         ]

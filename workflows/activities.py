@@ -32,7 +32,7 @@ from workflows.activity_models import (
     ValidatedDeployment,
 )
 from workflows.discord_rest import DiscordApiError, DiscordRest, TokenRejected
-from workflows.hosts import DEFAULT_HOST
+from workflows.hosts import DEFAULT_HOST, ON_ANOTHER_HOST
 from workflows.models import unit_name, validate_version
 from workflows.promotion import PromotionRefused, promotable
 from workflows.release_operator import ReleaseOperator, invalid, runtime_errors
@@ -55,7 +55,8 @@ HEALTH_POLL_SECONDS = 0.25
 
 
 def heartbeat(detail: str) -> None:
-    if activity.in_activity():
+    # A local activity has no heartbeat: its worker keeps the workflow task alive instead.
+    if activity.in_activity() and not activity.info().is_local:
         activity.heartbeat(detail)
 
 
@@ -88,6 +89,7 @@ class DeploymentActivities:
         http: aiohttp.ClientSession,
         default_host: str = DEFAULT_HOST,
         host_start_timeout: float = 60.0,
+        host: str | None = None,
     ) -> None:
         self._storage = storage
         self._discord = discord
@@ -96,6 +98,8 @@ class DeploymentActivities:
         self._http = http
         self._default_host = default_host
         self._host_start_timeout = host_start_timeout
+        # The host this worker runs on, where the steps it runs as local activities act.
+        self._host = host or default_host
 
     @property
     def releases(self) -> ReleaseOperator:
@@ -116,6 +120,21 @@ class DeploymentActivities:
         return [
             f for f in self.host_functions() if f not in (self.recall_release, self.check_promotion)
         ]
+
+    def local_step_functions(self) -> list[Callable[..., Any]]:
+        """The short steps the workflow first tries as local activities of whichever worker
+        takes its task (`refuse_if_elsewhere`): every worker registers them."""
+        return [self.check_bot_token, self.create_bot_record]
+
+    def refuse_if_elsewhere(self, host: str | None) -> None:
+        """A step run as a local activity acts only on its release's host: elsewhere it
+        does nothing and says so, and the workflow schedules it on that host's queue."""
+        if activity.info().is_local and host != self._host:
+            raise ApplicationError(
+                f"this worker runs on host {self._host}, not {host}",
+                type=ON_ANOTHER_HOST,
+                non_retryable=True,
+            )
 
     def host_functions(self) -> list[Callable[..., Any]]:
         """The activities that touch a release: only its host runs them (its own queue)."""
@@ -209,6 +228,7 @@ class DeploymentActivities:
         """On the bot's host, before anything is recorded: its command manifest reads,
         and its token is set and Discord says whose it is (a missing or rejected token, or
         a broken manifest, fails the deployment at once)."""
+        self.refuse_if_elsewhere(check.target.host)
         try:
             check.target.load_command_manifest()
         except TargetsError as error:
@@ -242,6 +262,7 @@ class DeploymentActivities:
                 "This deployment was asked for by shipcord before an upgrade, without the "
                 "target its release needs; deploy it again."
             )
+        self.refuse_if_elsewhere(target.host)
         while True:
             try:
                 release = await self._storage.create_release(

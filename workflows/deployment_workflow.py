@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.deployment_controls import APPROVAL_REFUSED, DeploymentControls
     from workflows.heartbeat import HEARTBEAT_TIMEOUT
-    from workflows.hosts import host_gone_message, host_task_queue
+    from workflows.hosts import ON_ANOTHER_HOST, host_gone_message, host_task_queue
     from workflows.models import (
         WORKFLOW_NAME,
         CompensationRecord,
@@ -65,6 +65,11 @@ TOKEN_ON_HOST = "token-on-host"
 # The same, for a c107ed9 deployment validated again after the upgrade (its own id: the
 # decision at the start was taken while replaying, and `patched` is memoised per id).
 TOKEN_ON_HOST_REVALIDATED = "token-on-host/revalidated"
+# Validation, the token check and the record run as local activities of the worker that
+# takes the workflow task (no round trip through a queue): validation anywhere, the other
+# two when that worker is on the release's host, else on its queue as before. Without the
+# marker: each was an activity (validation on the shared queue).
+LOCAL_STEPS = "local-steps"
 
 RETRY_POLICY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -76,6 +81,13 @@ RETRY_POLICY = RetryPolicy(
 START_TO_CLOSE = timedelta(minutes=5)
 SCHEDULE_TO_CLOSE = timedelta(minutes=10)
 SCHEDULE_TO_START = timedelta(minutes=1)
+LOCAL_STEP_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": START_TO_CLOSE,
+    "schedule_to_close_timeout": SCHEDULE_TO_CLOSE,
+    "retry_policy": RETRY_POLICY,
+    # A cancelled step must have stopped before its compensation starts.
+    "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+}
 
 
 def raise_if_cancel_requested() -> None:
@@ -120,6 +132,12 @@ def never_started(error: BaseException) -> bool:
     return isinstance(cause, ActivityTimeout) and cause.type == TimeoutType.SCHEDULE_TO_START
 
 
+def on_another_host(error: ActivityError | ApplicationError) -> bool:
+    # A local activity's failure reaches the workflow as it was raised, not wrapped.
+    cause = error.cause if isinstance(error, ActivityError) else error
+    return isinstance(cause, ApplicationError) and cause.type == ON_ANOTHER_HOST
+
+
 def describe_failure(error: BaseException) -> str:
     """The innermost message of an activity failure, which is what a person can act on."""
     cause: BaseException | None = error
@@ -142,6 +160,9 @@ class BotDeploymentWorkflow(DeploymentControls):
         self._host_start_timeout = SCHEDULE_TO_START
         # A deployment validated before hosts looked its host up once the upgrade reached it.
         self._host_sought = False
+        # Short steps run as local activities (`LOCAL_STEPS`), until one finds its worker on
+        # another host than the release's: the rest go to the host's queue.
+        self._local_steps = False
 
     @workflow.run
     async def run(self, raw_request: Any) -> DeploymentResult:
@@ -180,6 +201,7 @@ class BotDeploymentWorkflow(DeploymentControls):
         try:
             await self._enter(Step.VALIDATING)
             token_on_host = workflow.patched(TOKEN_ON_HOST)
+            self._local_steps = token_on_host and workflow.patched(LOCAL_STEPS)
             validated = await self._validate(deployment_ref, token_on_host)
             target, version = await self._resolve(request, validated)
             if validated.promotion is not None:
@@ -209,7 +231,7 @@ class BotDeploymentWorkflow(DeploymentControls):
             # Compensations are registered before their step runs: a step that failed
             # part-way may have done some of its work, and undoing is idempotent.
             self._on_rollback(DeploymentActivities.mark_release_rolled_back, release_ref)
-            release = await self._call(
+            release = await self._short_step(
                 DeploymentActivities.create_bot_record,
                 CreateReleaseInput(workflow_id=info.workflow_id, version=version, target=target),
             )
@@ -252,6 +274,12 @@ class BotDeploymentWorkflow(DeploymentControls):
         """Validation on the shared queue: with the token and manifest (histories from
         before `token-on-host`), or without them, checked on the host (`_check_token`)."""
         ref = ref.model_copy(update={"checked_on_host": token_on_host})
+        if self._local_steps:
+            validated = await workflow.execute_local_activity_method(
+                DeploymentActivities.validate_deployment, ref, **LOCAL_STEP_OPTIONS
+            )
+            raise_if_cancel_requested()
+            return validated
         return await self._call(DeploymentActivities.validate_deployment, ref)
 
     async def _check_promotion(self, check: PromotionCheck) -> PromotedRelease:
@@ -266,7 +294,7 @@ class BotDeploymentWorkflow(DeploymentControls):
 
     async def _check_token(self, target: Target) -> None:
         """The bot's token and manifest, read on its host (where they are kept)."""
-        await self._call(DeploymentActivities.check_bot_token, TokenCheck(target=target))
+        await self._short_step(DeploymentActivities.check_bot_token, TokenCheck(target=target))
 
     async def _resolve(
         self, request: DeploymentInput, validated: ValidatedDeployment
@@ -498,6 +526,27 @@ class BotDeploymentWorkflow(DeploymentControls):
         result = await workflow.execute_activity_method(activity, argument, **self._step_options())
         raise_if_cancel_requested()
         return result
+
+    async def _short_step(
+        self,
+        activity: Callable[[DeploymentActivities, ArgT], Awaitable[ResultT]],
+        argument: ArgT,
+    ) -> ResultT:
+        """A short step as a local activity of this task's worker when it is on the
+        release's host; else, and from then on, an activity on the host's queue."""
+        if self._local_steps:
+            try:
+                result = await workflow.execute_local_activity_method(
+                    activity, argument, **LOCAL_STEP_OPTIONS
+                )
+            except (ActivityError, ApplicationError) as error:
+                if not on_another_host(error):
+                    raise
+                self._local_steps = False
+            else:
+                raise_if_cancel_requested()
+                return result
+        return await self._call(activity, argument)
 
     def _step_options(self) -> dict[str, Any]:
         """How every step and compensation runs: on the release's host queue, with retries."""

@@ -25,6 +25,9 @@ class AutoHeartbeat(Interceptor):
 
 class _HeartbeatingActivity(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        if activity.info().is_local:
+            # It runs inside its workflow's task, which its worker keeps alive instead.
+            return await super().execute_activity(input)
         # Created inside the activity's context, so activity.heartbeat() knows the activity.
         beating = asyncio.create_task(beat_forever())
         try:

@@ -31,3 +31,8 @@ def host_task_queue(task_queue: str, host: str) -> str:
 def host_gone_message(host: str) -> str:
     """What a deployment says when its host's queue found no worker in time."""
     return f"host {host} has no running worker"
+
+
+# A step tried as a local activity on a worker of another host than its release's: it did
+# nothing, and the workflow schedules it on the release's host queue instead.
+ON_ANOTHER_HOST = "OnAnotherHost"

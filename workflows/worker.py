@@ -138,6 +138,7 @@ async def deployment_activities(
     docker_network: str = DEFAULT_NETWORK,
     default_host: str = DEFAULT_HOST,
     host_start_timeout: float = 60.0,
+    host: str | None = None,
 ) -> AsyncIterator[DeploymentActivities]:
     """The activities with their dependencies: HTTP session, Discord client, runtimes."""
     register_target_tokens(targets_file)
@@ -159,6 +160,7 @@ async def deployment_activities(
             http=http,
             default_host=default_host,
             host_start_timeout=host_start_timeout,
+            host=host,
         )
 
 
@@ -241,6 +243,7 @@ async def engine_worker(
         docker_network=docker_network,
         default_host=default_host or host,
         host_start_timeout=host_start_timeout,
+        host=host,
     ) as activities:
         await resume_releases_stopped_with_shipcord(storage, activities.releases)
         supervising = SupervisionActivities(storage=storage, releases=activities.releases)
@@ -248,7 +251,10 @@ async def engine_worker(
         reading = ReleaseReading(storage, ReleaseLogs(storage, activities.releases.runtimes))
         shared = activities.shared_functions()
         if host == (default_host or host):
+            # Among them the short steps, which the workflow runs as local activities.
             shared += activities.before_hosts_functions()
+        else:
+            shared += activities.local_step_functions()
         worker = create_worker(
             client,
             task_queue=task_queue,

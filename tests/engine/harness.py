@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from typing import Any
 import psutil
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -112,12 +114,26 @@ class _GatedActivity(ActivityInboundInterceptor):
         self._gate.started.append((info.activity_type, info.attempt))
         event = self._gate.held.get(info.activity_type)
         while event is not None and not event.is_set():
-            activity.heartbeat("held by the test")
+            if not info.is_local:  # a local activity has no heartbeat
+                activity.heartbeat("held by the test")
             try:
                 await asyncio.wait_for(event.wait(), 0.2)
             except TimeoutError:
                 pass
         return await super().execute_activity(input)
+
+
+def activity_type(event: HistoryEvent) -> str | None:
+    """The activity an event scheduled: a regular one, or a local one (by its marker)."""
+    if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        return event.activity_task_scheduled_event_attributes.activity_type.name
+    marker = event.marker_recorded_event_attributes
+    if event.HasField("marker_recorded_event_attributes") and marker.marker_name == (
+        "core_local_activity"
+    ):
+        data = json.loads(marker.details["data"].payloads[0].data)
+        return str(data["activity_type"])
+    return None
 
 
 @dataclass
@@ -170,13 +186,10 @@ class Engine:
         return seen[-1]
 
     async def scheduled_activities(self, workflow_id: str) -> list[str]:
-        """Activity types in the order the workflow scheduled them (from its history)."""
+        """Activity types in the order the workflow scheduled them, local ones included
+        (from its history)."""
         history = await self.client.get_workflow_handle(workflow_id).fetch_history()
-        return [
-            event.activity_task_scheduled_event_attributes.activity_type.name
-            for event in history.events
-            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        ]
+        return [name for name in map(activity_type, history.events) if name is not None]
 
     def processes(self) -> list[psutil.Process]:
         return release_processes(self.data_dir.parent)

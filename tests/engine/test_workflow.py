@@ -99,31 +99,39 @@ def failing_after_work(
 
 async def test_success_reports_each_step_in_order(start_engine: StartEngine) -> None:
     async with start_engine() as engine:
-        for name in [VALIDATE, CREATE_RECORD, DEPLOY, HEALTH_CHECK, FINISH]:
+        # The short steps are local activities, inside a workflow task that no query enters:
+        # they are seen done once the steps that wait (deploy, health check) are held.
+        for name in [DEPLOY, HEALTH_CHECK]:
             engine.gate.hold(name)
         workflow_id = await engine.deploy(version="1.0.0")
         observed = []
-        for step_activity in [
-            VALIDATE,
-            CREATE_RECORD,
-            DEPLOY,
-            HEALTH_CHECK,
-        ]:
+        for step_activity in [DEPLOY, HEALTH_CHECK]:
             await wait_until(
                 lambda n=step_activity: _started(engine, n), what=f"{step_activity} to start"
             )
             status = await engine.deployments.status(workflow_id)
-            observed.append((status.step, status.progress, status.state))
+            observed.append((status.step, status.progress, status.state, status.completed_steps))
             engine.gate.release(step_activity)
-        engine.gate.release(FINISH)
         result = await engine.deployments.result(workflow_id)
         final = await engine.deployments.status(workflow_id)
 
+        done_first = ["Validating configuration", "Creating bot record"]
         assert observed == [
-            ("Validating configuration", 10, DeploymentState.RUNNING),
-            ("Creating bot record", 25, DeploymentState.RUNNING),
-            ("Deploying to platform", 60, DeploymentState.RUNNING),
-            ("Running health check", 85, DeploymentState.RUNNING),
+            ("Deploying to platform", 60, DeploymentState.RUNNING, done_first),
+            (
+                "Running health check",
+                85,
+                DeploymentState.RUNNING,
+                [*done_first, "Deploying to platform"],
+            ),
+        ]
+        assert await engine.scheduled_activities(workflow_id) == [
+            VALIDATE,
+            CHECK_TOKEN,
+            CREATE_RECORD,
+            DEPLOY,
+            HEALTH_CHECK,
+            FINISH,
         ]
         assert (final.step, final.progress, final.state) == (
             "Deployed",
@@ -297,19 +305,19 @@ async def test_pause_holds_the_next_step_and_cancel_while_paused_rolls_back(
 
 async def test_pause_then_resume_finishes(start_engine: StartEngine) -> None:
     async with start_engine() as engine:
-        engine.gate.hold(CREATE_RECORD)
+        engine.gate.hold(HEALTH_CHECK)
         workflow_id = await engine.deploy(version="5.0.0")
-        await wait_until(lambda: _started(engine, CREATE_RECORD), what="record")
+        await wait_until(lambda: _started(engine, HEALTH_CHECK), what="health check")
         await engine.deployments.pause(workflow_id)
         await engine.status_when(workflow_id, lambda s: s.state is DeploymentState.PAUSED)
-        engine.gate.release(CREATE_RECORD)
+        engine.gate.release(HEALTH_CHECK)
         await wait_until(
-            lambda: _completed_then_decided(engine, workflow_id, CREATE_RECORD),
-            what="the workflow to decide after the record was created",
+            lambda: _completed_then_decided(engine, workflow_id, HEALTH_CHECK),
+            what="the workflow to decide after the health check",
         )
-        assert DEPLOY not in await engine.scheduled_activities(workflow_id)
+        assert FINISH not in await engine.scheduled_activities(workflow_id)
         status = await engine.deployments.status(workflow_id)
-        assert (status.state, status.step) == (DeploymentState.PAUSED, "Creating bot record")
+        assert (status.state, status.step) == (DeploymentState.PAUSED, "Running health check")
 
         await engine.deployments.resume(workflow_id)
         result = await engine.deployments.result(workflow_id)

@@ -30,7 +30,7 @@ from workflows.activity_models import (
 )
 from workflows.deployment_client import ControlRefused, DeploymentClient
 from workflows.deployment_workflow import BotDeploymentWorkflow
-from workflows.hosts import host_task_queue
+from workflows.hosts import ON_ANOTHER_HOST, host_task_queue
 from workflows.models import (
     APPROVE_UPDATE,
     PAUSE_UPDATE,
@@ -71,6 +71,10 @@ class StandIns:
         self.gates: dict[str, asyncio.Event] = {}
 
     def _note(self, name: str) -> None:
+        validation = name == A.validate_deployment.__name__
+        if activity.info().is_local and self.host is not None and not validation:
+            # As the real steps do: the test's worker is on no host validation names.
+            raise ApplicationError("elsewhere", type=ON_ANOTHER_HOST, non_retryable=True)
         self.calls.append(name)
         if name in self.failing:
             raise ApplicationError(f"{name} broke", non_retryable=True)
@@ -549,5 +553,7 @@ async def test_a_history_with_the_token_checked_on_the_host_replays(
         for event in history.events
         if event.HasField("marker_recorded_event_attributes")
     ]
-    assert len(markers) == 1 and b"token-on-host" in markers[0]
+    patches = [marker for marker in markers if b"core_patch" in marker]
+    assert len(patches) == 2
+    assert b'"token-on-host"' in patches[0] and b'"local-steps"' in patches[1]
     await replayer(temporal_client, BotDeploymentWorkflow).replay_workflow(history)
