@@ -72,12 +72,25 @@ async def raw_payloads(client: Client, workflow_id: str) -> list[Any]:
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     found = []
     for event in history.events:
-        if not names_a_code_version(event):
-            found.extend(payloads(event))
+        if names_a_code_version(event):
+            continue
+        marker = event.marker_recorded_event_attributes
+        if event.HasField("marker_recorded_event_attributes") and (
+            marker.marker_name == LOCAL_ACTIVITY_MARKER
+        ):
+            # Its "data" is the SDK's note of which local activity ran, when and how often,
+            # in clear; its result and failure are the deployment's.
+            for name, detail in marker.details.items():
+                if name != "data":
+                    found.extend(payloads(detail))
+            found.extend(payloads(marker.failure))
+            continue
+        found.extend(payloads(event))
     return found
 
 
 PATCH_MARKER = "core_patch"
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 CHANGE_VERSION_ATTRIBUTE = "TemporalChangeVersion"
 
 

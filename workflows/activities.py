@@ -13,7 +13,7 @@ import aiohttp
 import structlog
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
 from storage import ReleaseRecord, ReleasesInFlight, Storage
@@ -134,6 +134,8 @@ class DeploymentActivities:
                 f"this worker runs on host {self._host}, not {host}",
                 type=ON_ANOTHER_HOST,
                 non_retryable=True,
+                # Expected wherever workers of several hosts share the workflow tasks.
+                category=ApplicationErrorCategory.BENIGN,
             )
 
     def host_functions(self) -> list[Callable[..., Any]]:

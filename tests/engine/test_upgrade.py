@@ -65,10 +65,12 @@ async def test_a_deployment_validated_before_recorded_targets_validates_again(
             for event in history.events
             if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
         ]
-        assert len(markers) == 3
-        assert b"token-on-host" in markers[0]
-        assert b"before-recorded-targets/create_bot_record" in markers[1]
-        assert b"token-on-host/revalidated" in markers[2]
+        patches = [marker for marker in markers if b"core_patch" in marker]
+        assert len(patches) == 4
+        assert b'"token-on-host"' in patches[0]
+        assert b'"local-steps"' in patches[1]
+        assert b"before-recorded-targets/create_bot_record" in patches[2]
+        assert b"token-on-host/revalidated" in patches[3]
     assert len(asked) == 2
     # Validated again on the shared queue without its token, which its host checks.
     assert asked[1].checked_on_host
