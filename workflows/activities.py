@@ -124,7 +124,7 @@ class DeploymentActivities:
     def local_step_functions(self) -> list[Callable[..., Any]]:
         """The short steps the workflow first tries as local activities of whichever worker
         takes its task (`refuse_if_elsewhere`): every worker registers them."""
-        return [self.check_bot_token, self.create_bot_record]
+        return [self.check_bot_token, self.create_bot_record, self.finish_deployment]
 
     def refuse_if_elsewhere(self, host: str | None) -> None:
         """A step run as a local activity acts only on its release's host: elsewhere it
@@ -347,6 +347,7 @@ class DeploymentActivities:
 
     @activity.defn
     async def finish_deployment(self, ref: ReleaseRef) -> None:
+        self.refuse_if_elsewhere(ref.host)
         release = await self._release(ref)
         await self._stop_previous(release, status="superseded")
         await self._storage.activate_release(release.record)

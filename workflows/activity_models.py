@@ -114,6 +114,8 @@ class ReleaseRef(ActivityModel):
 
     workflow_id: str
     bot_name: str
+    # Its host, for a step tried as a local activity (which checks where it runs).
+    host: str | None = None
 
 
 class StepReport(ActivityModel):

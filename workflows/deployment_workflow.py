@@ -65,10 +65,10 @@ TOKEN_ON_HOST = "token-on-host"
 # The same, for a c107ed9 deployment validated again after the upgrade (its own id: the
 # decision at the start was taken while replaying, and `patched` is memoised per id).
 TOKEN_ON_HOST_REVALIDATED = "token-on-host/revalidated"
-# Validation, the token check and the record run as local activities of the worker that
-# takes the workflow task (no round trip through a queue): validation anywhere, the other
-# two when that worker is on the release's host, else on its queue as before. Without the
-# marker: each was an activity (validation on the shared queue).
+# Validation, the token check, the record and the last step run as local activities of the
+# worker that takes the workflow task (no round trip through a queue): validation anywhere,
+# the others when that worker is on the release's host, else on its queue as before.
+# Without the marker: each was an activity (validation on the shared queue).
 LOCAL_STEPS = "local-steps"
 
 RETRY_POLICY = RetryPolicy(
@@ -250,7 +250,10 @@ class BotDeploymentWorkflow(DeploymentControls):
 
             await self._wait_while_paused()
             self._finishing = True
-            await self._call(DeploymentActivities.finish_deployment, release_ref)
+            await self._short_step(
+                DeploymentActivities.finish_deployment,
+                release_ref.model_copy(update={"host": self._host}),
+            )
         except BaseException as error:
             cancelled = is_cancelled_exception(error)
             if not cancelled and not isinstance(error, ActivityError | ApplicationError):
