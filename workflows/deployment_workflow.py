@@ -13,6 +13,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    FailureError,
     TimeoutType,
     is_cancelled_exception,
 )
@@ -256,7 +257,8 @@ class BotDeploymentWorkflow(DeploymentControls):
             )
         except BaseException as error:
             cancelled = is_cancelled_exception(error)
-            if not cancelled and not isinstance(error, ActivityError | ApplicationError):
+            # A local step's failure arrives unwrapped: a timeout is a FailureError of its own.
+            if not cancelled and not isinstance(error, FailureError):
                 # A bug in this workflow: let the task fail and retry after a fix.
                 raise
             refused = isinstance(error, ApplicationError) and error.type == APPROVAL_REFUSED
@@ -274,8 +276,9 @@ class BotDeploymentWorkflow(DeploymentControls):
         return self._result(DeploymentState.SUCCEEDED)
 
     async def _validate(self, ref: DeploymentRef, token_on_host: bool) -> ValidatedDeployment:
-        """Validation on the shared queue: with the token and manifest (histories from
-        before `token-on-host`), or without them, checked on the host (`_check_token`)."""
+        """Validation by any worker (a local activity since `local-steps`, else on the
+        shared queue): with the token and manifest (histories from before `token-on-host`),
+        or without them, checked on the host (`_check_token`)."""
         ref = ref.model_copy(update={"checked_on_host": token_on_host})
         if self._local_steps:
             validated = await workflow.execute_local_activity_method(
