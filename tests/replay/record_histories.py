@@ -113,27 +113,29 @@ async def failed_with_rollback(engine: Engine) -> str:
     return workflow_id
 
 
-async def _paused_after_validation(engine: Engine, *, version: str) -> str:
-    """Paused while validation runs: the workflow waits before "Creating bot record"."""
-    engine.gate.hold("validate_deployment")
+async def _paused_while_deploying(engine: Engine, *, version: str) -> str:
+    """Paused while the release starts: the workflow waits before the health check. (Until
+    local-steps, these cases paused during validation, which is now a local activity that
+    no signal reaches while it runs.)"""
+    engine.gate.hold("deploy_to_platform")
     workflow_id = await engine.deploy("echo", version, owner=OWNER)
-    await wait_for_started(engine, "validate_deployment")
+    await wait_for_started(engine, "deploy_to_platform")
     await engine.deployments.pause(workflow_id)
     await engine.status_when(workflow_id, lambda s: s.state == "paused", what="paused")
-    engine.gate.release("validate_deployment")
-    del engine.gate.held["validate_deployment"]
+    engine.gate.release("deploy_to_platform")
+    del engine.gate.held["deploy_to_platform"]
     await wait_for_event(
         engine,
         workflow_id,
         EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
-        what="validation to complete",
+        what="the release to start",
     )
     await settled(engine, workflow_id)
     return workflow_id
 
 
 async def paused_resumed(engine: Engine) -> str:
-    workflow_id = await _paused_after_validation(engine, version="1.1.0")
+    workflow_id = await _paused_while_deploying(engine, version="1.1.0")
     await engine.deployments.resume(workflow_id)
     result = await engine.deployments.result(workflow_id)
     assert result.success, result
@@ -142,7 +144,7 @@ async def paused_resumed(engine: Engine) -> str:
 
 async def paused_open(engine: Engine) -> str:
     """Left paused (the upgrade case of the issue): an open history replays too."""
-    return await _paused_after_validation(engine, version="1.2.0")
+    return await _paused_while_deploying(engine, version="1.2.0")
 
 
 async def cancelled(engine: Engine) -> str:
