@@ -82,7 +82,8 @@ RETRY_POLICY = RetryPolicy(
 START_TO_CLOSE = timedelta(minutes=5)
 SCHEDULE_TO_CLOSE = timedelta(minutes=10)
 SCHEDULE_TO_START = timedelta(minutes=1)
-LOCAL_STEP_OPTIONS: dict[str, Any] = {
+# How every step runs, local or not; a step on a queue adds where and how long it waits.
+STEP_OPTIONS: dict[str, Any] = {
     "start_to_close_timeout": START_TO_CLOSE,
     "schedule_to_close_timeout": SCHEDULE_TO_CLOSE,
     "retry_policy": RETRY_POLICY,
@@ -280,13 +281,7 @@ class BotDeploymentWorkflow(DeploymentControls):
         shared queue): with the token and manifest (histories from before `token-on-host`),
         or without them, checked on the host (`_check_token`)."""
         ref = ref.model_copy(update={"checked_on_host": token_on_host})
-        if self._local_steps:
-            validated = await workflow.execute_local_activity_method(
-                DeploymentActivities.validate_deployment, ref, **LOCAL_STEP_OPTIONS
-            )
-            raise_if_cancel_requested()
-            return validated
-        return await self._call(DeploymentActivities.validate_deployment, ref)
+        return await self._short_step(DeploymentActivities.validate_deployment, ref)
 
     async def _check_promotion(self, check: PromotionCheck) -> PromotedRelease:
         """On the source environment's host, which keeps the releases it compares."""
@@ -538,12 +533,13 @@ class BotDeploymentWorkflow(DeploymentControls):
         activity: Callable[[DeploymentActivities, ArgT], Awaitable[ResultT]],
         argument: ArgT,
     ) -> ResultT:
-        """A short step as a local activity of this task's worker when it is on the
-        release's host; else, and from then on, an activity on the host's queue."""
+        """A short step as a local activity of this task's worker (one that acts on the
+        release refuses on another host's worker); else, and from then on, an activity on
+        the host's queue."""
         if self._local_steps:
             try:
                 result = await workflow.execute_local_activity_method(
-                    activity, argument, **LOCAL_STEP_OPTIONS
+                    activity, argument, **STEP_OPTIONS
                 )
             except (ActivityError, ApplicationError) as error:
                 if not on_another_host(error):
@@ -557,12 +553,8 @@ class BotDeploymentWorkflow(DeploymentControls):
     def _step_options(self) -> dict[str, Any]:
         """How every step and compensation runs: on the release's host queue, with retries."""
         return {
+            **STEP_OPTIONS,
             "task_queue": self._host_queue,
-            "start_to_close_timeout": START_TO_CLOSE,
-            "schedule_to_close_timeout": SCHEDULE_TO_CLOSE,
             "schedule_to_start_timeout": self._host_start_timeout,
-            "retry_policy": RETRY_POLICY,
             "heartbeat_timeout": HEARTBEAT_TIMEOUT,
-            # A cancelled step must have stopped before its compensation starts.
-            "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         }
